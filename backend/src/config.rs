@@ -86,8 +86,7 @@ impl Default for HubConfig {
 impl HubConfig {
     /// Parses TOML; absent keys keep their defaults. The result is validated.
     pub fn from_toml_str(text: &str) -> Result<Self> {
-        let config: HubConfig =
-            toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        let config: HubConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }

@@ -1,15 +1,63 @@
 //! swarmbus: a batching message bus for swarms of agents.
+//!
+//! Agents register with a [`Hub`], get a v4 UUID [`AgentId`], and talk: direct
+//! ([`Agent::send`]), broadcast, topics, and request/reply with a timeout. Messages wait in
+//! per-destination batches that leave at 50 messages or 10 ms, whichever comes first, so
+//! the bus pays one lock and one wake-up per batch rather than per message. Payloads over
+//! 1 KiB are gzip-compressed when that shrinks them. CPU-heavy work goes to an elastic
+//! worker pool ([`Hub::submit`]).
+//!
+//! ```
+//! # #[tokio::main]
+//! # async fn main() -> swarmbus::Result<()> {
+//! use swarmbus::{Hub, HubConfig, Priority};
+//!
+//! let hub = Hub::start(HubConfig::default())?;
+//! let alice = hub.register("alice")?;
+//! let mut bob = hub.register("bob")?;
+//!
+//! alice.send(bob.id(), "hello").await?;            // waits in a batch for up to 10 ms
+//! alice.send_with(bob.id(), "now", Priority::Critical).await?; // flushes the batch at once
+//! let first = bob.recv().await.unwrap();
+//! assert_eq!(&*first.payload().bytes()?, b"now");  // higher priority is served first
+//! let second = bob.recv().await.unwrap();
+//! assert_eq!(&*second.payload().bytes()?, b"hello");
+//!
+//! let report = hub.shutdown().await?;
+//! assert_eq!(report.undelivered, 0);
+//! # Ok(()) }
+//! ```
+//!
+//! See `docs/architecture.md` for the path of a message and the threads it crosses.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod agent;
+mod batch;
+mod bus;
+mod codec;
 pub mod config;
+mod envelope;
 mod error;
+mod hub;
 mod id;
+mod linger;
+mod mailbox;
 pub mod metrics;
+mod payload;
+mod pool;
 mod priority;
+mod registry;
+mod request;
 pub mod workers;
 
+pub use agent::{Agent, AgentSender};
 pub use config::{HubConfig, OverflowPolicy, PoolConfig, PoolSizing};
+pub use envelope::Envelope;
 pub use error::{Error, Result};
+pub use hub::{Hub, ShutdownReport};
 pub use id::{AgentId, MessageId};
+pub use metrics::MetricsSnapshot;
+pub use payload::Payload;
+pub use pool::PoolStats;
 pub use priority::Priority;

@@ -12,8 +12,7 @@ pub type Bounds = &'static [f64];
 /// Seconds, 1 µs to 10 s, roughly 1-2-5 steps: latency and wait times.
 pub const SECONDS: Bounds = &[
     0.000_001, 0.000_002, 0.000_005, 0.000_01, 0.000_02, 0.000_05, 0.000_1, 0.000_2, 0.000_5,
-    0.001, 0.002, 0.005, 0.01, 0.011, 0.012, 0.015, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
-    10.0,
+    0.001, 0.002, 0.005, 0.01, 0.011, 0.012, 0.015, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
 ];
 
 /// Counts, 1 to 1024 in powers of two: batch sizes and queue depths.
@@ -185,10 +184,13 @@ impl HistogramSnapshot {
     /// Cumulative counts per finite bound, as Prometheus wants them.
     pub fn cumulative(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
         let mut acc = 0;
-        self.bounds.iter().zip(self.counts.iter()).map(move |(&b, &n)| {
-            acc += n;
-            (b, acc)
-        })
+        self.bounds
+            .iter()
+            .zip(self.counts.iter())
+            .map(move |(&b, &n)| {
+                acc += n;
+                (b, acc)
+            })
     }
 }
 

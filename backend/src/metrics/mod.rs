@@ -1,3 +1,180 @@
-//! Metrics: counters and histograms the runtime keeps, and their snapshot.
+//! What the runtime counts, and the snapshot it hands out.
+//!
+//! Counters live here in one place, labelled by small closed enums, so the names in
+//! `/metrics`, `/api/stats` and the code cannot drift apart. Hot paths add to them once per
+//! batch, not once per message.
 
 pub mod histogram;
+mod snapshot;
+
+pub use histogram::{Histogram, HistogramSnapshot, LocalHistogram};
+pub use snapshot::{MailboxDepth, MetricsSnapshot};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! label_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $label:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in label order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The label value used in metrics.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label,)+
+                }
+            }
+        }
+    };
+}
+
+label_enum!(
+    /// Why a batch left its sender.
+    FlushReason {
+        /// It reached `max_messages`.
+        Size => "size",
+        /// Its oldest message waited `linger`.
+        Linger => "linger",
+        /// A message at or above `flush_priority` joined it.
+        Priority => "priority",
+        /// `hub.flush()`, a request or a reply.
+        Explicit => "explicit",
+        /// The hub shut down.
+        Shutdown => "shutdown",
+    }
+);
+
+label_enum!(
+    /// Why an accepted message was dropped.
+    DropReason {
+        /// Evicted from a full mailbox under `OverflowPolicy::DropOldest`.
+        DropOldest => "drop_oldest",
+        /// A fan-out recipient's mailbox was full under `Reject` (or `Block` timed out).
+        MailboxFull => "mailbox_full",
+        /// The recipient left before the message reached its mailbox, or left it unread.
+        RecipientGone => "recipient_gone",
+        /// A reply whose requester had stopped waiting.
+        ReplyOrphaned => "reply_orphaned",
+    }
+);
+
+label_enum!(
+    /// Why a call failed (the caller got an `Error`).
+    SendError {
+        /// No such agent.
+        UnknownAgent => "unknown_agent",
+        /// Mailbox full under the overflow policy.
+        MailboxFull => "mailbox_full",
+        /// The hub is shutting down.
+        ShuttingDown => "shutting_down",
+        /// Payload over `max_payload`.
+        PayloadTooLarge => "payload_too_large",
+        /// Invalid topic name.
+        InvalidTopic => "invalid_topic",
+        /// A request got no reply in time.
+        RequestTimeout => "request_timeout",
+        /// A payload failed to decompress.
+        CorruptPayload => "corrupt_payload",
+    }
+);
+
+/// A counter per label value.
+#[derive(Debug)]
+pub(crate) struct LabeledCounter<const N: usize>([AtomicU64; N]);
+
+impl<const N: usize> Default for LabeledCounter<N> {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl<const N: usize> LabeledCounter<N> {
+    pub(crate) fn add(&self, index: usize, n: u64) {
+        self.0[index].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self, index: usize) -> u64 {
+        self.0[index].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn total(&self) -> u64 {
+        self.0.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// The core's counters. One per hub.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    pub(crate) sent: AtomicU64,
+    pub(crate) delivered: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) dropped: LabeledCounter<4>,
+    pub(crate) errors: LabeledCounter<7>,
+    pub(crate) flushes: LabeledCounter<5>,
+    pub(crate) batch_size: Histogram,
+    pub(crate) latency: Histogram,
+    pub(crate) bytes_raw: AtomicU64,
+    pub(crate) bytes_wire: AtomicU64,
+    pub(crate) compressed: AtomicU64,
+    pub(crate) incompressible: AtomicU64,
+    pub(crate) requests: AtomicU64,
+    pub(crate) replies: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            sent: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            dropped: LabeledCounter::default(),
+            errors: LabeledCounter::default(),
+            flushes: LabeledCounter::default(),
+            batch_size: Histogram::new(histogram::COUNTS),
+            latency: Histogram::new(histogram::SECONDS),
+            bytes_raw: AtomicU64::new(0),
+            bytes_wire: AtomicU64::new(0),
+            compressed: AtomicU64::new(0),
+            incompressible: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            replies: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    pub(crate) fn drop_n(&self, reason: DropReason, n: u64) {
+        if n > 0 {
+            self.dropped.add(reason as usize, n);
+        }
+    }
+
+    pub(crate) fn error(&self, kind: SendError) {
+        self.errors.add(kind as usize, 1);
+    }
+
+    /// Counts a call's error and passes it on.
+    pub(crate) fn fail<T>(&self, err: crate::Error) -> crate::Result<T> {
+        use crate::Error as E;
+        let kind = match &err {
+            E::UnknownAgent(_) => Some(SendError::UnknownAgent),
+            E::MailboxFull(_) => Some(SendError::MailboxFull),
+            E::ShuttingDown => Some(SendError::ShuttingDown),
+            E::PayloadTooLarge { .. } => Some(SendError::PayloadTooLarge),
+            E::InvalidTopic(_) => Some(SendError::InvalidTopic),
+            E::RequestTimeout { .. } => Some(SendError::RequestTimeout),
+            E::CorruptPayload(_) => Some(SendError::CorruptPayload),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            self.error(kind);
+        }
+        Err(err)
+    }
+}

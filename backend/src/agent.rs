@@ -1,0 +1,352 @@
+//! Agent handles: [`Agent`] owns a mailbox and receives; [`AgentSender`] is its sending half.
+
+use crate::bus::{Audience, Wait};
+use crate::envelope::Kind;
+use crate::hub::Shared;
+use crate::metrics::{DropReason, LocalHistogram};
+use crate::registry::AgentSlot;
+use crate::{AgentId, Envelope, Error, MessageId, Payload, Priority, Result};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The sending half of an agent: `Clone + Send + Sync`, for other tasks.
+///
+/// Every clone sends as the same agent, through the same batches, so messages from one
+/// agent to one recipient stay in order whichever handle sent them.
+#[derive(Clone, Debug)]
+pub struct AgentSender {
+    shared: Arc<Shared>,
+    slot: Arc<AgentSlot>,
+}
+
+/// A registered agent: its id, its mailbox, and every way to send.
+///
+/// Dropping it deregisters the agent: later sends to its id fail with
+/// [`Error::UnknownAgent`], and messages left in its mailbox are counted as dropped
+/// (`recipient_gone`).
+#[derive(Debug)]
+pub struct Agent {
+    sender: AgentSender,
+    hand: std::vec::IntoIter<Envelope>,
+    /// Messages handed out by `recv` since the last report to the hub's counters.
+    taken: u64,
+    latency: LocalHistogram,
+}
+
+impl AgentSender {
+    pub(crate) fn new(shared: Arc<Shared>, slot: Arc<AgentSlot>) -> Self {
+        Self { shared, slot }
+    }
+
+    /// This agent's id.
+    pub fn id(&self) -> AgentId {
+        self.slot.id
+    }
+
+    /// The name it registered with.
+    pub fn name(&self) -> &str {
+        &self.slot.name
+    }
+
+    fn message(&self, to: AgentId, kind: Kind, priority: Priority, payload: Payload) -> Envelope {
+        self.shared
+            .envelope(self.slot.id, to, kind, priority, None, payload)
+    }
+
+    /// Sends at `Normal` priority. Batched: it leaves when the batch fills, lingers out, or
+    /// a `Critical` message follows. Waits only when the mailbox is full (per the policy).
+    pub async fn send(&self, to: AgentId, payload: impl Into<Payload>) -> Result<MessageId> {
+        self.send_with(to, payload, Priority::Normal).await
+    }
+
+    /// Sends with a priority; at or above `flush_priority` (default `Critical`) the batch
+    /// leaves at once.
+    pub async fn send_with(
+        &self,
+        to: AgentId,
+        payload: impl Into<Payload>,
+        priority: Priority,
+    ) -> Result<MessageId> {
+        let payload = self.shared.prepare(payload.into())?;
+        let env = self.message(to, Kind::Message, priority, payload);
+        self.shared
+            .send_one(&self.slot, env, Wait::Policy, false)
+            .await
+    }
+
+    /// Sends without ever waiting: `Error::MailboxFull` when there is no room (except under
+    /// `DropOldest`, which always accepts).
+    pub fn try_send(&self, to: AgentId, payload: impl Into<Payload>) -> Result<MessageId> {
+        let payload = self.shared.prepare(payload.into())?;
+        let env = self.message(to, Kind::Message, Priority::Normal, payload);
+        let fut = self.shared.send_one(&self.slot, env, Wait::Never, false);
+        // With `Wait::Never` the future completes on its first poll.
+        match poll_once(fut) {
+            Some(result) => result,
+            None => Err(Error::MailboxFull(to)),
+        }
+    }
+
+    /// Sends to every registered agent but this one, sharing one payload. Returns how many
+    /// recipients accepted it; those whose mailbox stayed full are counted as dropped.
+    pub async fn broadcast(&self, payload: impl Into<Payload>) -> Result<usize> {
+        let payload = self.shared.prepare(payload.into())?;
+        self.shared
+            .fan_out(&self.slot, Audience::Everyone, Priority::Normal, payload)
+            .await
+    }
+
+    /// Sends to every subscriber of `topic` (this agent too, if subscribed... except the
+    /// sender itself). Returns how many accepted it.
+    pub async fn publish(&self, topic: &str, payload: impl Into<Payload>) -> Result<usize> {
+        self.publish_with(topic, payload, Priority::Normal).await
+    }
+
+    /// `publish` with a priority.
+    pub async fn publish_with(
+        &self,
+        topic: &str,
+        payload: impl Into<Payload>,
+        priority: Priority,
+    ) -> Result<usize> {
+        let payload = self.shared.prepare(payload.into())?;
+        self.shared
+            .fan_out(&self.slot, Audience::Topic(topic), priority, payload)
+            .await
+    }
+
+    /// Sends a request and waits for its reply, at most `timeout`. The request's batch
+    /// leaves at once.
+    pub async fn request(
+        &self,
+        to: AgentId,
+        payload: impl Into<Payload>,
+        timeout: Duration,
+    ) -> Result<Envelope> {
+        let payload = self.shared.prepare(payload.into())?;
+        let env = self.message(to, Kind::Request, Priority::High, payload);
+        let id = env.id;
+        let reply = self.shared.requests.insert(id);
+        if let Err(e) = self
+            .shared
+            .send_one(&self.slot, env, Wait::Policy, true)
+            .await
+        {
+            self.shared.requests.take(id);
+            return Err(e);
+        }
+        self.shared.metrics.requests.fetch_add(1, Ordering::Relaxed);
+        self.shared.await_reply(id, reply, timeout).await
+    }
+
+    /// Answers a request. Anything this agent already batched for the requester leaves
+    /// first. A reply to a requester that stopped waiting is counted (`reply_orphaned`).
+    pub async fn reply(&self, request: &Envelope, payload: impl Into<Payload>) -> Result<()> {
+        if !request.is_request() {
+            return Err(Error::NotARequest(request.id));
+        }
+        if self.shared.closing.load(Ordering::Acquire) {
+            return self.shared.metrics.fail(Error::ShuttingDown);
+        }
+        let payload = self.shared.prepare(payload.into())?;
+        self.shared.flush_to(&self.slot, request.from);
+        let env = self.message(
+            request.from,
+            Kind::Reply(request.id),
+            request.priority,
+            payload,
+        );
+        self.shared.deliver_reply(env, request.id);
+        Ok(())
+    }
+
+    /// Subscribes to a topic (idempotent).
+    pub fn subscribe(&self, topic: &str) -> Result<()> {
+        match self.shared.registry.subscribe(&self.slot, topic) {
+            Ok(()) => Ok(()),
+            Err(e) => self.shared.metrics.fail(e),
+        }
+    }
+
+    /// Unsubscribes; returns whether it was subscribed.
+    pub fn unsubscribe(&self, topic: &str) -> bool {
+        self.shared.registry.unsubscribe(&self.slot, topic)
+    }
+
+    /// Flushes this agent's open batches now.
+    pub fn flush(&self) {
+        self.slot.outbox.lock().flush_due(
+            None,
+            crate::metrics::FlushReason::Explicit,
+            self.shared.config.overflow,
+            &self.shared.metrics,
+        );
+    }
+}
+
+impl Agent {
+    pub(crate) fn new(sender: AgentSender) -> Self {
+        let latency = sender.shared.metrics.latency.local();
+        Self {
+            sender,
+            hand: Vec::new().into_iter(),
+            taken: 0,
+            latency,
+        }
+    }
+
+    /// A sending half for other tasks.
+    pub fn sender(&self) -> AgentSender {
+        self.sender.clone()
+    }
+
+    /// Waits for the next message: highest priority first, FIFO per sender within a
+    /// priority. `None` once the hub has shut down and the mailbox is drained.
+    pub async fn recv(&mut self) -> Option<Envelope> {
+        if let Some(env) = self.hand.next() {
+            self.taken += 1;
+            return Some(env);
+        }
+        let batch = self.sender.slot.mailbox.next_batch().await?;
+        self.take(batch)
+    }
+
+    /// The next message if one is waiting, without waiting.
+    pub fn try_recv(&mut self) -> Option<Envelope> {
+        if let Some(env) = self.hand.next() {
+            self.taken += 1;
+            return Some(env);
+        }
+        let batch = self.sender.slot.mailbox.pop()?;
+        self.take(batch)
+    }
+
+    /// Messages waiting in this agent's mailbox (not counting the batch in hand).
+    pub fn pending(&self) -> usize {
+        self.sender.slot.mailbox.depth() + self.hand.len()
+    }
+
+    fn take(&mut self, batch: Vec<Envelope>) -> Option<Envelope> {
+        let now = tokio::time::Instant::now();
+        for env in &batch {
+            let waited = now.saturating_duration_since(env.sent_at);
+            self.latency.observe(waited.as_secs_f64());
+        }
+        let metrics = &self.sender.shared.metrics;
+        metrics.latency.merge(&mut self.latency);
+        metrics.received.fetch_add(self.taken, Ordering::Relaxed);
+        self.taken = 1;
+        self.hand = batch.into_iter();
+        let first = self.hand.next();
+        if first.is_none() {
+            self.taken = 0;
+        }
+        first
+    }
+}
+
+macro_rules! delegate {
+    ($($(#[$doc:meta])* fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        impl Agent {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    self.sender.$name($($arg),*)
+                }
+            )*
+        }
+    };
+}
+
+delegate! {
+    /// This agent's id.
+    fn id(&self) -> AgentId;
+    /// The name it registered with.
+    fn name(&self) -> &str;
+    /// Sends without waiting; see [`AgentSender::try_send`].
+    fn try_send(&self, to: AgentId, payload: impl Into<Payload>) -> Result<MessageId>;
+    /// Subscribes to a topic; see [`AgentSender::subscribe`].
+    fn subscribe(&self, topic: &str) -> Result<()>;
+    /// Unsubscribes; see [`AgentSender::unsubscribe`].
+    fn unsubscribe(&self, topic: &str) -> bool;
+    /// Flushes this agent's open batches now.
+    fn flush(&self) -> ();
+}
+
+impl Agent {
+    /// Sends at `Normal` priority; see [`AgentSender::send`].
+    pub async fn send(&self, to: AgentId, payload: impl Into<Payload>) -> Result<MessageId> {
+        self.sender.send(to, payload).await
+    }
+
+    /// Sends with a priority; see [`AgentSender::send_with`].
+    pub async fn send_with(
+        &self,
+        to: AgentId,
+        payload: impl Into<Payload>,
+        priority: Priority,
+    ) -> Result<MessageId> {
+        self.sender.send_with(to, payload, priority).await
+    }
+
+    /// Sends to every other agent; see [`AgentSender::broadcast`].
+    pub async fn broadcast(&self, payload: impl Into<Payload>) -> Result<usize> {
+        self.sender.broadcast(payload).await
+    }
+
+    /// Publishes on a topic; see [`AgentSender::publish`].
+    pub async fn publish(&self, topic: &str, payload: impl Into<Payload>) -> Result<usize> {
+        self.sender.publish(topic, payload).await
+    }
+
+    /// Publishes with a priority; see [`AgentSender::publish_with`].
+    pub async fn publish_with(
+        &self,
+        topic: &str,
+        payload: impl Into<Payload>,
+        priority: Priority,
+    ) -> Result<usize> {
+        self.sender.publish_with(topic, payload, priority).await
+    }
+
+    /// Request/reply; see [`AgentSender::request`].
+    pub async fn request(
+        &self,
+        to: AgentId,
+        payload: impl Into<Payload>,
+        timeout: Duration,
+    ) -> Result<Envelope> {
+        self.sender.request(to, payload, timeout).await
+    }
+
+    /// Answers a request; see [`AgentSender::reply`].
+    pub async fn reply(&self, request: &Envelope, payload: impl Into<Payload>) -> Result<()> {
+        self.sender.reply(request, payload).await
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let shared = &self.sender.shared;
+        shared.registry.remove(&self.sender.slot);
+        let left = self.sender.slot.mailbox.close() + self.hand.len();
+        shared
+            .metrics
+            .drop_n(DropReason::RecipientGone, left as u64);
+        shared
+            .metrics
+            .received
+            .fetch_add(self.taken, Ordering::Relaxed);
+    }
+}
+
+/// Polls a future once with a no-op waker.
+fn poll_once<F: std::future::Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(out) => Some(out),
+        std::task::Poll::Pending => None,
+    }
+}

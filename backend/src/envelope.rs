@@ -1,0 +1,101 @@
+//! A message as a recipient sees it.
+
+use crate::{AgentId, MessageId, Payload, Priority};
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// What kind of message an envelope carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A one-way message (direct, broadcast or topic).
+    Message,
+    /// A request; answer it with `reply`.
+    Request,
+    /// The answer to the request with this id.
+    Reply(MessageId),
+}
+
+/// A delivered message: who sent it, its id, priority, topic, and payload.
+///
+/// Cheap to clone: the payload and topic are shared, never copied.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> swarmbus::Result<()> {
+/// use swarmbus::{Hub, HubConfig, Priority};
+/// let hub = Hub::start(HubConfig::default())?;
+/// let alice = hub.register("alice")?;
+/// let mut bob = hub.register("bob")?;
+/// alice.send_with(bob.id(), "urgent", Priority::Critical).await?;
+/// let env = bob.recv().await.unwrap();
+/// assert_eq!(env.from(), alice.id());
+/// assert_eq!(env.priority(), Priority::Critical);
+/// assert_eq!(&*env.payload().bytes()?, b"urgent");
+/// # hub.shutdown().await?; Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Envelope {
+    pub(crate) id: MessageId,
+    pub(crate) from: AgentId,
+    pub(crate) to: AgentId,
+    pub(crate) kind: Kind,
+    pub(crate) priority: Priority,
+    pub(crate) topic: Option<Arc<str>>,
+    pub(crate) payload: Payload,
+    pub(crate) sent_at: Instant,
+}
+
+impl Envelope {
+    /// The sender.
+    pub fn from(&self) -> AgentId {
+        self.from
+    }
+
+    /// The recipient.
+    pub fn to(&self) -> AgentId {
+        self.to
+    }
+
+    /// This message's id (a request's id is what its reply correlates to).
+    pub fn id(&self) -> MessageId {
+        self.id
+    }
+
+    /// Its priority.
+    pub fn priority(&self) -> Priority {
+        self.priority
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &Payload {
+        &self.payload
+    }
+
+    /// The topic it was published on, for topic messages.
+    pub fn topic(&self) -> Option<&str> {
+        self.topic.as_deref()
+    }
+
+    /// True for a request: answer it with `Agent::reply`.
+    pub fn is_request(&self) -> bool {
+        self.kind == Kind::Request
+    }
+
+    /// For a reply, the id of the request it answers.
+    pub fn in_reply_to(&self) -> Option<MessageId> {
+        match self.kind {
+            Kind::Reply(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// When it was sent (tokio's clock, so paused-time tests see consistent values).
+    pub fn sent_at(&self) -> Instant {
+        self.sent_at
+    }
+
+    /// Time since it was sent.
+    pub fn age(&self) -> std::time::Duration {
+        self.sent_at.elapsed()
+    }
+}

@@ -1,0 +1,89 @@
+//! `MetricsSnapshot`: every figure of a hub at one instant, as `/api/stats` serves it.
+
+use super::HistogramSnapshot;
+use crate::pool::PoolStats;
+use crate::AgentId;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// A point-in-time copy of a hub's metrics; the same numbers `/metrics` exposes.
+///
+/// Counters are cumulative since the hub started. Send-side counters are added when a batch
+/// leaves its sender, so they trail by at most one linger.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct MetricsSnapshot {
+    /// Seconds since `Hub::start`.
+    pub uptime_seconds: f64,
+    /// Registered agents.
+    pub agents: u64,
+    /// Topics with at least one subscriber.
+    pub topics: u64,
+    /// Messages accepted by a send (one per recipient for fan-out).
+    pub messages_sent: u64,
+    /// Messages placed in a recipient's mailbox.
+    pub messages_delivered: u64,
+    /// Messages taken out of a mailbox by `recv`.
+    pub messages_received: u64,
+    /// Accepted messages dropped, by reason (`drop_oldest`, `mailbox_full`, `recipient_gone`, `reply_orphaned`).
+    pub messages_dropped: BTreeMap<&'static str, u64>,
+    /// Calls that returned an error, by kind.
+    pub send_errors: BTreeMap<&'static str, u64>,
+    /// Batches flushed, by reason (`size`, `linger`, `priority`, `explicit`, `shutdown`).
+    pub batches_flushed: BTreeMap<&'static str, u64>,
+    /// Messages per flushed batch.
+    pub batch_size: HistogramSnapshot,
+    /// Time from send to the recipient taking the message out of its mailbox.
+    pub delivery_latency_seconds: HistogramSnapshot,
+    /// Estimated median delivery latency.
+    pub latency_p50_seconds: f64,
+    /// Estimated 99th percentile delivery latency.
+    pub latency_p99_seconds: f64,
+    /// Payload bytes before compression.
+    pub payload_bytes_raw: u64,
+    /// Payload bytes as stored and moved (after compression).
+    pub payload_bytes_wire: u64,
+    /// Payloads stored gzip-compressed.
+    pub compressed_messages: u64,
+    /// Payloads over the threshold that gzip could not shrink (kept raw).
+    pub incompressible_messages: u64,
+    /// `payload_bytes_raw / payload_bytes_wire` (1 when nothing moved).
+    pub compression_ratio: f64,
+    /// Buffer pool counters.
+    pub pools: Vec<PoolStats>,
+    /// Messages waiting in all mailboxes.
+    pub mailbox_depth_total: u64,
+    /// The deepest mailbox's depth.
+    pub mailbox_depth_max: u64,
+    /// Up to 10 deepest mailboxes, deepest first.
+    pub deepest_mailboxes: Vec<MailboxDepth>,
+    /// Requests sent.
+    pub requests: u64,
+    /// Replies sent.
+    pub replies: u64,
+    /// The worker pool.
+    pub workers: crate::workers::WorkerStats,
+}
+
+/// One mailbox's backlog.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MailboxDepth {
+    /// The agent.
+    pub agent: AgentId,
+    /// Its registered name.
+    pub name: String,
+    /// Messages waiting (queued, not yet received).
+    pub depth: u64,
+}
+
+impl MetricsSnapshot {
+    /// Total dropped messages, all reasons.
+    pub fn messages_dropped_total(&self) -> u64 {
+        self.messages_dropped.values().sum()
+    }
+
+    /// Total flushed batches, all reasons.
+    pub fn batches_total(&self) -> u64 {
+        self.batches_flushed.values().sum()
+    }
+}

@@ -1,0 +1,156 @@
+//! Message payloads: shared bytes, gzip-compressed above a threshold.
+
+use crate::{codec, Result};
+use bytes::Bytes;
+use std::borrow::Cow;
+use std::fmt;
+
+/// The body of a message.
+///
+/// Cheap to clone (the bytes are reference-counted), so fan-out shares one payload between
+/// all recipients. The hub gzips payloads over `HubConfig::compress_over` bytes when that
+/// makes them smaller; [`Payload::bytes`] gives the original bytes back either way.
+///
+/// ```
+/// use swarmbus::Payload;
+/// let p = Payload::from("hello");
+/// assert_eq!(p.len(), 5);
+/// assert!(!p.is_compressed());
+/// assert_eq!(&*p.bytes().unwrap(), b"hello");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Payload {
+    data: Bytes,
+    original_len: usize,
+    compressed: bool,
+}
+
+impl Payload {
+    /// An uncompressed payload.
+    pub fn new(data: impl Into<Bytes>) -> Self {
+        let data = data.into();
+        Self {
+            original_len: data.len(),
+            data,
+            compressed: false,
+        }
+    }
+
+    /// A payload that arrived gzip-compressed (from the wire), expanding to `original_len`
+    /// bytes. Nothing is decompressed until [`bytes`](Self::bytes) is called, and then at
+    /// most `original_len` bytes are allocated; a lie is [`Error::CorruptPayload`](crate::Error::CorruptPayload).
+    pub fn from_compressed(gz: impl Into<Bytes>, original_len: usize) -> Self {
+        Self {
+            data: gz.into(),
+            original_len,
+            compressed: true,
+        }
+    }
+
+    /// Size of the original bytes.
+    pub fn len(&self) -> usize {
+        self.original_len
+    }
+
+    /// True when the original is empty.
+    pub fn is_empty(&self) -> bool {
+        self.original_len == 0
+    }
+
+    /// True when stored gzip-compressed.
+    pub fn is_compressed(&self) -> bool {
+        self.compressed
+    }
+
+    /// Size as stored (compressed size when compressed).
+    pub fn wire_len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The stored bytes: gzip when [`is_compressed`](Self::is_compressed), else the original.
+    pub fn wire_bytes(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// The original bytes, decompressed when needed (borrowed when not).
+    pub fn bytes(&self) -> Result<Cow<'_, [u8]>> {
+        if self.compressed {
+            codec::decompress(&self.data, self.original_len, self.original_len).map(Cow::Owned)
+        } else {
+            Ok(Cow::Borrowed(&self.data))
+        }
+    }
+
+    /// The original bytes as UTF-8, when they are.
+    pub fn to_text(&self) -> Result<String> {
+        let bytes = self.bytes()?;
+        String::from_utf8(bytes.into_owned())
+            .map_err(|_| crate::Error::CorruptPayload("payload is not UTF-8"))
+    }
+
+    /// Compresses in place when larger than `over` and gzip shrinks it.
+    pub(crate) fn compress_if_worth(
+        &mut self,
+        over: usize,
+        level: u32,
+        scratch: &crate::pool::BufferPool<Vec<u8>>,
+    ) -> bool {
+        if self.compressed || self.original_len <= over {
+            return false;
+        }
+        match codec::compress(&self.data, level, scratch) {
+            Some(gz) => {
+                self.data = Bytes::from(gz);
+                self.compressed = true;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Payload")
+            .field("len", &self.original_len)
+            .field("compressed", &self.compressed)
+            .field("wire_len", &self.data.len())
+            .finish()
+    }
+}
+
+impl From<&str> for Payload {
+    fn from(s: &str) -> Self {
+        Self::new(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+impl From<String> for Payload {
+    fn from(s: String) -> Self {
+        Self::new(Bytes::from(s))
+    }
+}
+
+impl From<&[u8]> for Payload {
+    fn from(b: &[u8]) -> Self {
+        Self::new(Bytes::copy_from_slice(b))
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for Payload {
+    fn from(b: &[u8; N]) -> Self {
+        Self::new(Bytes::copy_from_slice(b))
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(v: Vec<u8>) -> Self {
+        Self::new(Bytes::from(v))
+    }
+}
+
+impl From<Bytes> for Payload {
+    fn from(b: Bytes) -> Self {
+        Self::new(b)
+    }
+}

@@ -1,0 +1,130 @@
+//! Who is registered, and who subscribes to what.
+
+use crate::batch::Outbox;
+use crate::id::IdMap;
+use crate::mailbox::Mailbox;
+use crate::pool::{BufferPool, Pooled};
+use crate::{AgentId, Error, Result};
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Longest topic name accepted.
+pub(crate) const MAX_TOPIC_LEN: usize = 256;
+
+/// One registered agent: its mailbox, its outgoing batches and its subscriptions.
+#[derive(Debug)]
+pub(crate) struct AgentSlot {
+    pub(crate) id: AgentId,
+    pub(crate) name: Arc<str>,
+    pub(crate) mailbox: Arc<Mailbox>,
+    pub(crate) outbox: Mutex<Outbox>,
+    pub(crate) topics: Mutex<Vec<Arc<str>>>,
+}
+
+/// A topic's shared name (when it has subscribers) and a pooled copy of their ids.
+pub(crate) type Subscribers<'p> = (Option<Arc<str>>, Pooled<'p, Vec<AgentId>>);
+
+/// Agents by id, and topic subscribers.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    pub(crate) agents: RwLock<IdMap<AgentId, Arc<AgentSlot>>>,
+    topics: RwLock<HashMap<Arc<str>, Vec<AgentId>>>,
+}
+
+impl Registry {
+    pub(crate) fn insert(&self, slot: Arc<AgentSlot>) {
+        self.agents.write().insert(slot.id, slot);
+    }
+
+    /// Removes the agent and all its subscriptions.
+    pub(crate) fn remove(&self, slot: &AgentSlot) {
+        self.agents.write().remove(&slot.id);
+        let topics = std::mem::take(&mut *slot.topics.lock());
+        if !topics.is_empty() {
+            let mut map = self.topics.write();
+            for topic in topics {
+                remove_subscriber(&mut map, &topic, slot.id);
+            }
+        }
+    }
+
+    pub(crate) fn mailbox(&self, id: AgentId) -> Option<Arc<Mailbox>> {
+        self.agents.read().get(&id).map(|s| s.mailbox.clone())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.agents.read().len()
+    }
+
+    pub(crate) fn slots(&self) -> Vec<Arc<AgentSlot>> {
+        self.agents.read().values().cloned().collect()
+    }
+
+    pub(crate) fn topic_count(&self) -> usize {
+        self.topics.read().len()
+    }
+
+    /// Subscribes; a second subscription to the same topic is a no-op.
+    pub(crate) fn subscribe(&self, slot: &AgentSlot, topic: &str) -> Result<()> {
+        validate_topic(topic)?;
+        let mut mine = slot.topics.lock();
+        if mine.iter().any(|t| &**t == topic) {
+            return Ok(());
+        }
+        let mut map = self.topics.write();
+        let key = match map.get_key_value(topic) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(topic),
+        };
+        map.entry(key.clone()).or_default().push(slot.id);
+        mine.push(key);
+        Ok(())
+    }
+
+    /// Unsubscribes; returns whether the agent was subscribed.
+    pub(crate) fn unsubscribe(&self, slot: &AgentSlot, topic: &str) -> bool {
+        let mut mine = slot.topics.lock();
+        let Some(pos) = mine.iter().position(|t| &**t == topic) else {
+            return false;
+        };
+        let key = mine.swap_remove(pos);
+        remove_subscriber(&mut self.topics.write(), &key, slot.id);
+        true
+    }
+
+    /// The topic's shared name and its subscribers, copied into a pooled vector.
+    pub(crate) fn subscribers<'p>(
+        &self,
+        topic: &str,
+        pool: &'p BufferPool<Vec<AgentId>>,
+    ) -> Result<Subscribers<'p>> {
+        validate_topic(topic)?;
+        let mut ids = pool.take();
+        let map = self.topics.read();
+        let key = map.get_key_value(topic).map(|(k, subs)| {
+            ids.extend_from_slice(subs);
+            k.clone()
+        });
+        Ok((key, ids))
+    }
+}
+
+fn remove_subscriber(map: &mut HashMap<Arc<str>, Vec<AgentId>>, topic: &str, id: AgentId) {
+    if let Some(subs) = map.get_mut(topic) {
+        subs.retain(|s| *s != id);
+        if subs.is_empty() {
+            map.remove(topic);
+        }
+    }
+}
+
+fn validate_topic(topic: &str) -> Result<()> {
+    if topic.is_empty()
+        || topic.len() > MAX_TOPIC_LEN
+        || topic.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::InvalidTopic(topic.chars().take(64).collect()));
+    }
+    Ok(())
+}

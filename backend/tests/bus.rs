@@ -1,0 +1,557 @@
+//! The bus as a user relies on it: ordering, counts, flush rules, errors.
+
+use std::collections::HashSet;
+use std::time::Duration;
+use swarmbus::{
+    Agent, AgentId, AgentSender, Envelope, Error, Hub, HubConfig, OverflowPolicy, Payload, Priority,
+};
+
+fn config() -> HubConfig {
+    HubConfig::default()
+}
+
+fn text(env: &Envelope) -> String {
+    env.payload().to_text().unwrap()
+}
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn send<T: Send>() {}
+    fn sync<T: Sync>() {}
+    send::<Agent>();
+    send::<AgentSender>();
+    sync::<AgentSender>();
+    send::<Hub>();
+    sync::<Hub>();
+    send::<Envelope>();
+    sync::<Envelope>();
+    send::<Error>();
+}
+
+#[tokio::test(start_paused = true)]
+async fn size_flush_at_exactly_max_messages() {
+    let hub = Hub::start(config()).unwrap();
+    let a = hub.register("a").unwrap();
+    let mut b = hub.register("b").unwrap();
+    for i in 0..49 {
+        a.send(b.id(), format!("{i}")).await.unwrap();
+    }
+    assert!(
+        b.try_recv().is_none(),
+        "49 messages must still wait in the batch"
+    );
+    a.send(b.id(), "49").await.unwrap();
+    for i in 0..50 {
+        assert_eq!(
+            text(&b.try_recv().expect("the 50th flushes the batch")),
+            i.to_string()
+        );
+    }
+    assert!(b.try_recv().is_none());
+    let m = hub.metrics();
+    assert_eq!(m.batches_flushed["size"], 1);
+    assert_eq!(m.batches_flushed["linger"], 0);
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn linger_flush_after_exactly_linger() {
+    let hub = Hub::start(config()).unwrap();
+    let a = hub.register("a").unwrap();
+    let mut b = hub.register("b").unwrap();
+    a.send(b.id(), "x").await.unwrap();
+    tokio::time::sleep(Duration::from_micros(9_900)).await;
+    assert!(b.try_recv().is_none(), "flushed before the linger elapsed");
+    tokio::time::sleep(Duration::from_micros(200)).await;
+    let env = b.try_recv().expect("flushed by linger");
+    assert_eq!(text(&env), "x");
+    assert_eq!(hub.metrics().batches_flushed["linger"], 1);
+    // recv waits out the linger by itself.
+    a.send(b.id(), "y").await.unwrap();
+    let started = tokio::time::Instant::now();
+    assert_eq!(text(&b.recv().await.unwrap()), "y");
+    assert_eq!(started.elapsed(), Duration::from_millis(10));
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn critical_skips_the_linger_and_overtakes() {
+    let hub = Hub::start(config()).unwrap();
+    let a = hub.register("a").unwrap();
+    let c = hub.register("c").unwrap();
+    let mut b = hub.register("b").unwrap();
+    // c's normal message is already queued in b's mailbox.
+    c.send(b.id(), "queued-normal").await.unwrap();
+    c.flush();
+    a.send(b.id(), "first").await.unwrap();
+    a.send_with(b.id(), "urgent", Priority::Critical)
+        .await
+        .unwrap();
+    // No time has passed: the critical message flushed a's batch.
+    assert_eq!(text(&b.try_recv().unwrap()), "urgent");
+    assert_eq!(text(&b.try_recv().unwrap()), "queued-normal");
+    assert_eq!(text(&b.try_recv().unwrap()), "first");
+    assert_eq!(hub.metrics().batches_flushed["priority"], 1);
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_per_pair_with_many_concurrent_senders() {
+    const SENDERS: usize = 16;
+    const EACH: u32 = 5_000;
+    let hub = Hub::start(config()).unwrap();
+    let mut rx = hub.register("rx").unwrap();
+    let to = rx.id();
+    let mut tasks = Vec::new();
+    let mut ids = Vec::new();
+    for s in 0..SENDERS {
+        let agent = hub.register(format!("s{s}")).unwrap();
+        ids.push(agent.id());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                // Mixed payload sizes so some are compressed; order must not care.
+                let mut body = i.to_be_bytes().to_vec();
+                if i % 97 == 0 {
+                    body.extend(std::iter::repeat_n(b'z', 2000));
+                }
+                agent.send(to, body).await.unwrap();
+                if i % 1000 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            agent
+        }));
+    }
+    let mut next = std::collections::HashMap::<AgentId, u32>::new();
+    let mut got = 0;
+    while got < SENDERS * EACH as usize {
+        let env = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("messages stopped arriving")
+            .unwrap();
+        let bytes = env.payload().bytes().unwrap();
+        let i = u32::from_be_bytes(bytes[..4].try_into().unwrap());
+        let expected = next.entry(env.from()).or_insert(0);
+        assert_eq!(i, *expected, "out of order from {}", env.from());
+        *expected += 1;
+        got += 1;
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(next.values().all(|&n| n == EACH));
+    let report = hub.shutdown().await.unwrap();
+    assert_eq!(report.undelivered, 0);
+    assert_eq!(report.sent, (SENDERS * EACH as usize) as u64);
+}
+
+#[tokio::test]
+async fn compression_threshold_is_strictly_over_1024() {
+    let hub = Hub::start(config()).unwrap();
+    let a = hub.register("a").unwrap();
+    let mut b = hub.register("b").unwrap();
+    let at = vec![b'a'; 1024];
+    let over = vec![b'a'; 1025];
+    a.send(b.id(), at.clone()).await.unwrap();
+    a.send(b.id(), over.clone()).await.unwrap();
+    a.flush();
+    let e1 = b.recv().await.unwrap();
+    let e2 = b.recv().await.unwrap();
+    assert!(!e1.payload().is_compressed());
+    assert!(e2.payload().is_compressed());
+    assert!(e2.payload().wire_len() < 100);
+    assert_eq!(e2.payload().len(), 1025);
+    assert_eq!(&*e1.payload().bytes().unwrap(), &at[..]);
+    assert_eq!(&*e2.payload().bytes().unwrap(), &over[..]);
+    let m = hub.metrics();
+    assert_eq!(m.compressed_messages, 1);
+    assert!(m.compression_ratio > 1.5);
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn incompressible_data_stays_raw() {
+    let hub = Hub::start(config()).unwrap();
+    let a = hub.register("a").unwrap();
+    let mut b = hub.register("b").unwrap();
+    let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+    let noise: Vec<u8> = (0..8192)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    a.send(b.id(), noise.clone()).await.unwrap();
+    a.flush();
+    let env = b.recv().await.unwrap();
+    assert!(!env.payload().is_compressed());
+    assert_eq!(&*env.payload().bytes().unwrap(), &noise[..]);
+    assert_eq!(hub.metrics().incompressible_messages, 1);
+    hub.shutdown().await.unwrap();
+}
+
+#[test]
+fn corrupt_compressed_payload_is_an_error() {
+    let p = Payload::from_compressed(vec![0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 100);
+    assert!(matches!(p.bytes(), Err(Error::CorruptPayload(_))));
+    // A "zip bomb" claiming a huge size is refused by the declared-length bound.
+    let p = Payload::from_compressed(vec![0u8; 32], usize::MAX);
+    assert!(matches!(p.bytes(), Err(Error::CorruptPayload(_))));
+}
+
+#[tokio::test]
+async fn broadcast_and_topics_reach_exactly_the_right_set() {
+    let hub = Hub::start(config()).unwrap();
+    let sender = hub.register("sender").unwrap();
+    let mut agents: Vec<Agent> = (0..20)
+        .map(|i| hub.register(format!("a{i}")).unwrap())
+        .collect();
+    for a in agents.iter().step_by(3) {
+        a.subscribe("plans").unwrap();
+        a.subscribe("plans").unwrap(); // idempotent
+    }
+    agents[3].unsubscribe("plans");
+    sender.subscribe("plans").unwrap(); // a sender does not hear itself
+    let subscribers: HashSet<AgentId> = agents
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 == 0 && *i != 3)
+        .map(|(_, a)| a.id())
+        .collect();
+
+    assert_eq!(sender.broadcast("all").await.unwrap(), 20);
+    assert_eq!(
+        sender.publish("plans", "step 1").await.unwrap(),
+        subscribers.len()
+    );
+    assert_eq!(sender.publish("nobody-listens", "x").await.unwrap(), 0);
+    sender.flush();
+
+    let mut got_topic = HashSet::new();
+    for a in agents.iter_mut() {
+        let first = a.recv().await.unwrap();
+        assert_eq!(text(&first), "all");
+        assert_eq!(first.topic(), None);
+        if let Some(env) = a.try_recv() {
+            assert_eq!(env.topic(), Some("plans"));
+            assert_eq!(text(&env), "step 1");
+            got_topic.insert(a.id());
+        }
+        assert!(a.try_recv().is_none());
+    }
+    assert_eq!(got_topic, subscribers);
+    assert!(matches!(
+        sender.publish("", "x").await,
+        Err(Error::InvalidTopic(_))
+    ));
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn fan_out_shares_one_payload() {
+    let hub = Hub::start(config()).unwrap();
+    let sender = hub.register("s").unwrap();
+    let mut a = hub.register("a").unwrap();
+    let mut b = hub.register("b").unwrap();
+    sender.broadcast(vec![7u8; 100]).await.unwrap();
+    sender.flush();
+    let ea = a.recv().await.unwrap();
+    let eb = b.recv().await.unwrap();
+    let pa = ea.payload().wire_bytes();
+    let pb = eb.payload().wire_bytes();
+    assert_eq!(pa.as_ptr(), pb.as_ptr(), "each recipient got a copy");
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn request_reply_and_timeout() {
+    let hub = Hub::start(config()).unwrap();
+    let alice = hub.register("alice").unwrap();
+    let mut bob = hub.register("bob").unwrap();
+    let bob_id = bob.id();
+    let server = tokio::spawn(async move {
+        let mut answered = 0;
+        while let Some(env) = bob.recv().await {
+            if text(&env) == "ignore me" {
+                continue;
+            }
+            assert!(env.is_request());
+            bob.reply(&env, format!("re: {}", text(&env)))
+                .await
+                .unwrap();
+            answered += 1;
+        }
+        answered
+    });
+    let started = tokio::time::Instant::now();
+    let reply = alice
+        .request(bob_id, "ping", Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(text(&reply), "re: ping");
+    assert_eq!(reply.from(), bob_id);
+    assert!(reply.in_reply_to().is_some());
+    // Neither leg waited out the 10 ms linger.
+    assert!(started.elapsed() < Duration::from_millis(10));
+
+    let err = alice
+        .request(bob_id, "ignore me", Duration::from_millis(50))
+        .await;
+    assert!(matches!(err, Err(Error::RequestTimeout { .. })), "{err:?}");
+    assert_eq!(hub.metrics().send_errors["request_timeout"], 1);
+
+    let unknown = alice
+        .request(AgentId::new_v4(), "x", Duration::from_secs(1))
+        .await;
+    assert!(matches!(unknown, Err(Error::UnknownAgent(_))));
+    hub.shutdown().await.unwrap();
+    assert_eq!(server.await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn reply_to_a_non_request_is_an_error() {
+    let hub = Hub::start(config()).unwrap();
+    let a = hub.register("a").unwrap();
+    let mut b = hub.register("b").unwrap();
+    a.send_with(b.id(), "x", Priority::Critical).await.unwrap();
+    let env = b.recv().await.unwrap();
+    assert!(matches!(
+        b.reply(&env, "y").await,
+        Err(Error::NotARequest(_))
+    ));
+    hub.shutdown().await.unwrap();
+}
+
+fn small_mailbox(policy: OverflowPolicy) -> HubConfig {
+    let mut c = config();
+    c.mailbox_capacity = 10;
+    c.overflow = policy;
+    c
+}
+
+#[tokio::test]
+async fn overflow_reject() {
+    let hub = Hub::start(small_mailbox(OverflowPolicy::Reject)).unwrap();
+    let a = hub.register("a").unwrap();
+    let mut b = hub.register("b").unwrap();
+    for i in 0..10 {
+        a.send(b.id(), format!("{i}")).await.unwrap();
+    }
+    assert!(matches!(a.send(b.id(), "11th").await, Err(Error::MailboxFull(id)) if id == b.id()));
+    assert!(matches!(
+        a.try_send(b.id(), "11th"),
+        Err(Error::MailboxFull(_))
+    ));
+    // Receiving makes room again.
+    assert_eq!(text(&b.recv().await.unwrap()), "0");
+    a.send(b.id(), "10").await.unwrap();
+    assert_eq!(hub.metrics().send_errors["mailbox_full"], 2);
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn overflow_block_waits_then_times_out() {
+    let timeout = Duration::from_millis(100);
+    let hub = Hub::start(small_mailbox(OverflowPolicy::Block { timeout })).unwrap();
+    let a = hub.register("a").unwrap();
+    let mut b = hub.register("b").unwrap();
+    for i in 0..10 {
+        a.send(b.id(), format!("{i}")).await.unwrap();
+    }
+    // Nobody drains: the 11th waits the whole timeout, then fails.
+    let started = tokio::time::Instant::now();
+    assert!(matches!(
+        a.send(b.id(), "x").await,
+        Err(Error::MailboxFull(_))
+    ));
+    assert_eq!(started.elapsed(), timeout);
+    // try_send never waits.
+    assert!(matches!(
+        a.try_send(b.id(), "x"),
+        Err(Error::MailboxFull(_))
+    ));
+
+    // A receiver that drains later unblocks the sender.
+    let to = b.id();
+    let sender = tokio::spawn(async move {
+        a.send(to, "late").await.unwrap();
+        a
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(!sender.is_finished(), "sender should be blocked");
+    let mut seen = Vec::new();
+    for _ in 0..11 {
+        seen.push(text(&b.recv().await.unwrap()));
+    }
+    assert_eq!(seen.last().unwrap(), "late");
+    sender.await.unwrap();
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn overflow_drop_oldest_counts_every_eviction() {
+    let hub = Hub::start(small_mailbox(OverflowPolicy::DropOldest)).unwrap();
+    let a = hub.register("a").unwrap();
+    let mut b = hub.register("b").unwrap();
+    for i in 0..25 {
+        a.send(b.id(), format!("{i}")).await.unwrap();
+        a.flush();
+    }
+    a.send_with(b.id(), "low", Priority::Low).await.unwrap();
+    a.send_with(b.id(), "crit", Priority::Critical)
+        .await
+        .unwrap();
+    // 27 in, capacity 10: the lowest priority goes first, then the oldest normals.
+    let mut got = Vec::new();
+    while let Some(env) = b.try_recv() {
+        got.push(text(&env));
+    }
+    assert_eq!(got.len(), 10);
+    assert_eq!(got[0], "crit");
+    assert!(!got.contains(&"low".to_string()));
+    assert_eq!(
+        got[1..],
+        (16..25).map(|i| i.to_string()).collect::<Vec<_>>()[..]
+    );
+    assert_eq!(hub.metrics().messages_dropped["drop_oldest"], 17);
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn errors_are_typed_and_counted() {
+    let mut c = config();
+    c.max_payload = 1000;
+    let hub = Hub::start(c).unwrap();
+    let a = hub.register("a").unwrap();
+    let b = hub.register("b").unwrap();
+    let nobody = AgentId::new_v4();
+    assert!(matches!(a.send(nobody, "x").await, Err(Error::UnknownAgent(id)) if id == nobody));
+    assert!(matches!(
+        a.send(b.id(), vec![0u8; 1001]).await,
+        Err(Error::PayloadTooLarge {
+            size: 1001,
+            max: 1000
+        })
+    ));
+    let b_id = b.id();
+    drop(b);
+    assert!(matches!(
+        a.send(b_id, "x").await,
+        Err(Error::UnknownAgent(_))
+    ));
+    hub.shutdown().await.unwrap();
+    assert!(matches!(
+        a.send(a.id(), "x").await,
+        Err(Error::ShuttingDown)
+    ));
+    assert!(matches!(hub.register("late"), Err(Error::ShuttingDown)));
+    let m = hub.metrics();
+    assert_eq!(m.send_errors["unknown_agent"], 2);
+    assert_eq!(m.send_errors["payload_too_large"], 1);
+    assert_eq!(m.send_errors["shutting_down"], 2);
+}
+
+#[tokio::test]
+async fn leaving_agent_drops_are_counted() {
+    let hub = Hub::start(config()).unwrap();
+    let a = hub.register("a").unwrap();
+    let b = hub.register("b").unwrap();
+    for _ in 0..5 {
+        a.send(b.id(), "x").await.unwrap();
+    }
+    a.flush();
+    for _ in 0..3 {
+        a.send(b.id(), "y").await.unwrap();
+    }
+    drop(b); // 5 queued in its mailbox; 3 still in a's batch
+    a.flush();
+    let report = hub.shutdown().await.unwrap();
+    assert_eq!(report.undelivered, 0);
+    assert_eq!(hub.metrics().messages_dropped["recipient_gone"], 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_100k_in_flight_loses_none() {
+    const N: usize = 100_000;
+    let hub = Hub::start(config()).unwrap();
+    let mut receivers: Vec<Agent> = (0..4)
+        .map(|i| hub.register(format!("r{i}")).unwrap())
+        .collect();
+    let targets: Vec<AgentId> = receivers.iter().map(|r| r.id()).collect();
+    let mut senders = Vec::new();
+    for s in 0..4 {
+        let agent = hub.register(format!("s{s}")).unwrap();
+        let targets = targets.clone();
+        senders.push(tokio::spawn(async move {
+            for i in 0..N / 4 {
+                agent.send(targets[i % 4], "m").await.unwrap();
+            }
+            agent
+        }));
+    }
+    let mut keep = Vec::new();
+    for s in senders {
+        keep.push(s.await.unwrap());
+    }
+    // Most of the last messages still sit in batches: shutdown must flush them all.
+    let report = hub.shutdown().await.unwrap();
+    assert_eq!(report.sent, N as u64);
+    assert_eq!(report.delivered, N as u64);
+    assert_eq!(report.undelivered, 0);
+    assert_eq!(report.dropped, 0);
+    let mut got = 0;
+    for r in receivers.iter_mut() {
+        while let Some(_env) = r.recv().await {
+            got += 1;
+        }
+    }
+    assert_eq!(got, N);
+    assert!(matches!(
+        keep[0].send(targets[0], "x").await,
+        Err(Error::ShuttingDown)
+    ));
+}
+
+#[tokio::test]
+async fn recv_returns_none_after_shutdown_and_drain() {
+    let hub = Hub::start(config()).unwrap();
+    let a = hub.register("a").unwrap();
+    let mut b = hub.register("b").unwrap();
+    let waiting = tokio::spawn(async move {
+        let mut n = 0;
+        while b.recv().await.is_some() {
+            n += 1;
+        }
+        n
+    });
+    a.send(a.id(), "self").await.unwrap();
+    let to = hub.register("c").unwrap();
+    a.send(to.id(), "c").await.unwrap();
+    hub.shutdown().await.unwrap();
+    assert_eq!(waiting.await.unwrap(), 0);
+    let again = hub.shutdown().await.unwrap();
+    assert_eq!(again.delivered, 2);
+}
+
+#[tokio::test]
+async fn sender_handles_share_ordering() {
+    let hub = Hub::start(config()).unwrap();
+    let a = hub.register("a").unwrap();
+    let tx = a.sender();
+    let mut b = hub.register("b").unwrap();
+    a.send(b.id(), "1").await.unwrap();
+    tx.send(b.id(), "2").await.unwrap();
+    a.send(b.id(), "3").await.unwrap();
+    a.flush();
+    let got: Vec<String> = (0..3).map(|_| text(&b.try_recv().unwrap())).collect();
+    assert_eq!(got, ["1", "2", "3"]);
+    assert_eq!(tx.id(), a.id());
+    hub.shutdown().await.unwrap();
+}
+
+#[test]
+fn start_outside_a_runtime_is_an_error() {
+    assert!(matches!(Hub::start(config()), Err(Error::NoRuntime)));
+}
