@@ -28,7 +28,7 @@ pub struct AgentSender {
 #[derive(Debug)]
 pub struct Agent {
     sender: AgentSender,
-    hand: std::vec::IntoIter<Envelope>,
+    hand: std::collections::VecDeque<Envelope>,
     /// Messages handed out by `recv` since the last report to the hub's counters.
     taken: u64,
     latency: LocalHistogram,
@@ -70,9 +70,7 @@ impl AgentSender {
     ) -> Result<MessageId> {
         let payload = self.shared.prepare(payload.into())?;
         let env = self.message(to, Kind::Message, priority, payload);
-        self.shared
-            .send_one(&self.slot, env, Wait::Policy, false)
-            .await
+        self.shared.send_one(env, Wait::Policy, false).await
     }
 
     /// Sends without ever waiting: `Error::MailboxFull` when there is no room (except under
@@ -80,7 +78,7 @@ impl AgentSender {
     pub fn try_send(&self, to: AgentId, payload: impl Into<Payload>) -> Result<MessageId> {
         let payload = self.shared.prepare(payload.into())?;
         let env = self.message(to, Kind::Message, Priority::Normal, payload);
-        let fut = self.shared.send_one(&self.slot, env, Wait::Never, false);
+        let fut = self.shared.send_one(env, Wait::Never, false);
         // With `Wait::Never` the future completes on its first poll.
         match poll_once(fut) {
             Some(result) => result,
@@ -93,7 +91,7 @@ impl AgentSender {
     pub async fn broadcast(&self, payload: impl Into<Payload>) -> Result<usize> {
         let payload = self.shared.prepare(payload.into())?;
         self.shared
-            .fan_out(&self.slot, Audience::Everyone, Priority::Normal, payload)
+            .fan_out(self.slot.id, Audience::Everyone, Priority::Normal, payload)
             .await
     }
 
@@ -112,7 +110,7 @@ impl AgentSender {
     ) -> Result<usize> {
         let payload = self.shared.prepare(payload.into())?;
         self.shared
-            .fan_out(&self.slot, Audience::Topic(topic), priority, payload)
+            .fan_out(self.slot.id, Audience::Topic(topic), priority, payload)
             .await
     }
 
@@ -128,11 +126,7 @@ impl AgentSender {
         let env = self.message(to, Kind::Request, Priority::High, payload);
         let id = env.id;
         let reply = self.shared.requests.insert(id);
-        if let Err(e) = self
-            .shared
-            .send_one(&self.slot, env, Wait::Policy, true)
-            .await
-        {
+        if let Err(e) = self.shared.send_one(env, Wait::Policy, true).await {
             self.shared.requests.take(id);
             return Err(e);
         }
@@ -150,7 +144,7 @@ impl AgentSender {
             return self.shared.metrics.fail(Error::ShuttingDown);
         }
         let payload = self.shared.prepare(payload.into())?;
-        self.shared.flush_to(&self.slot, request.from);
+        self.shared.flush_to(request.from);
         let env = self.message(
             request.from,
             Kind::Reply(request.id),
@@ -173,16 +167,6 @@ impl AgentSender {
     pub fn unsubscribe(&self, topic: &str) -> bool {
         self.shared.registry.unsubscribe(&self.slot, topic)
     }
-
-    /// Flushes this agent's open batches now.
-    pub fn flush(&self) {
-        self.slot.outbox.lock().flush_due(
-            None,
-            crate::metrics::FlushReason::Explicit,
-            self.shared.config.overflow,
-            &self.shared.metrics,
-        );
-    }
 }
 
 impl Agent {
@@ -190,7 +174,7 @@ impl Agent {
         let latency = sender.shared.metrics.latency.local();
         Self {
             sender,
-            hand: Vec::new().into_iter(),
+            hand: std::collections::VecDeque::new(),
             taken: 0,
             latency,
         }
@@ -204,22 +188,32 @@ impl Agent {
     /// Waits for the next message: highest priority first, FIFO per sender within a
     /// priority. `None` once the hub has shut down and the mailbox is drained.
     pub async fn recv(&mut self) -> Option<Envelope> {
-        if let Some(env) = self.hand.next() {
+        if let Some(env) = self.hand.pop_front() {
             self.taken += 1;
             return Some(env);
         }
-        let batch = self.sender.slot.mailbox.next_batch().await?;
+        let spare = self.spare();
+        let batch = self.sender.slot.mailbox.next_batch(spare).await?;
         self.take(batch)
     }
 
     /// The next message if one is waiting, without waiting.
     pub fn try_recv(&mut self) -> Option<Envelope> {
-        if let Some(env) = self.hand.next() {
+        if let Some(env) = self.hand.pop_front() {
             self.taken += 1;
             return Some(env);
         }
-        let batch = self.sender.slot.mailbox.pop()?;
+        let spare = self.spare();
+        let batch = self.sender.slot.mailbox.pop(spare)?;
         self.take(batch)
+    }
+
+    /// The emptied buffer of the last batch, to hand back for reuse.
+    fn spare(&mut self) -> Option<Vec<Envelope>> {
+        if self.hand.capacity() == 0 {
+            return None;
+        }
+        Some(Vec::from(std::mem::take(&mut self.hand)))
     }
 
     /// Messages waiting in this agent's mailbox (not counting the batch in hand).
@@ -228,17 +222,19 @@ impl Agent {
     }
 
     fn take(&mut self, batch: Vec<Envelope>) -> Option<Envelope> {
-        let now = tokio::time::Instant::now();
-        for env in &batch {
-            let waited = now.saturating_duration_since(env.sent_at);
-            self.latency.observe(waited.as_secs_f64());
+        // Every message of a batch carries the batch's opening time: one clock read and
+        // one histogram update per batch.
+        if let Some(first) = batch.first() {
+            let waited = tokio::time::Instant::now().saturating_duration_since(first.sent_at);
+            self.latency
+                .observe_n(waited.as_secs_f64(), batch.len() as u64);
         }
         let metrics = &self.sender.shared.metrics;
         metrics.latency.merge(&mut self.latency);
         metrics.received.fetch_add(self.taken, Ordering::Relaxed);
         self.taken = 1;
-        self.hand = batch.into_iter();
-        let first = self.hand.next();
+        self.hand = batch.into();
+        let first = self.hand.pop_front();
         if first.is_none() {
             self.taken = 0;
         }
@@ -270,8 +266,6 @@ delegate! {
     fn subscribe(&self, topic: &str) -> Result<()>;
     /// Unsubscribes; see [`AgentSender::unsubscribe`].
     fn unsubscribe(&self, topic: &str) -> bool;
-    /// Flushes this agent's open batches now.
-    fn flush(&self) -> ();
 }
 
 impl Agent {
@@ -330,7 +324,7 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let shared = &self.sender.shared;
         shared.registry.remove(&self.sender.slot);
-        let left = self.sender.slot.mailbox.close() + self.hand.len();
+        let left = self.sender.slot.mailbox.close(&shared.metrics) + self.hand.len();
         shared
             .metrics
             .drop_n(DropReason::RecipientGone, left as u64);

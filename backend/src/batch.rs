@@ -1,120 +1,109 @@
-//! Per-destination batches: an agent's outgoing messages wait here until the batch holds
-//! `max_messages`, its oldest has waited `linger`, a message at `flush_priority` joins it,
-//! or someone flushes explicitly.
+//! The open batch of one destination: messages wait here until it holds `max_messages`,
+//! its first message has waited `linger`, a message at `flush_priority` joins it, or
+//! someone flushes explicitly.
 //!
-//! Each agent owns one [`Outbox`] (shared by its `AgentSender` clones, behind one mutex that
-//! only that agent's tasks contend for), so the hot path of a send is an uncontended lock,
-//! a hash lookup and a `Vec::push`. The shared state of the recipient is touched once per
-//! batch. An outbox holds only open batches; when the last one flushes it is empty again.
+//! There is one open batch per recipient, shared by every sender, so a recipient that many
+//! agents write to sparsely still gets full batches and one wake-up per batch. Senders to
+//! the same recipient take the same lock, exactly as they would on a channel; senders to
+//! different recipients never meet.
 
-use crate::id::IdMap;
-use crate::mailbox::Mailbox;
-use crate::metrics::{DropReason, FlushReason, Metrics};
-use crate::{AgentId, Envelope, OverflowPolicy};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use crate::metrics::FlushReason;
+use crate::Envelope;
 use tokio::time::Instant;
 
-/// One open batch for one destination.
+/// Messages waiting for one recipient.
 #[derive(Debug)]
-pub(crate) struct Pending {
-    pub(crate) mailbox: Arc<Mailbox>,
+pub(crate) struct Batch {
     pub(crate) envelopes: Vec<Envelope>,
+    /// When the first message joined; every message carries it as `sent_at`.
     pub(crate) opened: Instant,
     /// Bit `p` set when a message of priority `p` is in the batch.
     pub(crate) mask: u8,
-}
-
-/// An agent's open batches.
-#[derive(Debug, Default)]
-pub(crate) struct Outbox {
-    pub(crate) batches: IdMap<AgentId, Pending>,
-    /// A linger deadline is registered with the flusher.
-    pub(crate) scheduled: bool,
-    // Payload byte counts, added to the hub's counters at the next flush.
+    /// Payload bytes before and after compression, counted when the batch leaves.
     pub(crate) raw_bytes: u64,
     pub(crate) wire_bytes: u64,
+    /// The linger timer holds an entry for this mailbox.
+    pub(crate) scheduled: bool,
 }
 
-impl Outbox {
-    /// The earliest `opened` among open batches.
-    pub(crate) fn oldest(&self) -> Option<Instant> {
-        self.batches.values().map(|p| p.opened).min()
-    }
-
-    /// Flushes the batch for `to`, if one is open.
-    pub(crate) fn flush_one(
-        &mut self,
-        to: AgentId,
-        reason: FlushReason,
-        policy: OverflowPolicy,
-        metrics: &Metrics,
-    ) {
-        if let Some(pending) = self.batches.remove(&to) {
-            deliver(pending, reason, policy, metrics);
+impl Batch {
+    pub(crate) fn new() -> Self {
+        Self {
+            envelopes: Vec::new(),
+            opened: Instant::now(),
+            mask: 0,
+            raw_bytes: 0,
+            wire_bytes: 0,
+            scheduled: false,
         }
-        self.settle(metrics);
     }
 
-    /// Flushes every batch opened at or before `cutoff` (all of them with `None`).
-    pub(crate) fn flush_due(
-        &mut self,
-        cutoff: Option<Instant>,
-        reason: FlushReason,
-        policy: OverflowPolicy,
-        metrics: &Metrics,
-    ) {
-        let due = |p: &Pending| cutoff.is_none_or(|c| p.opened <= c);
-        if self.batches.values().all(due) {
-            for (_, pending) in self.batches.drain() {
-                deliver(pending, reason, policy, metrics);
+    pub(crate) fn len(&self) -> usize {
+        self.envelopes.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.envelopes.is_empty()
+    }
+
+    /// Adds a message. Returns true when it opened the batch.
+    #[inline]
+    pub(crate) fn push(&mut self, mut env: Envelope, capacity_hint: usize) -> bool {
+        let opened = self.envelopes.is_empty();
+        if opened {
+            self.opened = Instant::now();
+            if self.envelopes.capacity() == 0 {
+                self.envelopes.reserve_exact(capacity_hint);
             }
+        }
+        // One clock read per batch, not per message: latency is measured from the moment
+        // the batch opened, an upper bound on each message's own wait.
+        env.sent_at = self.opened;
+        self.mask |= 1 << env.priority.index();
+        self.raw_bytes += env.payload.len() as u64;
+        self.wire_bytes += env.payload.wire_len() as u64;
+        self.envelopes.push(env);
+        opened
+    }
+
+    /// Takes the messages out, leaving an empty batch.
+    pub(crate) fn take(&mut self) -> Taken {
+        let taken = Taken {
+            envelopes: std::mem::take(&mut self.envelopes),
+            mask: self.mask,
+            raw_bytes: self.raw_bytes,
+            wire_bytes: self.wire_bytes,
+        };
+        self.mask = 0;
+        self.raw_bytes = 0;
+        self.wire_bytes = 0;
+        taken
+    }
+
+    /// Which flush, if any, the message just pushed calls for.
+    #[inline]
+    pub(crate) fn due(
+        &self,
+        last: crate::Priority,
+        config: &crate::HubConfig,
+    ) -> Option<FlushReason> {
+        if self.envelopes.len() >= config.max_messages {
+            Some(FlushReason::Size)
+        } else if last >= config.flush_priority {
+            Some(FlushReason::Priority)
+        } else if config.linger.is_zero() {
+            Some(FlushReason::Linger)
         } else {
-            let ids: Vec<AgentId> = self
-                .batches
-                .iter()
-                .filter(|(_, p)| due(p))
-                .map(|(id, _)| *id)
-                .collect();
-            for id in ids {
-                if let Some(pending) = self.batches.remove(&id) {
-                    deliver(pending, reason, policy, metrics);
-                }
-            }
-        }
-        self.settle(metrics);
-    }
-
-    /// Publishes the byte counters gathered since the last flush.
-    fn settle(&mut self, metrics: &Metrics) {
-        if self.raw_bytes != 0 {
-            metrics
-                .bytes_raw
-                .fetch_add(std::mem::take(&mut self.raw_bytes), Ordering::Relaxed);
-            metrics
-                .bytes_wire
-                .fetch_add(std::mem::take(&mut self.wire_bytes), Ordering::Relaxed);
+            None
         }
     }
 }
 
-/// Moves one batch into its mailbox and counts it.
-fn deliver(pending: Pending, reason: FlushReason, policy: OverflowPolicy, metrics: &Metrics) {
-    let n = pending.envelopes.len() as u64;
-    if n == 0 {
-        return;
-    }
-    metrics.sent.fetch_add(n, Ordering::Relaxed);
-    metrics.flushes.add(reason as usize, 1);
-    metrics.batch_size.observe(n as f64);
-    let mailbox = pending.mailbox;
-    match mailbox.push(pending.envelopes, pending.mask, policy, metrics) {
-        Ok(()) => {
-            metrics.delivered.fetch_add(n, Ordering::Relaxed);
-        }
-        Err(batch) => {
-            mailbox.forget(batch.len());
-            metrics.drop_n(DropReason::RecipientGone, n);
-        }
-    }
+/// A batch on its way into a mailbox.
+#[derive(Debug)]
+pub(crate) struct Taken {
+    pub(crate) envelopes: Vec<Envelope>,
+    pub(crate) mask: u8,
+    pub(crate) raw_bytes: u64,
+    pub(crate) wire_bytes: u64,
 }

@@ -89,12 +89,14 @@ impl Envelope {
         }
     }
 
-    /// When it was sent (tokio's clock, so paused-time tests see consistent values).
+    /// When the batch that carried it opened: at or before the send, never after (one
+    /// clock read per batch). For replies, when the reply was sent. On tokio's clock, so
+    /// paused-time tests see consistent values.
     pub fn sent_at(&self) -> Instant {
         self.sent_at
     }
 
-    /// Time since it was sent.
+    /// Time since [`sent_at`](Self::sent_at).
     pub fn age(&self) -> std::time::Duration {
         self.sent_at.elapsed()
     }

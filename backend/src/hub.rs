@@ -1,7 +1,7 @@
 //! The hub: the shared core behind every handle, registration, metrics and shutdown.
 
 use crate::agent::{Agent, AgentSender};
-use crate::linger::{self, Command};
+use crate::linger::{self, Schedule};
 use crate::mailbox::Mailbox;
 use crate::metrics::{DropReason, FlushReason, MailboxDepth, Metrics, MetricsSnapshot};
 use crate::pool::Pools;
@@ -24,7 +24,9 @@ pub(crate) struct Shared {
     pub(crate) pools: Pools,
     pub(crate) registry: Registry,
     pub(crate) requests: Requests,
-    pub(crate) linger: flume::Sender<Command>,
+    pub(crate) linger: flume::Sender<Schedule>,
+    /// A fixed instant for envelopes not yet in a batch.
+    pub(crate) epoch: tokio::time::Instant,
     pub(crate) closing: AtomicBool,
     pub(crate) workers: WorkerPool,
     started: Instant,
@@ -96,6 +98,7 @@ impl Hub {
             registry: Registry::default(),
             requests: Requests::default(),
             linger: tx,
+            epoch: tokio::time::Instant::now(),
             closing: AtomicBool::new(false),
             workers,
             started: Instant::now(),
@@ -116,7 +119,6 @@ impl Hub {
             id,
             name: Arc::from(name.into()),
             mailbox: Arc::new(Mailbox::new(shared.config.mailbox_capacity)),
-            outbox: Mutex::new(Default::default()),
             topics: Mutex::new(Vec::new()),
         });
         shared.registry.insert(slot.clone());
@@ -136,14 +138,15 @@ impl Hub {
     /// Flushes every open batch now.
     pub fn flush(&self) {
         let shared = &self.shared;
-        for slot in shared.registry.slots() {
-            slot.outbox.lock().flush_due(
-                None,
+        shared.registry.for_each(|slot| {
+            let mut batch = slot.mailbox.batch.lock();
+            slot.mailbox.flush(
+                &mut batch,
                 FlushReason::Explicit,
                 shared.config.overflow,
                 &shared.metrics,
             );
-        }
+        });
     }
 
     /// Runs `work` on the elastic worker pool and returns its result.
@@ -191,17 +194,13 @@ impl Hub {
             slot.mailbox.wake_senders();
         }
         for slot in &slots {
-            slot.outbox.lock().flush_due(
-                None,
+            let mut batch = slot.mailbox.batch.lock();
+            slot.mailbox.flush(
+                &mut batch,
                 FlushReason::Shutdown,
                 shared.config.overflow,
                 &shared.metrics,
             );
-        }
-        // Outboxes of agents that already left are known only to the timer.
-        let (ack, done) = tokio::sync::oneshot::channel();
-        if shared.linger.send(Command::Drain(ack)).is_ok() {
-            let _ = done.await;
         }
         shared.workers.shutdown().await;
         shared.requests.clear();
@@ -211,7 +210,7 @@ impl Hub {
         let m = &shared.metrics;
         let sent = m.sent.load(Ordering::Relaxed);
         let delivered = m.delivered.load(Ordering::Relaxed);
-        let gone_before_mailbox = m.dropped.get(DropReason::RecipientGone as usize);
+        let gone_before_mailbox = m.lost_before_mailbox.load(Ordering::Relaxed);
         let report = ShutdownReport {
             sent,
             delivered,

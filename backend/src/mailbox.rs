@@ -1,16 +1,16 @@
-//! A bounded, priority-ordered mailbox that receives whole batches.
+//! A bounded, priority-ordered mailbox fed by whole batches.
 //!
-//! One lock and one wake-up per batch: senders push a batch, the owner pops a batch and
-//! hands its messages out one by one without touching shared state. Four lanes, one per
-//! priority: `recv` serves the highest non-empty lane first, FIFO inside a lane, so only a
-//! higher priority can overtake.
+//! One lock and one wake-up per batch: a flush moves the open [`Batch`] into the queue,
+//! the owner pops a whole batch and hands its messages out without touching shared state.
+//! Four lanes, one per priority: the owner is served from the highest non-empty lane, FIFO
+//! inside a lane, so only a higher priority can overtake.
 //!
-//! Capacity is in messages and covers everything admitted for this mailbox: messages still
-//! waiting in senders' batches plus messages queued here. A sender reserves its slot when
-//! it sends, so a full mailbox is reported to the sender that overfilled it, not discovered
-//! later by a background flush.
+//! Capacity is in messages and covers the open batch plus the queue, checked under the
+//! batch lock when a message is sent, so a full mailbox is reported to the sender that
+//! overfilled it.
 
-use crate::metrics::{DropReason, Metrics};
+use crate::batch::{Batch, Taken};
+use crate::metrics::{DropReason, FlushReason, Metrics};
 use crate::{Envelope, OverflowPolicy};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -21,18 +21,21 @@ use tokio::sync::Notify;
 struct Lanes {
     lanes: [VecDeque<Vec<Envelope>>; 4],
     queued: usize,
+    /// An emptied batch buffer handed back by the owner, for the next batch to reuse: the
+    /// allocation travels sender → owner → sender instead of malloc on one thread and
+    /// free on another.
+    spare: Option<Vec<Envelope>>,
 }
 
-/// One agent's mailbox.
+/// One agent's mailbox: its open batch and its queue.
 #[derive(Debug)]
 pub(crate) struct Mailbox {
+    pub(crate) batch: Mutex<Batch>,
     capacity: usize,
     lanes: Mutex<Lanes>,
-    /// Admitted and not yet popped or dropped: in senders' batches plus queued.
-    reserved: AtomicUsize,
-    /// Copy of `Lanes::queued` readable without the lock (metrics).
+    /// Copy of `Lanes::queued`, readable without the lock.
     queued: AtomicUsize,
-    /// The agent left: pushes are refused.
+    /// The agent left: sends are refused. Set under the batch lock.
     gone: AtomicBool,
     /// The hub shut down: `next_batch` returns `None` once empty.
     sealed: AtomicBool,
@@ -45,9 +48,9 @@ pub(crate) struct Mailbox {
 impl Mailbox {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
+            batch: Mutex::new(Batch::new()),
             capacity,
             lanes: Mutex::new(Lanes::default()),
-            reserved: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
             gone: AtomicBool::new(false),
             sealed: AtomicBool::new(false),
@@ -57,113 +60,113 @@ impl Mailbox {
         }
     }
 
-    /// Admits one message, or says the mailbox is full. `DropOldest` always admits: it
-    /// makes room when the batch lands instead.
+    /// Whether one more message fits next to `open` (the locked batch).
     #[inline]
-    pub(crate) fn try_reserve(&self, policy: OverflowPolicy) -> bool {
-        let prev = self.reserved.fetch_add(1, Ordering::AcqRel);
-        if prev < self.capacity || policy == OverflowPolicy::DropOldest {
-            true
-        } else {
-            self.release(1);
-            false
-        }
-    }
-
-    /// Gives back `n` admitted slots (popped, evicted, or dropped before arrival).
-    fn release(&self, n: usize) {
-        self.reserved.fetch_sub(n, Ordering::AcqRel);
-        if self.blocked.load(Ordering::Acquire) > 0 {
-            self.writable.notify_waiters();
-        }
-    }
-
-    /// Gives back slots of messages that were admitted but never pushed.
-    pub(crate) fn forget(&self, n: usize) {
-        if n > 0 {
-            self.release(n);
-        }
-    }
-
-    pub(crate) fn has_room(&self) -> bool {
-        self.reserved.load(Ordering::Acquire) < self.capacity
+    pub(crate) fn has_room_for(&self, open: &Batch) -> bool {
+        open.len() + self.queued.load(Ordering::Acquire) < self.capacity
     }
 
     pub(crate) fn is_gone(&self) -> bool {
         self.gone.load(Ordering::Acquire)
     }
 
-    /// Messages waiting to be received.
+    /// Messages waiting to be received (queued; the open batch is not yet receivable).
     pub(crate) fn depth(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
     }
 
-    /// Queues a batch whose messages were all admitted. `mask` has bit `p` set when the
-    /// batch holds a message of priority `p`. Returns the batch if the agent is gone.
-    pub(crate) fn push(
+    /// Moves the open batch into the queue and counts it. Call with the batch locked.
+    pub(crate) fn flush(
         &self,
-        batch: Vec<Envelope>,
-        mask: u8,
+        open: &mut Batch,
+        reason: FlushReason,
         policy: OverflowPolicy,
         metrics: &Metrics,
-    ) -> Result<(), Vec<Envelope>> {
-        let n = batch.len();
-        let evicted = {
-            let mut lanes = self.lanes.lock();
-            if self.is_gone() {
-                return Err(batch);
-            }
-            if mask.count_ones() <= 1 {
-                let lane = mask.trailing_zeros().min(3) as usize;
-                lanes.lanes[lane].push_back(batch);
-            } else {
-                split_by_priority(&mut lanes, batch, mask);
-            }
-            lanes.queued += n;
-            let evicted = if policy == OverflowPolicy::DropOldest {
-                evict_oldest(&mut lanes, self.capacity)
-            } else {
-                0
-            };
-            self.queued.store(lanes.queued, Ordering::Relaxed);
-            evicted
-        };
-        self.readable.notify_one();
-        if evicted > 0 {
-            metrics.drop_n(DropReason::DropOldest, evicted as u64);
-            self.release(evicted);
+    ) {
+        if open.is_empty() {
+            return;
         }
-        Ok(())
+        let taken = open.take();
+        let n = taken.envelopes.len() as u64;
+        metrics.sent.fetch_add(n, Ordering::Relaxed);
+        metrics
+            .bytes_raw
+            .fetch_add(taken.raw_bytes, Ordering::Relaxed);
+        metrics
+            .bytes_wire
+            .fetch_add(taken.wire_bytes, Ordering::Relaxed);
+        metrics.flushes.add(reason as usize, 1);
+        metrics.batch_size.observe(n as f64);
+        if self.is_gone() {
+            metrics.drop_n(DropReason::RecipientGone, n);
+            metrics.lost_before_mailbox.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
+        let (evicted, spare) = self.enqueue(taken, policy);
+        if let Some(spare) = spare {
+            open.envelopes = spare;
+        }
+        metrics.delivered.fetch_add(n, Ordering::Relaxed);
+        metrics.drop_n(DropReason::DropOldest, evicted as u64);
+        self.readable.notify_one();
     }
 
-    /// Takes the oldest batch of the highest non-empty lane.
-    pub(crate) fn pop(&self) -> Option<Vec<Envelope>> {
+    fn enqueue(&self, taken: Taken, policy: OverflowPolicy) -> (usize, Option<Vec<Envelope>>) {
+        let n = taken.envelopes.len();
+        let mut lanes = self.lanes.lock();
+        if taken.mask.count_ones() <= 1 {
+            let lane = taken.mask.trailing_zeros().min(3) as usize;
+            lanes.lanes[lane].push_back(taken.envelopes);
+        } else {
+            split_by_priority(&mut lanes, taken.envelopes, taken.mask);
+        }
+        lanes.queued += n;
+        let evicted = if policy == OverflowPolicy::DropOldest {
+            evict_oldest(&mut lanes, self.capacity)
+        } else {
+            0
+        };
+        self.queued.store(lanes.queued, Ordering::Release);
+        (evicted, lanes.spare.take())
+    }
+
+    /// Takes the oldest batch of the highest non-empty lane, keeping `spare` (an emptied
+    /// batch buffer) for reuse.
+    pub(crate) fn pop(&self, spare: Option<Vec<Envelope>>) -> Option<Vec<Envelope>> {
         let batch = {
             let mut lanes = self.lanes.lock();
+            if let Some(spare) = spare.filter(|s| s.is_empty() && s.capacity() > 0) {
+                lanes.spare = Some(spare);
+            }
             let batch = lanes
                 .lanes
                 .iter_mut()
                 .rev()
                 .find_map(|lane| lane.pop_front())?;
             lanes.queued -= batch.len();
-            self.queued.store(lanes.queued, Ordering::Relaxed);
+            self.queued.store(lanes.queued, Ordering::Release);
             batch
         };
-        self.release(batch.len());
+        if self.blocked.load(Ordering::Acquire) > 0 {
+            self.writable.notify_waiters();
+        }
         Some(batch)
     }
 
-    /// Waits for a batch; `None` once the hub sealed the mailbox and it is empty.
-    pub(crate) async fn next_batch(&self) -> Option<Vec<Envelope>> {
+    /// Waits for a batch; `None` once the mailbox is sealed (or closed) and empty.
+    pub(crate) async fn next_batch(
+        &self,
+        mut spare: Option<Vec<Envelope>>,
+    ) -> Option<Vec<Envelope>> {
         loop {
-            if let Some(batch) = self.pop() {
+            if let Some(batch) = self.pop(spare.take()) {
                 return Some(batch);
             }
             let notified = self.readable.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             // Re-check after registering, so a push or seal in between is not missed.
-            if let Some(batch) = self.pop() {
+            if let Some(batch) = self.pop(None) {
                 return Some(batch);
             }
             if self.sealed.load(Ordering::Acquire) || self.is_gone() {
@@ -173,22 +176,20 @@ impl Mailbox {
         }
     }
 
-    /// Waits until there may be room, or `deadline`. Returns false on timeout.
+    /// Registers as a blocked sender, and waits until there may be room, or `deadline`.
+    /// Returns false on timeout.
     pub(crate) async fn wait_for_room(&self, deadline: tokio::time::Instant) -> bool {
         let notified = self.writable.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         self.blocked.fetch_add(1, Ordering::AcqRel);
-        let woke = if self.has_room() || self.is_gone() {
-            true
-        } else {
-            tokio::time::timeout_at(deadline, notified).await.is_ok()
-        };
+        let room = self.has_room_for(&self.batch.lock()) || self.is_gone();
+        let woke = room || tokio::time::timeout_at(deadline, notified).await.is_ok();
         self.blocked.fetch_sub(1, Ordering::AcqRel);
         woke
     }
 
-    /// The hub is shutting down: wake every blocked sender so it sees the shutdown.
+    /// Wakes every blocked sender (to see a shutdown).
     pub(crate) fn wake_senders(&self) {
         self.writable.notify_waiters();
     }
@@ -200,20 +201,39 @@ impl Mailbox {
         self.readable.notify_one();
     }
 
-    /// The agent left: refuse pushes and drop what is queued. Returns how many were dropped.
-    pub(crate) fn close(&self) -> usize {
-        let dropped = {
-            let mut lanes = self.lanes.lock();
+    /// The agent left: refuse sends and drop the open batch and the queue. Returns how many
+    /// messages were dropped.
+    pub(crate) fn close(&self, metrics: &Metrics) -> usize {
+        let open = {
+            let mut batch = self.batch.lock();
             self.gone.store(true, Ordering::Release);
+            let n = batch.len();
+            if n > 0 {
+                // They were accepted: count them as sent, then as dropped.
+                let taken = batch.take();
+                metrics.sent.fetch_add(n as u64, Ordering::Relaxed);
+                metrics
+                    .bytes_raw
+                    .fetch_add(taken.raw_bytes, Ordering::Relaxed);
+                metrics
+                    .bytes_wire
+                    .fetch_add(taken.wire_bytes, Ordering::Relaxed);
+                metrics
+                    .lost_before_mailbox
+                    .fetch_add(n as u64, Ordering::Relaxed);
+            }
+            n
+        };
+        let queued = {
+            let mut lanes = self.lanes.lock();
             let n = lanes.queued;
             *lanes = Lanes::default();
-            self.queued.store(0, Ordering::Relaxed);
+            self.queued.store(0, Ordering::Release);
             n
         };
         self.readable.notify_waiters();
         self.writable.notify_waiters();
-        self.forget(dropped);
-        dropped
+        open + queued
     }
 }
 

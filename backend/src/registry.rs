@@ -1,6 +1,5 @@
 //! Who is registered, and who subscribes to what.
 
-use crate::batch::Outbox;
 use crate::id::IdMap;
 use crate::mailbox::Mailbox;
 use crate::pool::{BufferPool, Pooled};
@@ -18,28 +17,67 @@ pub(crate) struct AgentSlot {
     pub(crate) id: AgentId,
     pub(crate) name: Arc<str>,
     pub(crate) mailbox: Arc<Mailbox>,
-    pub(crate) outbox: Mutex<Outbox>,
     pub(crate) topics: Mutex<Vec<Arc<str>>>,
 }
 
 /// A topic's shared name (when it has subscribers) and a pooled copy of their ids.
 pub(crate) type Subscribers<'p> = (Option<Arc<str>>, Pooled<'p, Vec<AgentId>>);
 
+/// Shards of the agent map: a send takes one shard's read lock, so senders on different
+/// cores rarely touch the same lock word.
+const SHARDS: usize = 64;
+
+type Shard = RwLock<IdMap<AgentId, Arc<AgentSlot>>>;
+
 /// Agents by id, and topic subscribers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Registry {
-    pub(crate) agents: RwLock<IdMap<AgentId, Arc<AgentSlot>>>,
+    shards: Box<[Shard]>,
     topics: RwLock<HashMap<Arc<str>, Vec<AgentId>>>,
 }
 
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            topics: RwLock::default(),
+        }
+    }
+}
+
 impl Registry {
+    fn shard(&self, id: AgentId) -> &Shard {
+        // v4 ids are random: any bits spread evenly.
+        &self.shards[id.as_uuid().as_bytes()[0] as usize % SHARDS]
+    }
+
     pub(crate) fn insert(&self, slot: Arc<AgentSlot>) {
-        self.agents.write().insert(slot.id, slot);
+        self.shard(slot.id).write().insert(slot.id, slot);
+    }
+
+    /// Runs `f` on the agent's mailbox under its shard's read lock (no reference counting
+    /// on the hot path); `None` if no such agent.
+    #[inline]
+    pub(crate) fn with_mailbox<R>(
+        &self,
+        id: AgentId,
+        f: impl FnOnce(&Arc<Mailbox>) -> R,
+    ) -> Option<R> {
+        self.shard(id).read().get(&id).map(|slot| f(&slot.mailbox))
+    }
+
+    /// Runs `f` on every agent, one shard read lock at a time.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&AgentSlot)) {
+        for shard in self.shards.iter() {
+            for slot in shard.read().values() {
+                f(slot);
+            }
+        }
     }
 
     /// Removes the agent and all its subscriptions.
     pub(crate) fn remove(&self, slot: &AgentSlot) {
-        self.agents.write().remove(&slot.id);
+        self.shard(slot.id).write().remove(&slot.id);
         let topics = std::mem::take(&mut *slot.topics.lock());
         if !topics.is_empty() {
             let mut map = self.topics.write();
@@ -49,16 +87,16 @@ impl Registry {
         }
     }
 
-    pub(crate) fn mailbox(&self, id: AgentId) -> Option<Arc<Mailbox>> {
-        self.agents.read().get(&id).map(|s| s.mailbox.clone())
-    }
-
     pub(crate) fn len(&self) -> usize {
-        self.agents.read().len()
+        self.shards.iter().map(|s| s.read().len()).sum()
     }
 
     pub(crate) fn slots(&self) -> Vec<Arc<AgentSlot>> {
-        self.agents.read().values().cloned().collect()
+        let mut all = Vec::with_capacity(self.len());
+        for shard in self.shards.iter() {
+            all.extend(shard.read().values().cloned());
+        }
+        all
     }
 
     pub(crate) fn topic_count(&self) -> usize {

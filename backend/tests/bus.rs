@@ -82,7 +82,7 @@ async fn critical_skips_the_linger_and_overtakes() {
     let mut b = hub.register("b").unwrap();
     // c's normal message is already queued in b's mailbox.
     c.send(b.id(), "queued-normal").await.unwrap();
-    c.flush();
+    hub.flush();
     a.send(b.id(), "first").await.unwrap();
     a.send_with(b.id(), "urgent", Priority::Critical)
         .await
@@ -154,7 +154,7 @@ async fn compression_threshold_is_strictly_over_1024() {
     let over = vec![b'a'; 1025];
     a.send(b.id(), at.clone()).await.unwrap();
     a.send(b.id(), over.clone()).await.unwrap();
-    a.flush();
+    hub.flush();
     let e1 = b.recv().await.unwrap();
     let e2 = b.recv().await.unwrap();
     assert!(!e1.payload().is_compressed());
@@ -184,7 +184,7 @@ async fn incompressible_data_stays_raw() {
         })
         .collect();
     a.send(b.id(), noise.clone()).await.unwrap();
-    a.flush();
+    hub.flush();
     let env = b.recv().await.unwrap();
     assert!(!env.payload().is_compressed());
     assert_eq!(&*env.payload().bytes().unwrap(), &noise[..]);
@@ -227,7 +227,7 @@ async fn broadcast_and_topics_reach_exactly_the_right_set() {
         subscribers.len()
     );
     assert_eq!(sender.publish("nobody-listens", "x").await.unwrap(), 0);
-    sender.flush();
+    hub.flush();
 
     let mut got_topic = HashSet::new();
     for a in agents.iter_mut() {
@@ -256,7 +256,7 @@ async fn fan_out_shares_one_payload() {
     let mut a = hub.register("a").unwrap();
     let mut b = hub.register("b").unwrap();
     sender.broadcast(vec![7u8; 100]).await.unwrap();
-    sender.flush();
+    hub.flush();
     let ea = a.recv().await.unwrap();
     let eb = b.recv().await.unwrap();
     let pa = ea.payload().wire_bytes();
@@ -397,7 +397,7 @@ async fn overflow_drop_oldest_counts_every_eviction() {
     let mut b = hub.register("b").unwrap();
     for i in 0..25 {
         a.send(b.id(), format!("{i}")).await.unwrap();
-        a.flush();
+        hub.flush();
     }
     a.send_with(b.id(), "low", Priority::Low).await.unwrap();
     a.send_with(b.id(), "crit", Priority::Critical)
@@ -461,12 +461,12 @@ async fn leaving_agent_drops_are_counted() {
     for _ in 0..5 {
         a.send(b.id(), "x").await.unwrap();
     }
-    a.flush();
+    hub.flush();
     for _ in 0..3 {
         a.send(b.id(), "y").await.unwrap();
     }
     drop(b); // 5 queued in its mailbox; 3 still in a's batch
-    a.flush();
+    hub.flush();
     let report = hub.shutdown().await.unwrap();
     assert_eq!(report.undelivered, 0);
     assert_eq!(hub.metrics().messages_dropped["recipient_gone"], 8);
@@ -544,7 +544,7 @@ async fn sender_handles_share_ordering() {
     a.send(b.id(), "1").await.unwrap();
     tx.send(b.id(), "2").await.unwrap();
     a.send(b.id(), "3").await.unwrap();
-    a.flush();
+    hub.flush();
     let got: Vec<String> = (0..3).map(|_| text(&b.try_recv().unwrap())).collect();
     assert_eq!(got, ["1", "2", "3"]);
     assert_eq!(tx.id(), a.id());

@@ -33,7 +33,7 @@ proptest! {
             for body in &bodies {
                 a.send(b.id(), body.clone()).await.unwrap();
             }
-            a.flush();
+            hub.flush();
             for body in &bodies {
                 let env = b.recv().await.unwrap();
                 prop_assert_eq!(env.payload().len(), body.len());
@@ -58,7 +58,7 @@ proptest! {
             let a = hub.register("a").unwrap();
             let mut b = hub.register("b").unwrap();
             a.send(b.id(), body.clone()).await.unwrap();
-            a.flush();
+            hub.flush();
             let env = b.recv().await.unwrap();
             env.payload().clone()
         });

@@ -125,6 +125,8 @@ pub(crate) struct Metrics {
     pub(crate) incompressible: AtomicU64,
     pub(crate) requests: AtomicU64,
     pub(crate) replies: AtomicU64,
+    /// Accepted messages dropped before reaching a mailbox (for the shutdown accounting).
+    pub(crate) lost_before_mailbox: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -144,6 +146,7 @@ impl Default for Metrics {
             incompressible: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             replies: AtomicU64::new(0),
+            lost_before_mailbox: AtomicU64::new(0),
         }
     }
 }
