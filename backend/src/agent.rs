@@ -192,8 +192,8 @@ impl Agent {
             self.taken += 1;
             return Some(env);
         }
-        let spare = self.spare();
-        let batch = self.sender.slot.mailbox.next_batch(spare).await?;
+        self.recycle();
+        let batch = self.sender.slot.mailbox.next_batch().await?;
         self.take(batch)
     }
 
@@ -203,17 +203,17 @@ impl Agent {
             self.taken += 1;
             return Some(env);
         }
-        let spare = self.spare();
-        let batch = self.sender.slot.mailbox.pop(spare)?;
+        self.recycle();
+        let batch = self.sender.slot.mailbox.pop()?;
         self.take(batch)
     }
 
-    /// The emptied buffer of the last batch, to hand back for reuse.
-    fn spare(&mut self) -> Option<Vec<Envelope>> {
-        if self.hand.capacity() == 0 {
-            return None;
+    /// Hands the emptied buffer of the last batch back to the pool.
+    fn recycle(&mut self) {
+        if self.hand.capacity() != 0 {
+            let buffer = Vec::from(std::mem::take(&mut self.hand));
+            self.sender.shared.pools.batches.put(buffer);
         }
-        Some(Vec::from(std::mem::take(&mut self.hand)))
     }
 
     /// Messages waiting in this agent's mailbox (not counting the batch in hand).

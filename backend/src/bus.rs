@@ -112,7 +112,7 @@ impl Shared {
             }
         }
         let priority = env.priority;
-        let opened = batch.push(env, config.max_messages.min(256));
+        let opened = batch.push(env, &self.pools.batches);
         let due = if flush_now {
             Some(FlushReason::Explicit)
         } else {

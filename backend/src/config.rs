@@ -165,6 +165,8 @@ pub struct PoolConfig {
     pub bytes: PoolSizing,
     /// UUID vectors (fan-out recipient lists): 100 of 64 ids.
     pub uuids: PoolSizing,
+    /// Batch buffers, recycled from receivers back to senders: 64 of 64 messages.
+    pub batches: PoolSizing,
     /// A pool that has had no miss for this long shrinks back to its initial size.
     #[serde(with = "duration_serde")]
     pub idle_shrink_after: Duration,
@@ -187,6 +189,11 @@ impl Default for PoolConfig {
             uuids: PoolSizing {
                 initial: 100,
                 max: 400,
+                item_capacity: 64,
+            },
+            batches: PoolSizing {
+                initial: 64,
+                max: 4_096,
                 item_capacity: 64,
             },
             idle_shrink_after: Duration::from_secs(30),

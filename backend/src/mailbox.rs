@@ -21,10 +21,6 @@ use tokio::sync::Notify;
 struct Lanes {
     lanes: [VecDeque<Vec<Envelope>>; 4],
     queued: usize,
-    /// An emptied batch buffer handed back by the owner, for the next batch to reuse: the
-    /// allocation travels sender → owner → sender instead of malloc on one thread and
-    /// free on another.
-    spare: Option<Vec<Envelope>>,
 }
 
 /// One agent's mailbox: its open batch and its queue.
@@ -102,16 +98,13 @@ impl Mailbox {
             metrics.lost_before_mailbox.fetch_add(n, Ordering::Relaxed);
             return;
         }
-        let (evicted, spare) = self.enqueue(taken, policy);
-        if let Some(spare) = spare {
-            open.envelopes = spare;
-        }
+        let evicted = self.enqueue(taken, policy);
         metrics.delivered.fetch_add(n, Ordering::Relaxed);
         metrics.drop_n(DropReason::DropOldest, evicted as u64);
         self.readable.notify_one();
     }
 
-    fn enqueue(&self, taken: Taken, policy: OverflowPolicy) -> (usize, Option<Vec<Envelope>>) {
+    fn enqueue(&self, taken: Taken, policy: OverflowPolicy) -> usize {
         let n = taken.envelopes.len();
         let mut lanes = self.lanes.lock();
         if taken.mask.count_ones() <= 1 {
@@ -127,17 +120,17 @@ impl Mailbox {
             0
         };
         self.queued.store(lanes.queued, Ordering::Release);
-        (evicted, lanes.spare.take())
+        evicted
     }
 
-    /// Takes the oldest batch of the highest non-empty lane, keeping `spare` (an emptied
-    /// batch buffer) for reuse.
-    pub(crate) fn pop(&self, spare: Option<Vec<Envelope>>) -> Option<Vec<Envelope>> {
+    /// Takes the oldest batch of the highest non-empty lane.
+    pub(crate) fn pop(&self) -> Option<Vec<Envelope>> {
+        // An empty mailbox is the common case for a polling owner: skip the lock.
+        if self.queued.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         let batch = {
             let mut lanes = self.lanes.lock();
-            if let Some(spare) = spare.filter(|s| s.is_empty() && s.capacity() > 0) {
-                lanes.spare = Some(spare);
-            }
             let batch = lanes
                 .lanes
                 .iter_mut()
@@ -154,19 +147,16 @@ impl Mailbox {
     }
 
     /// Waits for a batch; `None` once the mailbox is sealed (or closed) and empty.
-    pub(crate) async fn next_batch(
-        &self,
-        mut spare: Option<Vec<Envelope>>,
-    ) -> Option<Vec<Envelope>> {
+    pub(crate) async fn next_batch(&self) -> Option<Vec<Envelope>> {
         loop {
-            if let Some(batch) = self.pop(spare.take()) {
+            if let Some(batch) = self.pop() {
                 return Some(batch);
             }
             let notified = self.readable.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             // Re-check after registering, so a push or seal in between is not missed.
-            if let Some(batch) = self.pop(None) {
+            if let Some(batch) = self.pop() {
                 return Some(batch);
             }
             if self.sealed.load(Ordering::Acquire) || self.is_gone() {

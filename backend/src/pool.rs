@@ -43,6 +43,18 @@ impl Recycle for Vec<AgentId> {
     }
 }
 
+impl Recycle for Vec<crate::Envelope> {
+    fn with_capacity(capacity: usize) -> Self {
+        Vec::with_capacity(capacity)
+    }
+    fn capacity(&self) -> usize {
+        Vec::capacity(self)
+    }
+    fn clear(&mut self) {
+        Vec::clear(self)
+    }
+}
+
 impl Recycle for String {
     fn with_capacity(capacity: usize) -> Self {
         String::with_capacity(capacity)
@@ -128,6 +140,16 @@ impl<T: Recycle> BufferPool<T> {
         }
     }
 
+    /// An item to keep; hand it back with [`put`](Self::put) when done, from any thread.
+    pub(crate) fn take_owned(&self) -> T {
+        self.take().into_inner()
+    }
+
+    /// Returns an item taken with [`take_owned`](Self::take_owned).
+    pub(crate) fn put(&self, item: T) {
+        self.give_back(item);
+    }
+
     fn give_back(&self, mut item: T) {
         if !self.enabled || item.capacity() > self.sizing.item_capacity.saturating_mul(4) {
             self.freed.fetch_add(1, Ordering::Relaxed);
@@ -173,8 +195,7 @@ pub(crate) struct Pooled<'a, T: Recycle> {
 }
 
 impl<T: Recycle> Pooled<'_, T> {
-    /// Keeps the item, taking it out of the pool for good.
-    #[allow(dead_code)]
+    /// Keeps the item, taking it out of the pool's care.
     pub(crate) fn into_inner(mut self) -> T {
         self.item.take().unwrap_or_else(|| T::with_capacity(0))
     }
@@ -214,6 +235,7 @@ pub(crate) struct Pools {
     pub(crate) strings: BufferPool<String>,
     pub(crate) bytes: BufferPool<Vec<u8>>,
     pub(crate) uuids: BufferPool<Vec<AgentId>>,
+    pub(crate) batches: BufferPool<Vec<crate::Envelope>>,
 }
 
 impl Pools {
@@ -225,22 +247,30 @@ impl Pools {
         let bytes = BufferPool::new(n, s, e, i);
         let (n, s, e, i) = p("uuids", config.uuids);
         let uuids = BufferPool::new(n, s, e, i);
+        let (n, s, e, i) = p("batches", config.batches);
+        let batches = BufferPool::new(n, s, e, i);
         Self {
             strings,
             bytes,
             uuids,
+            batches,
         }
     }
 
     pub(crate) fn stats(&self) -> Vec<PoolStats> {
-        vec![self.strings.stats(), self.bytes.stats(), self.uuids.stats()]
+        vec![
+            self.strings.stats(),
+            self.bytes.stats(),
+            self.uuids.stats(),
+            self.batches.stats(),
+        ]
     }
 }
 
 /// Counters of one pool.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PoolStats {
-    /// `strings`, `bytes` or `uuids`.
+    /// `strings`, `bytes`, `uuids` or `batches`.
     pub pool: &'static str,
     /// Acquisitions served from the pool.
     pub hits: u64,
