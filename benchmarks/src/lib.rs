@@ -1,1 +1,4 @@
+//! swarmbus benchmarks: the `swarm-load` engine and the peers it is compared with.
+#![forbid(unsafe_code)]
 
+pub mod load;

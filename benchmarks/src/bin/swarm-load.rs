@@ -1,0 +1,135 @@
+//! `swarm-load`: drives a swarmbus hub and reports what really happened.
+//!
+//! ```text
+//! swarm-load [--agents N] [--duration D] [--pattern direct|broadcast|topic|request|task|mixed]
+//!            [--payload BYTES|mixed] [--mode optimized|baseline] [--json FILE] [--rate R]
+//! ```
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use swarmbus::HubConfig;
+use swarmbus_benchmarks::load::{self, payload::PayloadSpec, LoadSpec, Mode, Pattern};
+
+#[derive(Debug, Parser)]
+#[command(name = "swarm-load", version, about = "Load-test a swarmbus hub and report honestly")]
+struct Args {
+    /// Agents to register.
+    #[arg(long, default_value_t = 1000)]
+    agents: usize,
+    /// How long to send, e.g. 10s, 500ms, 10m.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Traffic shape.
+    #[arg(long, default_value = "direct", value_parser = |s: &str| s.parse::<Pattern>())]
+    pattern: Pattern,
+    /// Payload bytes (at least 9), or `mixed` (64 B, 512 B, 2 KiB JSON, 4 KiB random).
+    #[arg(long, default_value = "64", value_parser = |s: &str| s.parse::<PayloadSpec>())]
+    payload: PayloadSpec,
+    /// `baseline` turns batching, compression and pooling off.
+    #[arg(long, default_value = "optimized", value_parser = |s: &str| s.parse::<Mode>())]
+    mode: Mode,
+    /// Write the report as JSON here (and print nothing else).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Offered load in operations per second (default: as fast as possible).
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Sending tasks.
+    #[arg(long, default_value_t = 2)]
+    senders: usize,
+    /// Concurrent requesters for the request pattern.
+    #[arg(long, default_value_t = 100)]
+    requesters: usize,
+    /// Memory growth is measured after this warm-up (default: a tenth of the duration).
+    #[arg(long, value_parser = parse_duration)]
+    warmup: Option<Duration>,
+    /// Hub configuration (TOML) to start from.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Drive hubs over NATS (scale-out).
+    #[arg(long)]
+    nats: Option<String>,
+    /// Tokio worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().map_err(|_| format!("invalid duration `{s}`"))?;
+    let secs = match unit {
+        "ms" => v / 1e3,
+        "s" | "" => v,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("invalid duration unit in `{s}`")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.nats.is_some() {
+        bail!("--nats: scale-out over NATS is not built yet (see docs/scale-out.md once it lands)");
+    }
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        builder.worker_threads(n);
+    }
+    let runtime = builder.enable_all().build().context("tokio runtime")?;
+    let hub = match &args.config {
+        Some(path) => HubConfig::from_toml_file(path).context("reading --config")?,
+        None => HubConfig::default(),
+    };
+    let mut spec = LoadSpec::new(args.pattern, args.agents, args.duration);
+    spec.payload = args.payload.clone();
+    spec.mode = args.mode;
+    spec.rate = args.rate;
+    spec.senders = args.senders;
+    spec.requesters = args.requesters;
+    spec.hub = hub;
+    if let Some(w) = args.warmup {
+        spec.warmup = w;
+    }
+    let bar = (args.json.is_none() && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(args.duration.as_millis() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40.cyan/blue} {elapsed_precise} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    if let Some(bar) = &bar {
+        let bar = bar.clone();
+        spec.progress = Some(Arc::new(move |elapsed: Duration, delivered: u64| {
+            bar.set_position(elapsed.as_millis() as u64);
+            let rate = delivered as f64 / elapsed.as_secs_f64().max(1e-3);
+            bar.set_message(format!("{delivered} delivered, {rate:.0} msg/s"));
+        }));
+    }
+    let result = runtime.block_on(load::run(spec));
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let report = result?;
+    match &args.json {
+        Some(path) => {
+            let text = serde_json::to_string_pretty(&report)?;
+            std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        }
+        None => {
+            println!("swarm-load on {}", report.machine);
+            print!("{}", report.human());
+        }
+    }
+    Ok(())
+}
