@@ -142,16 +142,17 @@ mod tests {
     use super::*;
 
     fn config() -> WorkerConfig {
-        let mut c = WorkerConfig::default();
-        c.min_workers = 2;
-        c.max_workers = 8;
-        c.grow_step = 2;
-        c.shrink_step = 1;
-        c.grow_after = 2;
-        c.shrink_after = 3;
-        c.idle_after = 4;
-        c.cooldown = Duration::from_millis(300);
-        c
+        WorkerConfig {
+            min_workers: 2,
+            max_workers: 8,
+            grow_step: 2,
+            shrink_step: 1,
+            grow_after: 2,
+            shrink_after: 3,
+            idle_after: 4,
+            cooldown: Duration::from_millis(300),
+            ..WorkerConfig::default()
+        }
     }
 
     fn obs(workers: usize, idle: usize, queued: usize, cpu: f64, tick: u64) -> Observation {

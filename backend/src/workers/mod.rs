@@ -167,8 +167,12 @@ impl WorkerPool {
         let mut units: Vec<F> = units.into_iter().collect();
         let n = units.len();
         let shared = &self.inner.shared;
-        let chunks = (shared.target() * shared.config().chunks_per_worker).clamp(1, n.max(1));
-        let (base, extra) = (n / chunks, n % chunks);
+        let chunks = if n == 0 {
+            0
+        } else {
+            (shared.target() * shared.config().chunks_per_worker).clamp(1, n)
+        };
+        let (base, extra) = (n / chunks.max(1), n % chunks.max(1));
         let mut receivers = Vec::with_capacity(chunks);
         let mut tasks = Vec::with_capacity(chunks);
         // Split from the back so each split is O(chunk); the first `extra` chunks get one more.

@@ -113,6 +113,9 @@ pub struct WorkerStats {
     pub task_queue_depth: usize,
     /// Units waiting, per priority.
     pub task_queue_depth_by_priority: ByPriority<usize>,
+    /// Queue entries waiting: single units plus batch chunks (a batch adds a few, not one
+    /// per unit).
+    pub task_queue_entries: usize,
     /// Queue entries served ahead of a higher priority by the anti-starvation rule.
     pub starvation_promotions: u64,
     /// Seconds from submit to start, per unit.

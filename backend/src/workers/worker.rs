@@ -522,6 +522,7 @@ impl Shared {
                 tasks_submitted: ByPriority::from_array(st.lanes.submitted()),
                 task_queue_depth: st.lanes.total_units(),
                 task_queue_depth_by_priority: ByPriority::from_array(st.lanes.depth()),
+                task_queue_entries: st.lanes.entries(),
                 starvation_promotions: st.lanes.promoted(),
                 ..WorkerStats::default()
             }
