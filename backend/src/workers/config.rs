@@ -9,8 +9,8 @@ use std::time::Duration;
 /// `WorkerConfig::default()` on a machine with `C` cores: between `2C` and `4C` workers,
 /// load sampled every 100 ms, grow by `C` workers after 2 samples with queued work and CPU
 /// under 75 %, shrink by 1 after 3 samples with CPU at or over 95 % or after 20 samples with
-/// idle workers and nothing queued, at most one resize per 500 ms, and a `Low` unit never
-/// waits more than about 100 ms behind higher priorities.
+/// idle workers and nothing queued, at most one resize per 500 ms, and a unit that waited
+/// 100 ms is promoted past higher priorities (at most one promotion per 4 dispatches).
 ///
 /// ```
 /// use swarmbus::workers::WorkerConfig;
@@ -55,6 +55,9 @@ pub struct WorkerConfig {
     /// (anti-starvation). Default 100 ms.
     #[serde(with = "crate::config::duration_serde")]
     pub starvation_bound: Duration,
+    /// At most one aged unit is promoted past higher lanes per this many dispatches, so
+    /// aged low-priority work cannot crowd out higher lanes under overload. Default 4.
+    pub promotion_interval: u32,
     /// How long one worker that ran out of work spins before it sleeps, so a quick next
     /// submit skips the thread wake-up. Default 50 µs; zero disables spinning.
     #[serde(with = "crate::config::duration_serde")]
@@ -82,6 +85,7 @@ impl Default for WorkerConfig {
             shrink_step: 1,
             cooldown: Duration::from_millis(500),
             starvation_bound: Duration::from_millis(100),
+            promotion_interval: 4,
             idle_spin: Duration::from_micros(50),
             chunks_per_worker: 4,
             history_len: 120,
@@ -137,6 +141,9 @@ impl WorkerConfig {
         }
         if self.grow_step == 0 || self.shrink_step == 0 {
             return bad("grow_step and shrink_step must be at least 1");
+        }
+        if self.promotion_interval == 0 {
+            return bad("promotion_interval must be at least 1");
         }
         if self.chunks_per_worker == 0 {
             return bad("chunks_per_worker must be at least 1");

@@ -7,8 +7,11 @@
 //! **Scheduling.** One FIFO lane per [`Priority`]; a free worker takes from the highest
 //! non-empty lane (`Critical > High > Normal > Low`). Anti-starvation by aging: if the head
 //! of a lower lane has waited at least [`WorkerConfig::starvation_bound`] (default 100 ms),
-//! the oldest such head is served next instead, so `Low` keeps moving under sustained
-//! `High` load. Idle workers are woken for every queued entry, so no work waits while a
+//! the oldest such head is served next instead, at most once per
+//! [`WorkerConfig::promotion_interval`] dispatches (default 4). So `Low` keeps moving
+//! under sustained `High` load (a Low head waits at most about the bound plus N
+//! dispatches), while under overload, when every Low head is aged, higher lanes still get
+//! N-1 of every N dispatches. Idle workers are woken for every queued entry, so no work waits while a
 //! worker is idle; a worker that runs dry spins for [`WorkerConfig::idle_spin`] before it
 //! parks, which makes back-to-back submits skip the thread wake-up.
 //!

@@ -1,9 +1,10 @@
 //! The run queue: one FIFO lane per priority, served strictly by priority, with aging.
 //!
 //! Anti-starvation: when a lane below the highest non-empty lane has a head that has waited
-//! at least `starvation_bound`, the oldest such head is served instead. So a `Low` unit
-//! waits at most about `starvation_bound` plus the run time of the units ahead of it in
-//! its own lane, however much `High` work keeps arriving.
+//! at least `starvation_bound`, the oldest such head is served instead, but at most once
+//! per `promotion_interval` dispatches. So aged `Low` work gets at least one dispatch in N
+//! however much `High` work keeps arriving, while under overload (when every `Low` head
+//! is aged) higher lanes keep the other N-1 dispatches and their waits stay short.
 
 use crate::Priority;
 use std::collections::VecDeque;
@@ -27,16 +28,22 @@ pub(crate) struct Lanes<T> {
     submitted: [u64; 4],
     promoted: u64,
     starvation_bound: Duration,
+    promotion_interval: u32,
+    /// Strict dispatches since the last promotion.
+    since_promotion: u32,
 }
 
 impl<T> Lanes<T> {
-    pub(crate) fn new(starvation_bound: Duration) -> Self {
+    pub(crate) fn new(starvation_bound: Duration, promotion_interval: u32) -> Self {
+        let promotion_interval = promotion_interval.max(1);
         Self {
             lanes: Default::default(),
             units: [0; 4],
             submitted: [0; 4],
             promoted: 0,
             starvation_bound,
+            promotion_interval,
+            since_promotion: promotion_interval,
         }
     }
 
@@ -52,7 +59,9 @@ impl<T> Lanes<T> {
         let top = (0..4).rev().find(|&i| !self.lanes[i].is_empty())?;
         let mut pick = top;
         let mut oldest: Option<Instant> = None;
-        for (i, lane) in self.lanes[..top].iter().enumerate() {
+        let may_promote = self.since_promotion + 1 >= self.promotion_interval;
+        let lower = if may_promote { top } else { 0 };
+        for (i, lane) in self.lanes[..lower].iter().enumerate() {
             if let Some(head) = lane.front() {
                 let aged = now.saturating_duration_since(head.enqueued) >= self.starvation_bound;
                 if aged && oldest.is_none_or(|o| head.enqueued < o) {
@@ -63,6 +72,9 @@ impl<T> Lanes<T> {
         }
         if pick != top {
             self.promoted += 1;
+            self.since_promotion = 0;
+        } else {
+            self.since_promotion = self.since_promotion.saturating_add(1);
         }
         let entry = self.lanes[pick].pop_front()?;
         self.units[pick] -= entry.units;
@@ -116,7 +128,7 @@ mod tests {
     #[test]
     fn strict_priority_then_fifo() {
         let t0 = Instant::now();
-        let mut q = Lanes::new(Duration::from_secs(60));
+        let mut q = Lanes::new(Duration::from_secs(60), 4);
         let order = [Low, High, Normal, Critical, Low, High, Normal, Critical];
         for (n, p) in order.into_iter().enumerate() {
             q.push(entry(p, t0, n as u32));
@@ -132,7 +144,7 @@ mod tests {
     fn aged_low_unit_jumps_ahead_of_high() {
         let t0 = Instant::now();
         let bound = Duration::from_millis(100);
-        let mut q = Lanes::new(bound);
+        let mut q = Lanes::new(bound, 4);
         q.push(entry(Low, t0, 0));
         for n in 1..=5 {
             q.push(entry(High, t0 + Duration::from_millis(n), n as u32));
@@ -151,19 +163,36 @@ mod tests {
     #[test]
     fn oldest_aged_lane_goes_first_and_top_lane_is_not_promoted() {
         let t0 = Instant::now();
-        let mut q = Lanes::new(Duration::from_millis(10));
+        let mut q = Lanes::new(Duration::from_millis(10), 4);
         q.push(entry(Normal, t0 + Duration::from_millis(5), 1));
         q.push(entry(Low, t0, 0));
         q.push(entry(Critical, t0, 9));
         let now = t0 + Duration::from_millis(50);
-        // Critical's head is as old as Low's but it is the top lane: aging only lifts lower lanes.
-        assert_eq!(drain(&mut q, now), vec![0, 1, 9]);
+        // Critical's head is as old as Low's but it is the top lane: aging only lifts lower
+        // lanes, and only once per 4 dispatches, so Critical goes before the aged Normal.
+        assert_eq!(drain(&mut q, now), vec![0, 9, 1]);
+    }
+
+    #[test]
+    fn promotions_are_rate_limited_under_overload() {
+        let t0 = Instant::now();
+        let mut q = Lanes::new(Duration::from_millis(10), 4);
+        for n in 0..40 {
+            q.push(entry(Low, t0, 1000 + n));
+            q.push(entry(Critical, t0, n));
+        }
+        // Every Low head is aged: Low gets one dispatch in four, Critical the rest.
+        let order = drain(&mut q, t0 + Duration::from_secs(1));
+        let first: Vec<bool> = order[..12].iter().map(|&i| i >= 1000).collect();
+        let pattern = [true, false, false, false];
+        assert_eq!(first, pattern.repeat(3));
+        assert_eq!(q.promoted(), 14);
     }
 
     #[test]
     fn chunk_units_are_counted() {
         let t0 = Instant::now();
-        let mut q = Lanes::new(Duration::from_secs(1));
+        let mut q = Lanes::new(Duration::from_secs(1), 4);
         q.push(Entry {
             priority: Normal,
             units: 250,

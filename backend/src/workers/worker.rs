@@ -132,7 +132,7 @@ impl Shared {
     pub(crate) fn new(config: WorkerConfig, sampler: Box<dyn LoadSampler>) -> Self {
         Self {
             state: Mutex::new(State {
-                lanes: Lanes::new(config.starvation_bound),
+                lanes: Lanes::new(config.starvation_bound, config.promotion_interval),
                 live: 0,
                 target: 0,
                 parked: 0,
