@@ -34,7 +34,11 @@ async fn main() -> swarmbus::Result<()> {
     // the queue builds, so the pool should grow towards max.
     let phase1 = Instant::now();
     let sleepers: Vec<_> = (0..1500)
-        .map(|_| pool.submit(Priority::Normal, || std::thread::sleep(Duration::from_millis(20))))
+        .map(|_| {
+            pool.submit(Priority::Normal, || {
+                std::thread::sleep(Duration::from_millis(20))
+            })
+        })
         .collect();
     for f in sleepers {
         f.await?;
@@ -55,7 +59,9 @@ async fn main() -> swarmbus::Result<()> {
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let stats = pool.stats();
-    println!("phase 1 (sleep 20 ms x 1500): {phase1_ms} ms; phase 2 (cpu 10 ms x 600): {phase2_ms} ms");
+    println!(
+        "phase 1 (sleep 20 ms x 1500): {phase1_ms} ms; phase 2 (cpu 10 ms x 600): {phase2_ms} ms"
+    );
     println!("| t (ms) | workers | busy | queued | system cpu | process cpu |");
     println!("|-------:|--------:|-----:|-------:|-----------:|------------:|");
     let mut last_workers = usize::MAX;

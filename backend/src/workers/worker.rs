@@ -351,7 +351,7 @@ impl Shared {
     fn spin(&self) {
         let deadline = Instant::now() + self.config.idle_spin;
         loop {
-            for _ in 0..64 {
+            for _ in 0..16 {
                 if self.pending.load(Relaxed) > 0 || self.stopping.load(Relaxed) {
                     return;
                 }
@@ -360,6 +360,8 @@ impl Shared {
             if Instant::now() >= deadline {
                 return;
             }
+            // Let a runnable thread on this core (often the submitter) go first.
+            std::thread::yield_now();
         }
     }
 
