@@ -1,66 +1,296 @@
-//! The elastic worker pool (placeholder until the worker-pool issue lands).
+//! The elastic worker pool: CPU-heavy work off the async runtime, on OS threads.
+//!
+//! Agents hand closures to [`WorkerPool::submit`] (one unit) or
+//! [`WorkerPool::submit_batch`] (many small units, split into a few chunks so a batch
+//! costs a handful of queue operations, not one per unit) and await the result.
+//!
+//! **Scheduling.** One FIFO lane per [`Priority`]; a free worker takes from the highest
+//! non-empty lane (`Critical > High > Normal > Low`). Anti-starvation by aging: if the head
+//! of a lower lane has waited at least [`WorkerConfig::starvation_bound`] (default 100 ms),
+//! the oldest such head is served next instead, at most once per
+//! [`WorkerConfig::promotion_interval`] dispatches (default 4). So `Low` keeps moving
+//! under sustained `High` load (a Low head waits at most about the bound plus N
+//! dispatches), while under overload, when every Low head is aged, higher lanes still get
+//! N-1 of every N dispatches. Idle workers are woken for every queued entry, so no work waits while a
+//! worker is idle; a worker that runs dry spins for [`WorkerConfig::idle_spin`] before it
+//! parks, which makes back-to-back submits skip the thread wake-up.
+//!
+//! **Elastic size.** Between `min_workers` and `max_workers` threads (or a fixed count). A
+//! controller samples the load every `sample_interval` through a [`LoadSampler`] (the real
+//! one is [`SysinfoSampler`]) and applies [`decide`]:
+//!
+//! | condition, for N consecutive samples and after the cool-down       | action |
+//! |---------------------------------------------------------------------|--------|
+//! | queued units > idle workers, CPU < `grow_below_cpu`, below max      | grow by `grow_step` |
+//! | CPU ≥ `shrink_above_cpu`, above min                                 | shrink by `shrink_step` (saturated) |
+//! | nothing queued, a worker idle, above min                            | shrink by `shrink_step` (idle) |
+//!
+//! A retiring worker finishes its current unit first and only retires when it next looks
+//! for work, under the queue lock, so a shrink never loses or duplicates a unit. A unit
+//! that panics resolves to [`Error::TaskPanicked`] and the worker keeps running.
+//!
+//! ```
+//! use swarmbus::workers::{WorkerConfig, WorkerPool};
+//! use swarmbus::Priority;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> swarmbus::Result<()> {
+//! let pool = WorkerPool::start(&WorkerConfig::fixed(2))?;
+//! let sum = pool.submit(Priority::High, || (1..=100u64).sum::<u64>()).await?;
+//! assert_eq!(sum, 5050);
+//! let squares = pool.submit_batch(Priority::Normal, (0..10u64).map(|i| move || i * i)).await?;
+//! assert_eq!(squares[9], 81);
+//! pool.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
-use crate::Result;
-use serde::{Deserialize, Serialize};
+mod config;
+mod controller;
+mod queue;
+mod sampler;
+mod stats;
+mod worker;
 
-/// Settings of the elastic worker pool.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct WorkerConfig {}
+pub use config::WorkerConfig;
+pub use controller::{decide, ControllerState, Decision, Observation, ResizeReason};
+pub use sampler::{LoadSample, LoadSampler, SysinfoSampler};
+pub use stats::{ByPriority, LoadPoint, ResizeCounts, WorkerStats};
 
-impl WorkerConfig {
-    /// Checks the settings.
-    pub fn validate(&self) -> Result<()> {
-        Ok(())
+use crate::{Error, Priority, Result};
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+use worker::{Shared, Task, WorkerLocal};
+
+/// A handle to the worker pool; clones share the pool. Dropping the last handle stops the
+/// pool after the queued units have run (without waiting); call
+/// [`shutdown`](Self::shutdown) to wait.
+#[derive(Clone)]
+pub struct WorkerPool {
+    inner: Arc<Handle>,
+}
+
+/// Owns the user side of the pool; its drop tells the threads to wind down.
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.begin_shutdown();
     }
 }
 
-/// Worker pool figures (placeholder until the worker-pool issue lands).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct WorkerStats {}
-
-/// Placeholder pool: runs units on tokio's blocking pool until the elastic pool lands.
-#[derive(Debug)]
-pub struct WorkerPool {}
-
 impl WorkerPool {
-    /// Starts the pool.
+    /// Starts a pool that samples the real machine load ([`SysinfoSampler`]).
+    /// Works inside or outside a tokio runtime: workers and controller are OS threads.
     pub fn start(config: &WorkerConfig) -> Result<WorkerPool> {
-        config.validate()?;
-        Ok(WorkerPool {})
+        Self::with_sampler(config, Box::new(SysinfoSampler::new()?))
     }
 
-    /// Runs one unit.
-    pub async fn submit<F, T>(&self, _priority: crate::Priority, work: F) -> Result<T>
+    /// Starts a pool whose controller thread reads load from `sampler`.
+    pub fn with_sampler(
+        config: &WorkerConfig,
+        sampler: Box<dyn LoadSampler>,
+    ) -> Result<WorkerPool> {
+        Self::launch(config, sampler, false)
+    }
+
+    /// Starts a pool without a controller thread: it only resizes when [`step`](Self::step)
+    /// is called (deterministic tests, or an embedding that drives its own clock).
+    pub fn manual(config: &WorkerConfig, sampler: Box<dyn LoadSampler>) -> Result<WorkerPool> {
+        Self::launch(config, sampler, true)
+    }
+
+    fn launch(
+        config: &WorkerConfig,
+        sampler: Box<dyn LoadSampler>,
+        manual: bool,
+    ) -> Result<WorkerPool> {
+        config.validate()?;
+        let shared = Arc::new(Shared::new(config.clone(), sampler));
+        shared.start(manual)?;
+        Ok(WorkerPool {
+            inner: Arc::new(Handle { shared }),
+        })
+    }
+
+    /// Runs `f` on a worker at `priority`. The unit is queued at once; the future resolves
+    /// to its result, [`Error::TaskPanicked`] if it panicked, or [`Error::ShuttingDown`] if
+    /// the pool no longer accepts work.
+    pub fn submit<F, T>(
+        &self,
+        priority: Priority,
+        f: F,
+    ) -> impl Future<Output = Result<T>> + Send + 'static
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| crate::Error::TaskPanicked(e.to_string()))
+        let (tx, rx) = oneshot::channel();
+        let task: Task = Box::new(move |local: &mut WorkerLocal| {
+            let start = Instant::now();
+            let out = catch_unwind(AssertUnwindSafe(f)).map_err(panic_error);
+            local.finish(
+                priority,
+                usize::from(out.is_ok()),
+                usize::from(out.is_err()),
+                start,
+            );
+            // The submitter may have dropped its future; then nobody wants the result.
+            let _ = tx.send(out);
+        });
+        let queued = self.inner.shared.push([(priority, 1, task)]);
+        async move {
+            queued?;
+            rx.await.map_err(|_| Error::ShuttingDown)?
+        }
     }
 
-    /// Runs units, results in order.
-    pub async fn submit_batch<I, F, T>(&self, priority: crate::Priority, units: I) -> Result<Vec<T>>
+    /// Runs every unit at `priority`, in parallel across workers, and resolves to the
+    /// results in input order. The units are split into about `chunks_per_worker` chunks
+    /// per worker and queued with one lock, so a batch of thousands of tiny units costs a
+    /// few queue operations. If units panic, the other units still run and the batch
+    /// resolves to the first panic's [`Error::TaskPanicked`].
+    pub fn submit_batch<I, F, T>(
+        &self,
+        priority: Priority,
+        units: I,
+    ) -> impl Future<Output = Result<Vec<T>>> + Send + 'static
     where
         I: IntoIterator<Item = F>,
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let mut out = Vec::new();
-        for unit in units {
-            out.push(self.submit(priority, unit).await?);
+        let mut units: Vec<F> = units.into_iter().collect();
+        let n = units.len();
+        let shared = &self.inner.shared;
+        let chunks = if n == 0 {
+            0
+        } else {
+            (shared.target() * shared.config().chunks_per_worker).clamp(1, n)
+        };
+        let (base, extra) = (n / chunks.max(1), n % chunks.max(1));
+        let mut receivers = Vec::with_capacity(chunks);
+        let mut tasks = Vec::with_capacity(chunks);
+        // Split from the back so each split is O(chunk); the first `extra` chunks get one more.
+        for c in (0..chunks).rev() {
+            let len = base + usize::from(c < extra);
+            let chunk = units.split_off(units.len() - len);
+            let (tx, rx) = oneshot::channel();
+            receivers.push(rx);
+            tasks.push((priority, len, chunk_task(priority, chunk, tx)));
         }
-        Ok(out)
+        receivers.reverse();
+        tasks.reverse();
+        let queued = if n == 0 { Ok(()) } else { shared.push(tasks) };
+        async move {
+            queued?;
+            let mut out = Vec::with_capacity(n);
+            let mut first_panic = None;
+            for rx in receivers {
+                match rx.await.map_err(|_| Error::ShuttingDown)? {
+                    Ok(values) => out.extend(values),
+                    Err(e) => {
+                        first_panic.get_or_insert(e);
+                    }
+                }
+            }
+            match first_panic {
+                None => Ok(out),
+                Some(e) => Err(e),
+            }
+        }
     }
 
-    /// Figures.
+    /// Samples the load once and applies the resize rule now; returns what was done.
+    /// The controller thread calls this every `sample_interval`; a [`manual`](Self::manual)
+    /// pool only resizes through it.
+    pub fn step(&self) -> Decision {
+        self.inner.shared.step()
+    }
+
+    /// A snapshot of counters, queue depths, histograms and recent load samples.
     pub fn stats(&self) -> WorkerStats {
-        WorkerStats {}
+        self.inner.shared.stats()
     }
 
-    /// Stops.
-    pub async fn shutdown(&self) {}
+    /// The settings the pool runs with.
+    pub fn config(&self) -> &WorkerConfig {
+        self.inner.shared.config()
+    }
+
+    /// Stops accepting work (later submits fail with [`Error::ShuttingDown`]), lets the
+    /// workers finish every queued unit, and waits for all pool threads to exit.
+    /// Idempotent; from inside a unit it only signals (waiting would deadlock).
+    pub async fn shutdown(&self) {
+        self.inner.shared.begin_shutdown();
+        if !worker::on_worker_thread() {
+            self.inner.shared.join_async().await;
+        }
+    }
+
+    /// [`shutdown`](Self::shutdown) for synchronous code: blocks until the threads exit.
+    pub fn shutdown_blocking(&self) {
+        self.inner.shared.begin_shutdown();
+        if !worker::on_worker_thread() {
+            self.inner.shared.join_blocking();
+        }
+    }
+}
+
+impl fmt::Debug for WorkerPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.stats();
+        f.debug_struct("WorkerPool")
+            .field("workers", &s.workers)
+            .field("target_workers", &s.target_workers)
+            .field("queued", &s.task_queue_depth)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One batch chunk: runs its units in order, each under `catch_unwind`, and sends the
+/// results (or the first panic) back.
+fn chunk_task<F, T>(priority: Priority, chunk: Vec<F>, tx: oneshot::Sender<Result<Vec<T>>>) -> Task
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    Box::new(move |local: &mut WorkerLocal| {
+        let start = Instant::now();
+        let mut values = Vec::with_capacity(chunk.len());
+        let mut panic = None;
+        let mut panicked = 0;
+        for f in chunk {
+            match catch_unwind(AssertUnwindSafe(f)) {
+                Ok(v) => values.push(v),
+                Err(payload) => {
+                    panicked += 1;
+                    panic.get_or_insert_with(|| panic_error(payload));
+                }
+            }
+        }
+        local.finish(priority, values.len(), panicked, start);
+        let _ = tx.send(match panic {
+            None => Ok(values),
+            Some(e) => Err(e),
+        });
+    })
+}
+
+fn panic_error(payload: Box<dyn Any + Send>) -> Error {
+    let msg = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    };
+    Error::TaskPanicked(msg)
 }

@@ -105,8 +105,11 @@ impl Mode {
     }
 }
 
+/// Progress callback: (elapsed, delivered so far).
+pub type Progress = Arc<dyn Fn(Duration, u64) + Send + Sync>;
+
 /// What to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LoadSpec {
     /// Agents to register.
     pub agents: usize,
@@ -129,7 +132,20 @@ pub struct LoadSpec {
     /// The hub's configuration before the mode is applied.
     pub hub: HubConfig,
     /// Called about ten times a second with (elapsed, delivered so far).
-    pub progress: Option<Arc<dyn Fn(Duration, u64) + Send + Sync>>,
+    pub progress: Option<Progress>,
+}
+
+impl std::fmt::Debug for LoadSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadSpec")
+            .field("pattern", &self.pattern)
+            .field("mode", &self.mode)
+            .field("agents", &self.agents)
+            .field("duration", &self.duration)
+            .field("payload", &self.payload)
+            .field("rate", &self.rate)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LoadSpec {

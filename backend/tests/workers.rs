@@ -1,0 +1,580 @@
+//! Integration tests of the elastic worker pool, through its public API.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+use swarmbus::workers::{Decision, LoadSample, LoadSampler, WorkerConfig, WorkerPool, WorkerStats};
+use swarmbus::{Error, Priority};
+
+/// A sampler whose CPU reading the test sets.
+#[derive(Clone, Default)]
+struct Scripted(Arc<AtomicU64>);
+
+impl Scripted {
+    fn set(&self, cpu: f64) {
+        self.0.store(cpu.to_bits(), Ordering::Relaxed);
+    }
+}
+
+impl LoadSampler for Scripted {
+    fn sample(&mut self) -> LoadSample {
+        let cpu = f64::from_bits(self.0.load(Ordering::Relaxed));
+        LoadSample {
+            system_cpu: cpu,
+            process_cpu: cpu,
+        }
+    }
+}
+
+/// Occupies the pool's only worker until the returned sender is dropped or sent to.
+async fn block_worker(pool: &WorkerPool) -> (mpsc::Sender<()>, impl std::future::Future) {
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let blocker = pool.submit(Priority::Critical, move || {
+        let _ = started_tx.send(());
+        let _ = release_rx.recv();
+    });
+    started_rx.await.unwrap();
+    (release_tx, blocker)
+}
+
+fn one_worker(starvation_bound: Duration) -> WorkerPool {
+    let mut config = WorkerConfig::fixed(1);
+    config.starvation_bound = starvation_bound;
+    WorkerPool::manual(&config, Box::new(Scripted::default())).unwrap()
+}
+
+fn elastic(min: usize, max: usize) -> WorkerConfig {
+    let mut c = WorkerConfig::default();
+    c.min_workers = min;
+    c.max_workers = max;
+    c.grow_step = 2;
+    c.shrink_step = 1;
+    c.grow_after = 2;
+    c.shrink_after = 2;
+    c.idle_after = 2;
+    c.cooldown = Duration::ZERO;
+    c
+}
+
+async fn wait_until(pool: &WorkerPool, what: &str, f: impl Fn(&WorkerStats) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = pool.stats();
+        if f(&s) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn strict_priority_order_under_saturation() {
+    let pool = one_worker(Duration::from_secs(60));
+    let (release, blocker) = block_worker(&pool).await;
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let mut futures = Vec::new();
+    for i in 0..40usize {
+        let p = Priority::ALL[(i * 7) % 4];
+        let done = Arc::clone(&done);
+        futures.push(pool.submit(p, move || done.lock().unwrap().push((p, i))));
+    }
+    let s = pool.stats();
+    assert_eq!(s.task_queue_depth, 40);
+    assert_eq!(s.task_queue_depth_by_priority.get(Priority::Low), 10);
+    release.send(()).unwrap();
+    blocker.await;
+    for f in futures {
+        f.await.unwrap();
+    }
+    let order = done.lock().unwrap().clone();
+    let mut expected = order.clone();
+    // Higher priority first, then submission order.
+    expected.sort_by_key(|&(p, i)| (std::cmp::Reverse(p), i));
+    assert_eq!(order, expected);
+    assert_eq!(order[0].0, Priority::Critical);
+    assert_eq!(order[39].0, Priority::Low);
+    pool.shutdown().await;
+}
+
+#[tokio::test]
+async fn fifo_within_a_priority() {
+    let pool = one_worker(Duration::from_secs(60));
+    let (release, blocker) = block_worker(&pool).await;
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let futures: Vec<_> = (0..200)
+        .map(|i| {
+            let done = Arc::clone(&done);
+            pool.submit(Priority::Normal, move || done.lock().unwrap().push(i))
+        })
+        .collect();
+    drop(release);
+    blocker.await;
+    for f in futures {
+        f.await.unwrap();
+    }
+    assert_eq!(*done.lock().unwrap(), (0..200).collect::<Vec<_>>());
+}
+
+/// Where one `Low` unit finishes among 300 `High` units that were queued right after it.
+async fn low_position_under_high_load(starvation_bound: Duration) -> (usize, WorkerStats) {
+    let pool = one_worker(starvation_bound);
+    let (release, blocker) = block_worker(&pool).await;
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let d = Arc::clone(&done);
+    let low = pool.submit(Priority::Low, move || d.lock().unwrap().push(Priority::Low));
+    let highs: Vec<_> = (0..300)
+        .map(|_| {
+            let d = Arc::clone(&done);
+            pool.submit(Priority::High, move || {
+                std::thread::sleep(Duration::from_millis(1));
+                d.lock().unwrap().push(Priority::High);
+            })
+        })
+        .collect();
+    drop(release);
+    blocker.await;
+    low.await.unwrap();
+    for h in highs {
+        h.await.unwrap();
+    }
+    let order = done.lock().unwrap().clone();
+    let position = order.iter().position(|&p| p == Priority::Low).unwrap();
+    let stats = pool.stats();
+    pool.shutdown().await;
+    (position, stats)
+}
+
+#[tokio::test]
+async fn low_progresses_under_sustained_high_load() {
+    // Without aging, Low runs last.
+    let (position, stats) = low_position_under_high_load(Duration::from_secs(60)).await;
+    assert_eq!(position, 300);
+    assert_eq!(stats.starvation_promotions, 0);
+    // With a 20 ms bound it jumps the High lane after about 20 units of 1 ms.
+    let (position, stats) = low_position_under_high_load(Duration::from_millis(20)).await;
+    assert!(position < 150, "Low ran at position {position}");
+    assert_eq!(stats.starvation_promotions, 1);
+}
+
+#[tokio::test]
+async fn grows_under_io_bound_load_up_to_max() {
+    let script = Scripted::default();
+    script.set(0.1);
+    let pool = WorkerPool::manual(&elastic(2, 6), Box::new(script.clone())).unwrap();
+    assert_eq!(pool.stats().workers, 2);
+    let units: Vec<_> = (0..300)
+        .map(|i| {
+            pool.submit(Priority::Normal, move || {
+                std::thread::sleep(Duration::from_millis(5));
+                i
+            })
+        })
+        .collect();
+    let mut decisions = Vec::new();
+    for _ in 0..10 {
+        decisions.push(pool.step());
+        let s = pool.stats();
+        assert!(s.workers <= 6 && s.target_workers <= 6, "{s:?}");
+    }
+    let grows = decisions
+        .iter()
+        .filter(|d| matches!(d, Decision::Grow { .. }))
+        .count();
+    assert_eq!(grows, 2, "{decisions:?}");
+    let s = pool.stats();
+    assert_eq!((s.workers, s.target_workers, s.max_seen), (6, 6, 6));
+    assert_eq!(s.resizes.grow_queued_headroom, 2);
+    assert_eq!(s.history.len(), 10);
+    assert_eq!(s.history[9].workers, 6);
+    assert!((s.cpu_load_ratio - 0.1).abs() < 1e-9);
+    for (i, u) in units.into_iter().enumerate() {
+        assert_eq!(u.await.unwrap(), i);
+    }
+    pool.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_growth_when_cpu_has_no_headroom() {
+    let script = Scripted::default();
+    script.set(0.9);
+    let pool = WorkerPool::manual(&elastic(2, 6), Box::new(script)).unwrap();
+    let units: Vec<_> = (0..100)
+        .map(|_| {
+            pool.submit(Priority::Normal, || {
+                std::thread::sleep(Duration::from_millis(2))
+            })
+        })
+        .collect();
+    for _ in 0..10 {
+        assert_eq!(pool.step(), Decision::Hold);
+    }
+    assert_eq!(pool.stats().workers, 2);
+    for u in units {
+        u.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn shrinks_under_saturated_load_down_to_min_then_idle_shrink_holds_min() {
+    let script = Scripted::default();
+    script.set(0.1);
+    let pool = WorkerPool::manual(&elastic(2, 6), Box::new(script.clone())).unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let units: Vec<_> = (0..400)
+        .map(|_| {
+            let ran = Arc::clone(&ran);
+            pool.submit(Priority::Normal, move || {
+                std::thread::sleep(Duration::from_millis(3));
+                ran.fetch_add(1, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    for _ in 0..6 {
+        pool.step();
+    }
+    assert_eq!(pool.stats().target_workers, 6);
+    script.set(1.0);
+    for _ in 0..20 {
+        pool.step();
+        let s = pool.stats();
+        assert!(s.target_workers >= 2 && s.workers <= 6, "{s:?}");
+    }
+    let s = pool.stats();
+    assert_eq!(s.target_workers, 2);
+    assert_eq!(s.resizes.shrink_saturated, 4);
+    // Retiring workers finish their unit first, then leave.
+    wait_until(&pool, "workers to retire", |s| s.workers == 2).await;
+    for u in units {
+        u.await.unwrap();
+    }
+    assert_eq!(ran.load(Ordering::Relaxed), 400);
+    // Idle and empty, but already at min: no further shrink.
+    script.set(0.0);
+    for _ in 0..10 {
+        assert_eq!(pool.step(), Decision::Hold);
+    }
+    let s = pool.stats();
+    assert_eq!((s.workers, s.min_seen, s.max_seen), (2, 2, 6));
+    assert_eq!(s.tasks_completed.normal, 400);
+}
+
+#[tokio::test]
+async fn idle_workers_shrink_to_min() {
+    let script = Scripted::default();
+    script.set(0.1);
+    let pool = WorkerPool::manual(&elastic(1, 5), Box::new(script)).unwrap();
+    let units: Vec<_> = (0..100)
+        .map(|_| {
+            pool.submit(Priority::Low, || {
+                std::thread::sleep(Duration::from_millis(2))
+            })
+        })
+        .collect();
+    for _ in 0..6 {
+        pool.step();
+    }
+    assert_eq!(pool.stats().target_workers, 5);
+    for u in units {
+        u.await.unwrap();
+    }
+    wait_until(&pool, "all idle", |s| s.busy_workers == 0).await;
+    for _ in 0..20 {
+        pool.step();
+    }
+    wait_until(&pool, "idle shrink", |s| s.workers == 1).await;
+    assert_eq!(pool.stats().resizes.shrink_idle, 4);
+    // The one remaining worker still serves.
+    assert_eq!(pool.submit(Priority::Low, || 7).await.unwrap(), 7);
+}
+
+#[tokio::test]
+async fn noisy_load_signal_does_not_flap() {
+    let script = Scripted::default();
+    let mut config = elastic(2, 8);
+    config.grow_after = 2;
+    config.shrink_after = 3;
+    let pool = WorkerPool::manual(&config, Box::new(script.clone())).unwrap();
+    let units: Vec<_> = (0..200)
+        .map(|_| {
+            pool.submit(Priority::Normal, || {
+                std::thread::sleep(Duration::from_millis(5))
+            })
+        })
+        .collect();
+    for i in 0..100 {
+        script.set(if i % 2 == 0 { 0.1 } else { 0.99 });
+        pool.step();
+    }
+    let s = pool.stats();
+    assert_eq!(s.resizes.total(), 0, "{:?}", s.resizes);
+    assert_eq!(s.workers, 2);
+    assert_eq!(s.history.len(), 100);
+    drop(units);
+    pool.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_unit_lost_or_run_twice_while_resizing() {
+    // Phases of 4 "idle CPU" samples then 4 "saturated" samples, every 2 ms.
+    #[derive(Default)]
+    struct Cycling(u64);
+    impl LoadSampler for Cycling {
+        fn sample(&mut self) -> LoadSample {
+            self.0 += 1;
+            let cpu = if (self.0 / 4) % 2 == 0 { 0.05 } else { 1.0 };
+            LoadSample {
+                system_cpu: cpu,
+                process_cpu: cpu,
+            }
+        }
+    }
+    let mut config = elastic(1, 8);
+    config.sample_interval = Duration::from_millis(2);
+    config.grow_after = 1;
+    config.shrink_after = 1;
+    config.idle_after = 1;
+    config.grow_step = 3;
+    config.shrink_step = 2;
+    let pool = WorkerPool::with_sampler(&config, Box::new(Cycling::default())).unwrap();
+
+    const N: usize = 12_000;
+    let runs: Arc<Vec<AtomicU32>> = Arc::new((0..N).map(|_| AtomicU32::new(0)).collect());
+    let unit = |i: usize| {
+        let runs = Arc::clone(&runs);
+        move || {
+            if i % 16 == 0 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            runs[i].fetch_add(1, Ordering::Relaxed);
+            i
+        }
+    };
+    let mut singles = Vec::new();
+    let mut batches = Vec::new();
+    let mut i = 0;
+    while i < N {
+        if i % 3000 < 1500 {
+            singles.push(pool.submit(Priority::ALL[i % 4], unit(i)));
+            i += 1;
+        } else {
+            let end = (i + 500).min(N);
+            batches.push((
+                i,
+                pool.submit_batch(Priority::ALL[i % 4], (i..end).map(unit)),
+            ));
+            i = end;
+        }
+    }
+    for (n, f) in singles.into_iter().enumerate() {
+        f.await.unwrap();
+        let _ = n;
+    }
+    for (start, b) in batches {
+        let out = b.await.unwrap();
+        assert_eq!(out, (start..start + out.len()).collect::<Vec<_>>());
+    }
+    let twice: Vec<_> = (0..N)
+        .filter(|&i| runs[i].load(Ordering::Relaxed) != 1)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "units not run exactly once: {:?}",
+        &twice[..twice.len().min(10)]
+    );
+    let s = pool.stats();
+    assert_eq!(s.tasks_completed.total(), N as u64);
+    assert_eq!(s.tasks_submitted.total(), N as u64);
+    assert!(s.resizes.grow_queued_headroom >= 2, "{:?}", s.resizes);
+    assert!(
+        s.resizes.shrink_saturated + s.resizes.shrink_idle >= 2,
+        "{:?}",
+        s.resizes
+    );
+    assert!(s.max_seen <= 8 && s.min_seen >= 1, "{s:?}");
+    pool.shutdown().await;
+    assert_eq!(pool.stats().workers, 0);
+}
+
+#[tokio::test]
+async fn panic_is_isolated() {
+    let pool = WorkerPool::manual(&WorkerConfig::fixed(2), Box::new(Scripted::default())).unwrap();
+    let err = pool
+        .submit(Priority::High, || -> u32 { panic!("boom {}", 42) })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::TaskPanicked(m) if m == "boom 42"),
+        "{err:?}"
+    );
+    let s = pool.stats();
+    assert_eq!((s.tasks_panicked, s.workers), (1, 2));
+    let results: Vec<_> = (0..20)
+        .map(|i| pool.submit(Priority::Normal, move || i))
+        .collect();
+    for (i, r) in results.into_iter().enumerate() {
+        assert_eq!(r.await.unwrap(), i);
+    }
+    // A panicking unit in a batch fails the batch; the other units still run.
+    let ran = Arc::new(AtomicUsize::new(0));
+    let units = (0..100).map(|i| {
+        let ran = Arc::clone(&ran);
+        move || {
+            if i == 37 {
+                panic!("unit 37");
+            }
+            ran.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let err = pool.submit_batch(Priority::Low, units).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::TaskPanicked(m) if m == "unit 37"),
+        "{err:?}"
+    );
+    assert_eq!(ran.load(Ordering::Relaxed), 99);
+    let s = pool.stats();
+    assert_eq!((s.tasks_panicked, s.workers), (2, 2));
+    assert_eq!(s.tasks_completed.low, 99);
+    assert_eq!(s.tasks_completed.normal, 20);
+}
+
+#[tokio::test]
+async fn submit_batch_keeps_input_order_in_few_queue_entries() {
+    let mut config = WorkerConfig::fixed(1);
+    config.chunks_per_worker = 4;
+    let pool = WorkerPool::manual(&config, Box::new(Scripted::default())).unwrap();
+    let (release, blocker) = block_worker(&pool).await;
+    let batch = pool.submit_batch(
+        Priority::Normal,
+        (0..10_000u64).map(|i| {
+            move || {
+                if i % 1000 == 0 {
+                    std::thread::sleep(Duration::from_micros(300));
+                }
+                i * 3
+            }
+        }),
+    );
+    let s = pool.stats();
+    assert_eq!(s.task_queue_depth, 10_000);
+    assert_eq!(
+        s.task_queue_entries, 4,
+        "one queue entry per chunk, not per unit"
+    );
+    drop(release);
+    blocker.await;
+    let out = batch.await.unwrap();
+    assert_eq!(out, (0..10_000u64).map(|i| i * 3).collect::<Vec<_>>());
+    let empty: Vec<fn() -> u8> = Vec::new();
+    assert!(pool
+        .submit_batch(Priority::High, empty)
+        .await
+        .unwrap()
+        .is_empty());
+    // Across several workers the order still holds.
+    let pool = WorkerPool::manual(&WorkerConfig::fixed(3), Box::new(Scripted::default())).unwrap();
+    let out = pool
+        .submit_batch(Priority::Normal, (0..5_001u32).map(|i| move || i))
+        .await
+        .unwrap();
+    assert_eq!(out, (0..5_001).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn idle_workers_all_take_work() {
+    // Four units that each wait until all four run at once: only possible if every idle
+    // worker picked one up.
+    let pool = WorkerPool::manual(&WorkerConfig::fixed(4), Box::new(Scripted::default())).unwrap();
+    for _round in 0..20 {
+        let running = Arc::new(AtomicUsize::new(0));
+        let units: Vec<_> = (0..4)
+            .map(|_| {
+                let running = Arc::clone(&running);
+                pool.submit(Priority::Normal, move || {
+                    running.fetch_add(1, Ordering::SeqCst);
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    while running.load(Ordering::SeqCst) < 4 && Instant::now() < deadline {
+                        std::thread::yield_now();
+                    }
+                    running.load(Ordering::SeqCst) >= 4
+                })
+            })
+            .collect();
+        for u in units {
+            assert!(u.await.unwrap(), "a unit waited while a worker idled");
+        }
+    }
+}
+
+#[tokio::test]
+async fn shutdown_finishes_queued_units_then_rejects() {
+    let pool = one_worker(Duration::from_secs(1));
+    let units: Vec<_> = (0..30)
+        .map(|i| {
+            pool.submit(Priority::Low, move || {
+                std::thread::sleep(Duration::from_millis(1));
+                i
+            })
+        })
+        .collect();
+    let other = pool.clone();
+    pool.shutdown().await;
+    for (i, u) in units.into_iter().enumerate() {
+        assert_eq!(u.await.unwrap(), i);
+    }
+    assert!(matches!(
+        other.submit(Priority::Critical, || 1).await,
+        Err(Error::ShuttingDown)
+    ));
+    assert!(matches!(
+        other.submit_batch(Priority::Low, [|| 1]).await,
+        Err(Error::ShuttingDown)
+    ));
+    let s = other.stats();
+    assert_eq!((s.workers, s.tasks_completed.low), (0, 30));
+    other.shutdown().await; // idempotent
+}
+
+#[test]
+fn works_outside_a_runtime_with_the_real_sampler() {
+    let mut config = WorkerConfig::default();
+    config.sample_interval = Duration::from_millis(10);
+    let pool = WorkerPool::start(&config).unwrap();
+    let f = pool.submit(Priority::Normal, || 2 + 2);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert_eq!(rt.block_on(f).unwrap(), 4);
+    std::thread::sleep(Duration::from_millis(300));
+    let s = pool.stats();
+    assert!(!s.history.is_empty());
+    assert!((0.0..=1.0).contains(&s.cpu_load_ratio));
+    let (min, max) = config.bounds();
+    assert!(s.workers >= min && s.workers <= max);
+    pool.shutdown_blocking();
+    assert_eq!(pool.stats().workers, 0);
+    assert!(format!("{pool:?}").contains("WorkerPool"));
+    fn serializable<T: serde::Serialize + Clone + std::fmt::Debug>(_: &T) {}
+    serializable(&s);
+}
+
+#[tokio::test]
+async fn wait_and_run_histograms_are_recorded() {
+    let pool = one_worker(Duration::from_secs(1));
+    for _ in 0..10 {
+        pool.submit(Priority::Normal, || {
+            std::thread::sleep(Duration::from_millis(2))
+        })
+        .await
+        .unwrap();
+    }
+    pool.shutdown().await;
+    let s = pool.stats();
+    assert_eq!(s.run_seconds.count, 10);
+    assert_eq!(s.wait_seconds.count, 10);
+    assert!(s.run_seconds.quantile(0.5) >= 0.001, "{:?}", s.run_seconds);
+}
