@@ -68,6 +68,9 @@ impl AgentSender {
         payload: impl Into<Payload>,
         priority: Priority,
     ) -> Result<MessageId> {
+        // Take part in tokio's cooperative scheduling as a channel send does, so a task
+        // that only sends still lets the receivers on its worker thread run.
+        tokio::task::coop::consume_budget().await;
         let payload = self.shared.prepare(payload.into())?;
         let env = self.message(to, Kind::Message, priority, payload);
         self.shared.send_one(env, Wait::Policy, false).await
@@ -89,6 +92,7 @@ impl AgentSender {
     /// Sends to every registered agent but this one, sharing one payload. Returns how many
     /// recipients accepted it; those whose mailbox stayed full are counted as dropped.
     pub async fn broadcast(&self, payload: impl Into<Payload>) -> Result<usize> {
+        tokio::task::coop::consume_budget().await;
         let payload = self.shared.prepare(payload.into())?;
         self.shared
             .fan_out(self.slot.id, Audience::Everyone, Priority::Normal, payload)
@@ -108,6 +112,7 @@ impl AgentSender {
         payload: impl Into<Payload>,
         priority: Priority,
     ) -> Result<usize> {
+        tokio::task::coop::consume_budget().await;
         let payload = self.shared.prepare(payload.into())?;
         self.shared
             .fan_out(self.slot.id, Audience::Topic(topic), priority, payload)

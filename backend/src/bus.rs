@@ -147,10 +147,8 @@ impl Shared {
     ) -> Result<MessageId> {
         let id = env.id;
         let to = env.to;
-        let deadline = match (wait, self.config.overflow) {
-            (Wait::Policy, OverflowPolicy::Block { timeout }) => Some(Instant::now() + timeout),
-            _ => None,
-        };
+        // Read the clock only once the mailbox turns out to be full.
+        let mut deadline = None;
         loop {
             let outcome = self.registry.with_mailbox(to, |mailbox| {
                 match self.try_enqueue(mailbox, env, flush_now) {
@@ -167,8 +165,12 @@ impl Shared {
                     mailbox
                 }
             };
-            let Some(deadline) = deadline else {
-                return self.metrics.fail(Error::MailboxFull(to));
+            let deadline = match (wait, self.config.overflow, deadline) {
+                (_, _, Some(d)) => d,
+                (Wait::Policy, OverflowPolicy::Block { timeout }, None) => {
+                    *deadline.insert(Instant::now() + timeout)
+                }
+                _ => return self.metrics.fail(Error::MailboxFull(to)),
             };
             if !mailbox.wait_for_room(deadline).await {
                 return self.metrics.fail(Error::MailboxFull(to));

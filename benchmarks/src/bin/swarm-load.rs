@@ -16,7 +16,11 @@ use swarmbus::HubConfig;
 use swarmbus_benchmarks::load::{self, payload::PayloadSpec, LoadSpec, Mode, Pattern};
 
 #[derive(Debug, Parser)]
-#[command(name = "swarm-load", version, about = "Load-test a swarmbus hub and report honestly")]
+#[command(
+    name = "swarm-load",
+    version,
+    about = "Load-test a swarmbus hub and report honestly"
+)]
 struct Args {
     /// Agents to register.
     #[arg(long, default_value_t = 1000)]
@@ -124,7 +128,8 @@ fn main() -> Result<()> {
     match &args.json {
         Some(path) => {
             let text = serde_json::to_string_pretty(&report)?;
-            std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(path, text + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         None => {
             println!("swarm-load on {}", report.machine);

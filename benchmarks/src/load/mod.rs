@@ -100,7 +100,10 @@ impl Mode {
     pub fn config(self, base: HubConfig) -> HubConfig {
         match self {
             Mode::Optimized => base,
-            Mode::Baseline => base.without_batching().without_compression().without_pools(),
+            Mode::Baseline => base
+                .without_batching()
+                .without_compression()
+                .without_pools(),
         }
     }
 }
@@ -262,15 +265,15 @@ pub async fn run(spec: LoadSpec) -> Result<Report> {
         )));
     }
 
-    // Worker pool size, sampled through the run.
-    let (mut wmin, mut wmax) = (u64::MAX, 0u64);
-
     let deadline = Instant::now() + spec.duration;
     let running = Arc::new(AtomicBool::new(true));
     let mut load = Vec::new();
     let send_started = Instant::now();
     let plan = Plan::for_pattern(spec.pattern, spec.senders, spec.requesters);
-    let rate_per = |share: usize| spec.rate.map(|r| (r as f64 * share as f64 / plan.total_share() as f64).max(1.0));
+    let rate_per = |share: usize| {
+        spec.rate
+            .map(|r| (r as f64 * share as f64 / plan.total_share() as f64).max(1.0))
+    };
     for (t, job) in plan.jobs.iter().enumerate() {
         let ctx = JobCtx {
             hub: hub.clone(),
@@ -294,11 +297,11 @@ pub async fn run(spec: LoadSpec) -> Result<Report> {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     while Instant::now() < deadline && load.iter().any(|h| !h.is_finished()) {
         tick.tick().await;
-        let w = hub.metrics().workers.workers as u64;
-        wmin = wmin.min(w);
-        wmax = wmax.max(w);
         if let Some(p) = &spec.progress {
-            p(send_started.elapsed(), tally.delivered.load(Ordering::Relaxed));
+            p(
+                send_started.elapsed(),
+                tally.delivered.load(Ordering::Relaxed),
+            );
         }
     }
     running.store(false, Ordering::Relaxed);
@@ -306,6 +309,7 @@ pub async fn run(spec: LoadSpec) -> Result<Report> {
         job.await.context("a load task panicked")??;
     }
     let send_time = send_started.elapsed();
+    let drain_started = Instant::now();
 
     // Shut down: everything accepted reaches a mailbox; receivers drain and stop.
     let before = hub.metrics();
@@ -318,13 +322,11 @@ pub async fn run(spec: LoadSpec) -> Result<Report> {
             .context("receivers did not drain within 60 s")?
             .context("a receiver panicked")?;
     }
+    let drain_time = drain_started.elapsed();
     let _ = stop_rss.send(true);
     let trace = rss_task.await.unwrap_or_default();
     let end_rss = rss::rss_mb();
     let m = hub.metrics();
-    let w = m.workers.workers as u64;
-    wmin = wmin.min(w);
-    wmax = wmax.max(w);
 
     let sent = tally.sent.load(Ordering::Relaxed);
     let delivered = tally.delivered.load(Ordering::Relaxed);
@@ -341,6 +343,9 @@ pub async fn run(spec: LoadSpec) -> Result<Report> {
         .iter()
         .fold((0, 0), |(h, t), p| (h + p.hits, t + p.hits + p.misses));
     let secs = send_time.as_secs_f64().max(1e-9);
+    // Throughput counts until the last message is in its receiver's hands, so a backlog
+    // left at the end of sending is not mistaken for speed.
+    let busy_secs = (send_time + drain_time).as_secs_f64().max(1e-9);
     let tasks = tally.tasks.load(Ordering::Relaxed);
     let warmup_s = spec.warmup.as_secs_f64();
     let report = Report {
@@ -350,13 +355,14 @@ pub async fn run(spec: LoadSpec) -> Result<Report> {
         payload: spec.payload.to_string(),
         rate: spec.rate.unwrap_or(0),
         duration_s: secs,
+        drain_s: drain_time.as_secs_f64(),
         messages_sent: sent,
         messages_delivered: delivered,
         messages_lost: lost,
         messages_dropped_counted: dropped,
         send_errors: tally.errors.load(Ordering::Relaxed),
-        msgs_per_sec: delivered as f64 / secs,
-        mb_per_sec: tally.delivered_bytes.load(Ordering::Relaxed) as f64 / secs / 1e6,
+        msgs_per_sec: delivered as f64 / busy_secs,
+        mb_per_sec: tally.delivered_bytes.load(Ordering::Relaxed) as f64 / busy_secs / 1e6,
         latency_us: report::Latency {
             p50: hist.value_at_quantile(0.5) as f64,
             p99: hist.value_at_quantile(0.99) as f64,
@@ -378,16 +384,20 @@ pub async fn run(spec: LoadSpec) -> Result<Report> {
             ratio: m.compression_ratio,
         },
         pools: report::Pools {
-            hit_rate: if total == 0 { 0.0 } else { hits as f64 / total as f64 },
+            hit_rate: if total == 0 {
+                0.0
+            } else {
+                hits as f64 / total as f64
+            },
         },
         tasks: report::Tasks {
             completed: tasks,
-            per_sec: tasks as f64 / secs,
+            per_sec: tasks as f64 / busy_secs,
         },
         workers: report::Workers {
-            min_seen: if wmin == u64::MAX { w } else { wmin },
-            max_seen: wmax,
-            final_: w,
+            min_seen: before.workers.min_seen as u64,
+            max_seen: before.workers.max_seen as u64,
+            final_: before.workers.workers as u64,
         },
         rss_mb: report::Rss {
             start: start_rss,
@@ -531,7 +541,11 @@ impl JobKind {
             .step_by(ctx.count.max(1))
             .cloned()
             .collect();
-        let mine = if mine.is_empty() { ctx.senders.clone() } else { mine };
+        let mine = if mine.is_empty() {
+            ctx.senders.clone()
+        } else {
+            mine
+        };
         let mut i = 0u64;
         let mut ok = 0u64;
         let mut errors = 0u64;
@@ -547,7 +561,10 @@ impl JobKind {
                     }
                     from.send(to, ctx.payloads.make(stamp)).await.map(|_| 1)
                 }
-                JobKind::Broadcast => from.broadcast(ctx.payloads.make(stamp)).await.map(|n| n as u64),
+                JobKind::Broadcast => from
+                    .broadcast(ctx.payloads.make(stamp))
+                    .await
+                    .map(|n| n as u64),
                 JobKind::Topic => {
                     let topic = format!("topic-{}", rng.random_range(0..ctx.topics));
                     from.publish(&topic, ctx.payloads.make(stamp))
@@ -573,7 +590,9 @@ impl JobKind {
                     let units: Vec<_> = (0..64u64).map(|k| move || cpu_unit(k)).collect();
                     match ctx.hub.submit_batch(Priority::Normal, units).await {
                         Ok(out) => {
-                            ctx.tally.tasks.fetch_add(out.len() as u64, Ordering::Relaxed);
+                            ctx.tally
+                                .tasks
+                                .fetch_add(out.len() as u64, Ordering::Relaxed);
                             Ok(0)
                         }
                         Err(e) => Err(e),

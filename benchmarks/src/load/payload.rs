@@ -28,7 +28,9 @@ impl FromStr for PayloadSpec {
             .parse()
             .map_err(|_| format!("--payload takes a byte count or `mixed`, not `{s}`"))?;
         if n < STAMP_LEN {
-            return Err(format!("--payload must be at least {STAMP_LEN} bytes (the latency stamp)"));
+            return Err(format!(
+                "--payload must be at least {STAMP_LEN} bytes (the latency stamp)"
+            ));
         }
         Ok(PayloadSpec::Fixed(n))
     }

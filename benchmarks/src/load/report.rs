@@ -101,6 +101,8 @@ pub struct Report {
     pub rate: u64,
     /// Seconds of sending.
     pub duration_s: f64,
+    /// Seconds from the end of sending until every receiver had everything.
+    pub drain_s: f64,
     /// Messages accepted by the hub (one per recipient for fan-out; requests for `request`).
     pub messages_sent: u64,
     /// Messages the receivers really got (replies for `request`).
@@ -111,7 +113,7 @@ pub struct Report {
     pub messages_dropped_counted: u64,
     /// Sends that returned an error.
     pub send_errors: u64,
-    /// Delivered per second of sending.
+    /// Delivered per second, from the first send until the last message was received.
     pub msgs_per_sec: f64,
     /// Payload MB (10^6 bytes) delivered per second.
     pub mb_per_sec: f64,
@@ -138,9 +140,21 @@ impl Report {
     pub fn human(&self) -> String {
         let mut s = String::new();
         let mut row = |k: &str, v: String| s.push_str(&format!("  {k:<22} {v}\n"));
-        row("pattern / mode", format!("{} / {}", self.pattern, self.mode));
-        row("agents / payload", format!("{} / {} B", self.agents, self.payload));
-        row("duration", format!("{:.2} s", self.duration_s));
+        row(
+            "pattern / mode",
+            format!("{} / {}", self.pattern, self.mode),
+        );
+        row(
+            "agents / payload",
+            format!("{} / {} B", self.agents, self.payload),
+        );
+        row(
+            "duration",
+            format!(
+                "{:.2} s sending + {:.2} s draining",
+                self.duration_s, self.drain_s
+            ),
+        );
         row(
             "sent / delivered",
             format!("{} / {}", self.messages_sent, self.messages_delivered),
@@ -151,7 +165,10 @@ impl Report {
         );
         row(
             "throughput",
-            format!("{:.0} msg/s, {:.1} MB/s", self.msgs_per_sec, self.mb_per_sec),
+            format!(
+                "{:.0} msg/s, {:.1} MB/s",
+                self.msgs_per_sec, self.mb_per_sec
+            ),
         );
         let l = &self.latency_us;
         row(
@@ -177,7 +194,10 @@ impl Report {
                 c.compressed_messages, c.bytes_in, c.bytes_out, c.ratio
             ),
         );
-        row("pool hit rate", format!("{:.1} %", self.pools.hit_rate * 100.0));
+        row(
+            "pool hit rate",
+            format!("{:.1} %", self.pools.hit_rate * 100.0),
+        );
         if self.tasks.completed > 0 {
             row(
                 "tasks",

@@ -29,12 +29,18 @@ pub struct RssTrace {
 
 impl RssTrace {
     /// Samples every `every` until `stop` resolves.
-    pub async fn record(every: Duration, start: Instant, stop: tokio::sync::watch::Receiver<bool>) -> Self {
+    pub async fn record(
+        every: Duration,
+        start: Instant,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         let mut trace = RssTrace::default();
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            trace.samples.push((start.elapsed().as_secs_f64(), rss_mb()));
+            trace
+                .samples
+                .push((start.elapsed().as_secs_f64(), rss_mb()));
             if *stop.borrow() {
                 return trace;
             }
