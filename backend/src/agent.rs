@@ -329,6 +329,9 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let shared = &self.sender.shared;
         shared.registry.remove(&self.sender.slot);
+        if let Some(bridge) = shared.remote.get() {
+            bridge.local_change(crate::nats::LocalChange::Left(self.sender.slot.id));
+        }
         let left = self.sender.slot.mailbox.close(&shared.metrics) + self.hand.len();
         shared
             .metrics

@@ -101,13 +101,8 @@ impl Shared {
         }
         if !mailbox.has_room_for(&batch) {
             // Whatever waits in the batch must become receivable so room can appear.
-            mailbox.flush(
-                &mut batch,
-                FlushReason::Explicit,
-                config.overflow,
-                &self.metrics,
-            );
-            if config.overflow != OverflowPolicy::DropOldest {
+            mailbox.flush(&mut batch, FlushReason::Explicit, &self.metrics);
+            if mailbox.policy != OverflowPolicy::DropOldest {
                 return Err(Refused::Full(Box::new(env)));
             }
         }
@@ -120,7 +115,7 @@ impl Shared {
         };
         let schedule = match due {
             Some(reason) => {
-                mailbox.flush(&mut batch, reason, config.overflow, &self.metrics);
+                mailbox.flush(&mut batch, reason, &self.metrics);
                 None
             }
             None if opened && !batch.scheduled => {
@@ -137,6 +132,84 @@ impl Shared {
         Ok(())
     }
 
+    /// Runs `f` on the mailbox for `to`: the agent's own when it is local, else the link to
+    /// the remote hub that hosts it.
+    #[inline]
+    pub(crate) fn route<R>(&self, to: AgentId, f: impl FnOnce(&Arc<Mailbox>) -> R) -> Option<R> {
+        let mut f = Some(f);
+        if let Some(r) = self
+            .registry
+            .with_mailbox(to, |mb| f.take().map(|f| f(mb)))
+            .flatten()
+        {
+            return Some(r);
+        }
+        let bridge = self.remote.get()?;
+        bridge
+            .directory
+            .with_link(to, |mb| f.take().map(|f| f(mb)))
+            .flatten()
+    }
+
+    /// Puts an envelope in its batch now, never waiting; drops are counted by the caller.
+    fn enqueue_now(&self, env: Envelope, flush_now: bool) -> Result<(), Refused> {
+        let to = env.to;
+        self.route(to, |mailbox| self.try_enqueue(mailbox, env, flush_now))
+            .unwrap_or(Err(Refused::Error(Error::UnknownAgent(to))))
+    }
+
+    /// Delivers an envelope that came from a remote hub, without waiting: a full mailbox or
+    /// a missing recipient is a counted drop, never a stall of the NATS subscription.
+    pub(crate) fn deliver_inbound(&self, env: Envelope) {
+        if let Kind::Reply(request) = env.kind {
+            self.deliver_reply(env, request);
+            return;
+        }
+        let flush_now = env.kind == Kind::Request;
+        // Only local agents: a frame is never forwarded to a third hub.
+        let to = env.to;
+        let outcome = self
+            .registry
+            .with_mailbox(to, |mailbox| self.try_enqueue(mailbox, env, flush_now))
+            .unwrap_or(Err(Refused::Error(Error::UnknownAgent(to))));
+        self.count_inbound_refusal(outcome);
+    }
+
+    /// Delivers a remote broadcast (`topic: None`) or topic message to local agents.
+    pub(crate) fn deliver_fan_out_inbound(&self, env: Envelope, topic: Option<&str>) {
+        let deliver = |to: AgentId, mailbox: &Arc<Mailbox>| {
+            if to == env.from {
+                return;
+            }
+            let mut copy = env.clone();
+            copy.to = to;
+            self.count_inbound_refusal(self.try_enqueue(mailbox, copy, false));
+        };
+        match topic {
+            None => self
+                .registry
+                .for_each(|slot| deliver(slot.id, &slot.mailbox)),
+            Some(name) => {
+                if let Ok((_, ids)) = self.registry.subscribers(name, &self.pools.uuids) {
+                    for &to in ids.iter() {
+                        self.registry
+                            .with_mailbox(to, |mailbox| deliver(to, mailbox));
+                    }
+                }
+            }
+        }
+    }
+
+    fn count_inbound_refusal(&self, outcome: Result<(), Refused>) {
+        let reason = match outcome {
+            Ok(()) => return,
+            Err(Refused::Full(_)) => DropReason::MailboxFull,
+            Err(Refused::Error(Error::ShuttingDown)) => DropReason::HubClosed,
+            Err(Refused::Error(_)) => DropReason::RecipientGone,
+        };
+        self.metrics.drop_n(reason, 1);
+    }
+
     /// Sends one envelope, waiting for room per the policy; `flush_now` sends its batch at
     /// once (requests).
     pub(crate) async fn send_one(
@@ -150,7 +223,7 @@ impl Shared {
         // Read the clock only once the mailbox turns out to be full.
         let mut deadline = None;
         loop {
-            let outcome = self.registry.with_mailbox(to, |mailbox| {
+            let outcome = self.route(to, |mailbox| {
                 match self.try_enqueue(mailbox, env, flush_now) {
                     Ok(()) => Ok(()),
                     Err(refused) => Err((refused, mailbox.clone())),
@@ -165,7 +238,7 @@ impl Shared {
                     mailbox
                 }
             };
-            let deadline = match (wait, self.config.overflow, deadline) {
+            let deadline = match (wait, mailbox.policy, deadline) {
                 (_, _, Some(d)) => d,
                 (Wait::Policy, OverflowPolicy::Block { timeout }, None) => {
                     *deadline.insert(Instant::now() + timeout)
@@ -187,6 +260,16 @@ impl Shared {
         priority: Priority,
         payload: Payload,
     ) -> Result<usize> {
+        let bridge = self.remote.get();
+        if let (Some(bridge), Audience::Topic(name)) = (bridge, &audience) {
+            if let Err(e) = bridge.check_topic(name) {
+                return self.metrics.fail(e);
+            }
+        }
+        let remote_topic = match &audience {
+            Audience::Everyone => None,
+            Audience::Topic(name) => Some(name.to_string()),
+        };
         let mut accepted = 0;
         let mut full = self.pools.uuids.take();
         let mut failure = None;
@@ -231,6 +314,14 @@ impl Shared {
         if let Some(e) = failure {
             return self.metrics.fail(e);
         }
+        if let Some(bridge) = bridge {
+            let topic = remote_topic.as_deref().map(Arc::<str>::from);
+            let to = AgentId::from(uuid::Uuid::nil());
+            let env = self.envelope(from, to, Kind::Message, priority, topic, payload.clone());
+            if let Err(e) = bridge.publish_fan_out(remote_topic.as_deref(), &env).await {
+                return self.metrics.fail(e);
+            }
+        }
         for &to in full.iter() {
             let env = self.envelope(
                 from,
@@ -251,14 +342,9 @@ impl Shared {
 
     /// Flushes the open batch of `to` (before a reply, so earlier messages land first).
     pub(crate) fn flush_to(&self, to: AgentId) {
-        self.registry.with_mailbox(to, |mailbox| {
+        self.route(to, |mailbox| {
             let mut batch = mailbox.batch.lock();
-            mailbox.flush(
-                &mut batch,
-                FlushReason::Explicit,
-                self.config.overflow,
-                &self.metrics,
-            );
+            mailbox.flush(&mut batch, FlushReason::Explicit, &self.metrics);
         });
     }
 
@@ -286,6 +372,10 @@ impl Shared {
         env.sent_at = Instant::now();
         let delivered = match self.requests.take(request) {
             Some(tx) => tx.send(env).is_ok(),
+            // The requester lives on another hub: the reply travels in its own frame.
+            None if self.registry.with_mailbox(env.to, |_| ()).is_none() => {
+                self.enqueue_now(env, true).is_ok()
+            }
             None => false,
         };
         if !delivered {

@@ -60,6 +60,8 @@ pub struct HubConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// When set, every HTTP route but `/healthz` requires `Authorization: Bearer <token>`.
     pub auth_token: Option<String>,
+    /// Join a multi-host swarm through NATS. Default none (this hub alone).
+    pub nats: Option<crate::nats::NatsConfig>,
 }
 
 impl Default for HubConfig {
@@ -79,6 +81,7 @@ impl Default for HubConfig {
             workers: WorkerConfig::default(),
             metrics_addr: None,
             auth_token: None,
+            nats: None,
         }
     }
 }
@@ -111,6 +114,9 @@ impl HubConfig {
         }
         if self.max_payload == 0 {
             return bad("max_payload must be at least 1");
+        }
+        if let Some(nats) = &self.nats {
+            nats.validate()?;
         }
         self.workers.validate()
     }

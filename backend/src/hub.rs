@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) epoch: tokio::time::Instant,
     pub(crate) closing: AtomicBool,
     pub(crate) workers: WorkerPool,
+    /// The NATS bridge, once connected.
+    pub(crate) remote: std::sync::OnceLock<Arc<crate::nats::Bridge>>,
     started: Instant,
     shutdown_report: Mutex<Option<ShutdownReport>>,
 }
@@ -101,11 +103,44 @@ impl Hub {
             epoch: tokio::time::Instant::now(),
             closing: AtomicBool::new(false),
             workers,
+            remote: std::sync::OnceLock::new(),
             started: Instant::now(),
             shutdown_report: Mutex::new(None),
         });
         runtime.spawn(linger::run(Arc::downgrade(&shared), rx));
+        if let Some(nats) = shared.config.nats.clone() {
+            // `start` is synchronous: join the swarm in the background. `Hub::connect`
+            // waits for it instead.
+            let weak = Arc::downgrade(&shared);
+            runtime.spawn(async move {
+                let Some(shared) = weak.upgrade() else { return };
+                match crate::nats::start(&shared, nats).await {
+                    Ok(bridge) => {
+                        let _ = shared.remote.set(bridge);
+                    }
+                    Err(e) => tracing::error!("joining the swarm over NATS failed: {e}"),
+                }
+            });
+        }
         Ok(Hub { shared })
+    }
+
+    /// Starts a hub and, when `config.nats` is set, waits until it has joined the swarm
+    /// (connected, subscribed, announced). Connection errors surface here.
+    pub async fn connect(mut config: HubConfig) -> Result<Hub> {
+        let nats = config.nats.take();
+        let hub = Hub::start(config)?;
+        if let Some(nats) = nats {
+            let bridge = crate::nats::start(&hub.shared, nats).await?;
+            let _ = hub.shared.remote.set(bridge);
+        }
+        Ok(hub)
+    }
+
+    /// Whether `id` can be reached now: a local agent, or one the directory knows on
+    /// another hub.
+    pub fn knows(&self, id: crate::AgentId) -> bool {
+        self.shared.route(id, |_| ()).is_some()
     }
 
     /// Registers an agent under `name` (names need not be unique; ids are).
@@ -118,10 +153,16 @@ impl Hub {
         let slot = Arc::new(AgentSlot {
             id,
             name: Arc::from(name.into()),
-            mailbox: Arc::new(Mailbox::new(shared.config.mailbox_capacity)),
+            mailbox: Arc::new(Mailbox::new(
+                shared.config.mailbox_capacity,
+                shared.config.overflow,
+            )),
             topics: Mutex::new(Vec::new()),
         });
         shared.registry.insert(slot.clone());
+        if let Some(bridge) = shared.remote.get() {
+            bridge.local_change(crate::nats::LocalChange::Joined(id));
+        }
         Ok(Agent::new(AgentSender::new(shared.clone(), slot)))
     }
 
@@ -138,14 +179,13 @@ impl Hub {
     /// Flushes every open batch now.
     pub fn flush(&self) {
         let shared = &self.shared;
+        if let Some(bridge) = shared.remote.get() {
+            bridge.flush_links(shared, FlushReason::Explicit);
+        }
         shared.registry.for_each(|slot| {
             let mut batch = slot.mailbox.batch.lock();
-            slot.mailbox.flush(
-                &mut batch,
-                FlushReason::Explicit,
-                shared.config.overflow,
-                &shared.metrics,
-            );
+            slot.mailbox
+                .flush(&mut batch, FlushReason::Explicit, &shared.metrics);
         });
     }
 
@@ -195,12 +235,11 @@ impl Hub {
         }
         for slot in &slots {
             let mut batch = slot.mailbox.batch.lock();
-            slot.mailbox.flush(
-                &mut batch,
-                FlushReason::Shutdown,
-                shared.config.overflow,
-                &shared.metrics,
-            );
+            slot.mailbox
+                .flush(&mut batch, FlushReason::Shutdown, &shared.metrics);
+        }
+        if let Some(bridge) = shared.remote.get() {
+            bridge.shutdown(shared).await;
         }
         shared.workers.shutdown().await;
         shared.requests.clear();
@@ -285,6 +324,7 @@ impl Shared {
             requests: m.requests.load(Ordering::Relaxed),
             replies: m.replies.load(Ordering::Relaxed),
             workers: self.workers.stats(),
+            nats: self.remote.get().map(|b| b.stats()),
         }
     }
 }

@@ -44,6 +44,7 @@ mod id;
 mod linger;
 mod mailbox;
 pub mod metrics;
+pub mod nats;
 mod payload;
 mod pool;
 mod priority;

@@ -77,12 +77,7 @@ fn flush_if_due(shared: &Shared, mailbox: &Mailbox, now: Instant) -> Option<Inst
         if due > now {
             return Some(due);
         }
-        mailbox.flush(
-            &mut batch,
-            FlushReason::Linger,
-            shared.config.overflow,
-            &shared.metrics,
-        );
+        mailbox.flush(&mut batch, FlushReason::Linger, &shared.metrics);
     }
     batch.scheduled = false;
     None

@@ -28,6 +28,8 @@ struct Lanes {
 pub(crate) struct Mailbox {
     pub(crate) batch: Mutex<Batch>,
     capacity: usize,
+    /// What a send does when this mailbox is full.
+    pub(crate) policy: OverflowPolicy,
     lanes: Mutex<Lanes>,
     /// Copy of `Lanes::queued`, readable without the lock.
     queued: AtomicUsize,
@@ -42,10 +44,11 @@ pub(crate) struct Mailbox {
 }
 
 impl Mailbox {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, policy: OverflowPolicy) -> Self {
         Self {
             batch: Mutex::new(Batch::new()),
             capacity,
+            policy,
             lanes: Mutex::new(Lanes::default()),
             queued: AtomicUsize::new(0),
             gone: AtomicBool::new(false),
@@ -72,13 +75,7 @@ impl Mailbox {
     }
 
     /// Moves the open batch into the queue and counts it. Call with the batch locked.
-    pub(crate) fn flush(
-        &self,
-        open: &mut Batch,
-        reason: FlushReason,
-        policy: OverflowPolicy,
-        metrics: &Metrics,
-    ) {
+    pub(crate) fn flush(&self, open: &mut Batch, reason: FlushReason, metrics: &Metrics) {
         if open.is_empty() {
             return;
         }
@@ -98,7 +95,7 @@ impl Mailbox {
             metrics.lost_before_mailbox.fetch_add(n, Ordering::Relaxed);
             return;
         }
-        let evicted = self.enqueue(taken, policy);
+        let evicted = self.enqueue(taken, self.policy);
         metrics.delivered.fetch_add(n, Ordering::Relaxed);
         metrics.drop_n(DropReason::DropOldest, evicted as u64);
         self.readable.notify_one();

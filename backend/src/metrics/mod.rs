@@ -61,6 +61,14 @@ label_enum!(
         RecipientGone => "recipient_gone",
         /// A reply whose requester had stopped waiting.
         ReplyOrphaned => "reply_orphaned",
+        /// Arrived from a remote hub while this hub was shutting down.
+        HubClosed => "hub_closed",
+        /// A payload too large for one NATS frame.
+        FrameTooLarge => "frame_too_large",
+        /// The NATS client refused a publish.
+        PublishFailed => "publish_failed",
+        /// The NATS client reported a subscription overflow (counted per event).
+        SlowConsumer => "slow_consumer",
     }
 );
 
@@ -114,7 +122,7 @@ pub(crate) struct Metrics {
     pub(crate) sent: AtomicU64,
     pub(crate) delivered: AtomicU64,
     pub(crate) received: AtomicU64,
-    pub(crate) dropped: LabeledCounter<4>,
+    pub(crate) dropped: LabeledCounter<8>,
     pub(crate) errors: LabeledCounter<7>,
     pub(crate) flushes: LabeledCounter<5>,
     pub(crate) batch_size: Histogram,

@@ -63,6 +63,8 @@ pub struct MetricsSnapshot {
     pub replies: u64,
     /// The worker pool.
     pub workers: crate::workers::WorkerStats,
+    /// The NATS bridge, when the hub is part of a multi-host swarm.
+    pub nats: Option<crate::nats::NatsStats>,
 }
 
 /// One mailbox's backlog.

@@ -1,0 +1,415 @@
+//! The wire frame: a versioned binary batch of envelopes, one NATS message per frame.
+//!
+//! Every length is checked against what is left of the frame and against the configured
+//! limits before anything is allocated, so a corrupt, truncated, oversized or hostile frame
+//! is an error, never a panic or a large allocation. Payloads are not copied: each is a
+//! slice of the received buffer, still compressed if it was compressed on the sender.
+//!
+//! ```text
+//! frame    = "SWB" version:u8 kind:u8 epoch:u64 seq:u64 node_len:u8 node count:u32 envelope*
+//! envelope = id:16 from:16 to:16 kind:u8 [reply_to:16] priority:u8 topic_len:u16 topic
+//!            flags:u8 original_len:u32 wire_len:u32 payload
+//! ```
+//! Integers are little-endian.
+
+use crate::envelope::Kind;
+use crate::{AgentId, Envelope, MessageId, Payload, Priority};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::sync::Arc;
+use uuid::Uuid;
+
+const MAGIC: &[u8; 3] = b"SWB";
+/// The only version this build reads and writes.
+pub(crate) const VERSION: u8 = 1;
+const KIND_ENVELOPES: u8 = 1;
+const HEADER_MIN: usize = 3 + 1 + 1 + 8 + 8 + 1 + 4;
+/// Smallest possible envelope on the wire: a bound on `count` before reading any.
+const ENVELOPE_MIN: usize = 16 * 3 + 1 + 1 + 2 + 1 + 4 + 4;
+const MAX_NODE_LEN: usize = 64;
+const MAX_TOPIC_LEN: usize = crate::registry::MAX_TOPIC_LEN;
+
+/// Why a frame was refused; the label is a metric label value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FrameError {
+    #[error("frame is truncated")]
+    Truncated,
+    #[error("not a swarmbus frame")]
+    BadMagic,
+    #[error("unsupported frame version")]
+    UnknownVersion,
+    #[error("frame is larger than the configured maximum")]
+    TooLarge,
+    #[error("frame has an invalid field")]
+    BadField,
+}
+
+impl FrameError {
+    pub(crate) const ALL: [FrameError; 5] = [
+        FrameError::Truncated,
+        FrameError::BadMagic,
+        FrameError::UnknownVersion,
+        FrameError::TooLarge,
+        FrameError::BadField,
+    ];
+
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            FrameError::Truncated => "truncated",
+            FrameError::BadMagic => "bad_magic",
+            FrameError::UnknownVersion => "unknown_version",
+            FrameError::TooLarge => "too_large",
+            FrameError::BadField => "bad_field",
+        }
+    }
+}
+
+/// Bounds a decoder enforces.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_frame: usize,
+    pub(crate) max_payload: usize,
+}
+
+/// A decoded frame.
+#[derive(Debug)]
+pub(crate) struct Frame {
+    pub(crate) node: String,
+    pub(crate) epoch: u64,
+    pub(crate) seq: u64,
+    pub(crate) envelopes: Vec<Envelope>,
+}
+
+/// Encodes envelopes from one node into a frame.
+pub(crate) fn encode(node: &str, epoch: u64, seq: u64, envelopes: &[Envelope]) -> Bytes {
+    let node = &node.as_bytes()[..node.len().min(MAX_NODE_LEN)];
+    let size: usize = HEADER_MIN
+        + node.len()
+        + envelopes
+            .iter()
+            .map(|e| {
+                ENVELOPE_MIN + 16 + e.topic.as_ref().map_or(0, |t| t.len()) + e.payload.wire_len()
+            })
+            .sum::<usize>();
+    let mut out = BytesMut::with_capacity(size);
+    out.put_slice(MAGIC);
+    out.put_u8(VERSION);
+    out.put_u8(KIND_ENVELOPES);
+    out.put_u64_le(epoch);
+    out.put_u64_le(seq);
+    out.put_u8(node.len() as u8);
+    out.put_slice(node);
+    out.put_u32_le(envelopes.len() as u32);
+    for e in envelopes {
+        out.put_slice(e.id.as_uuid().as_bytes());
+        out.put_slice(e.from.as_uuid().as_bytes());
+        out.put_slice(e.to.as_uuid().as_bytes());
+        match e.kind {
+            Kind::Message => out.put_u8(0),
+            Kind::Request => out.put_u8(1),
+            Kind::Reply(to) => {
+                out.put_u8(2);
+                out.put_slice(to.as_uuid().as_bytes());
+            }
+        }
+        out.put_u8(e.priority as u8);
+        let topic = e.topic.as_deref().unwrap_or("").as_bytes();
+        let topic = &topic[..topic.len().min(MAX_TOPIC_LEN)];
+        out.put_u16_le(topic.len() as u16);
+        out.put_slice(topic);
+        out.put_u8(u8::from(e.payload.is_compressed()));
+        out.put_u32_le(e.payload.len() as u32);
+        out.put_u32_le(e.payload.wire_len() as u32);
+        out.put_slice(e.payload.wire_bytes());
+    }
+    out.freeze()
+}
+
+/// Decodes a frame; `sent_at` is stamped on every envelope (clocks differ across hosts).
+pub(crate) fn decode(
+    mut buf: Bytes,
+    limits: Limits,
+    sent_at: tokio::time::Instant,
+) -> Result<Frame, FrameError> {
+    if buf.len() > limits.max_frame {
+        return Err(FrameError::TooLarge);
+    }
+    // Judge the magic and version on whatever arrived, so the reason is the useful one.
+    if buf[..buf.len().min(3)] != MAGIC[..buf.len().min(3)] {
+        return Err(FrameError::BadMagic);
+    }
+    if buf.len() > 3 && buf[3] != VERSION {
+        return Err(FrameError::UnknownVersion);
+    }
+    if buf.len() < HEADER_MIN {
+        return Err(FrameError::Truncated);
+    }
+    buf.advance(3);
+    if buf.get_u8() != VERSION {
+        return Err(FrameError::UnknownVersion);
+    }
+    if buf.get_u8() != KIND_ENVELOPES {
+        return Err(FrameError::BadField);
+    }
+    let epoch = buf.get_u64_le();
+    let seq = buf.get_u64_le();
+    let node_len = buf.get_u8() as usize;
+    if node_len > MAX_NODE_LEN {
+        return Err(FrameError::BadField);
+    }
+    let node = take(&mut buf, node_len)?;
+    let node = std::str::from_utf8(&node)
+        .map_err(|_| FrameError::BadField)?
+        .to_string();
+    need(&buf, 4)?;
+    let count = buf.get_u32_le() as usize;
+    if count > buf.len() / ENVELOPE_MIN {
+        return Err(FrameError::Truncated);
+    }
+    let mut envelopes = Vec::with_capacity(count);
+    for _ in 0..count {
+        envelopes.push(decode_envelope(&mut buf, limits, sent_at)?);
+    }
+    if buf.has_remaining() {
+        return Err(FrameError::BadField);
+    }
+    Ok(Frame {
+        node,
+        epoch,
+        seq,
+        envelopes,
+    })
+}
+
+fn decode_envelope(
+    buf: &mut Bytes,
+    limits: Limits,
+    sent_at: tokio::time::Instant,
+) -> Result<Envelope, FrameError> {
+    need(buf, 16 * 3 + 1)?;
+    let id = MessageId::from(uuid(buf));
+    let from = AgentId::from(uuid(buf));
+    let to = AgentId::from(uuid(buf));
+    let kind = match buf.get_u8() {
+        0 => Kind::Message,
+        1 => Kind::Request,
+        2 => {
+            need(buf, 16)?;
+            Kind::Reply(MessageId::from(uuid(buf)))
+        }
+        _ => return Err(FrameError::BadField),
+    };
+    need(buf, 1 + 2)?;
+    let priority = match buf.get_u8() {
+        0 => Priority::Low,
+        1 => Priority::Normal,
+        2 => Priority::High,
+        3 => Priority::Critical,
+        _ => return Err(FrameError::BadField),
+    };
+    let topic_len = buf.get_u16_le() as usize;
+    if topic_len > MAX_TOPIC_LEN {
+        return Err(FrameError::BadField);
+    }
+    let topic = take(buf, topic_len)?;
+    let topic: Option<Arc<str>> = if topic.is_empty() {
+        None
+    } else {
+        Some(Arc::from(
+            std::str::from_utf8(&topic).map_err(|_| FrameError::BadField)?,
+        ))
+    };
+    need(buf, 1 + 4 + 4)?;
+    let flags = buf.get_u8();
+    let original_len = buf.get_u32_le() as usize;
+    let wire_len = buf.get_u32_le() as usize;
+    if original_len > limits.max_payload {
+        return Err(FrameError::TooLarge);
+    }
+    let payload = match flags {
+        0 if wire_len == original_len => Payload::new(take(buf, wire_len)?),
+        1 => Payload::from_compressed(take(buf, wire_len)?, original_len),
+        _ => return Err(FrameError::BadField),
+    };
+    Ok(Envelope {
+        id,
+        from,
+        to,
+        kind,
+        priority,
+        topic,
+        payload,
+        sent_at,
+    })
+}
+
+fn need(buf: &Bytes, n: usize) -> Result<(), FrameError> {
+    if buf.remaining() < n {
+        Err(FrameError::Truncated)
+    } else {
+        Ok(())
+    }
+}
+
+fn take(buf: &mut Bytes, n: usize) -> Result<Bytes, FrameError> {
+    need(buf, n)?;
+    Ok(buf.split_to(n))
+}
+
+fn uuid(buf: &mut Bytes) -> Uuid {
+    let mut b = [0u8; 16];
+    buf.copy_to_slice(&mut b);
+    Uuid::from_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const LIMITS: Limits = Limits {
+        max_frame: 1 << 20,
+        max_payload: 1 << 16,
+    };
+
+    fn env(kind: Kind, topic: Option<&str>, payload: Payload, priority: Priority) -> Envelope {
+        Envelope {
+            id: MessageId::new_v4(),
+            from: AgentId::new_v4(),
+            to: AgentId::new_v4(),
+            kind,
+            priority,
+            topic: topic.map(Arc::from),
+            payload,
+            sent_at: tokio::time::Instant::now(),
+        }
+    }
+
+    fn same(a: &Envelope, b: &Envelope) {
+        assert_eq!(a.id, b.id);
+        assert_eq!(a.from, b.from);
+        assert_eq!(a.to, b.to);
+        assert_eq!(a.kind, b.kind);
+        assert_eq!(a.priority, b.priority);
+        assert_eq!(a.topic, b.topic);
+        assert_eq!(a.payload, b.payload);
+    }
+
+    #[test]
+    fn round_trip_every_kind() {
+        let gz = Payload::from_compressed(vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff], 5000);
+        let envs = vec![
+            env(
+                Kind::Message,
+                None,
+                Payload::from("hello"),
+                Priority::Normal,
+            ),
+            env(Kind::Request, None, Payload::from(""), Priority::High),
+            env(
+                Kind::Reply(MessageId::new_v4()),
+                None,
+                Payload::from("x"),
+                Priority::Low,
+            ),
+            env(Kind::Message, Some("plans.a"), gz, Priority::Critical),
+        ];
+        let bytes = encode("node-a", 7, 42, &envs);
+        let frame = decode(bytes, LIMITS, tokio::time::Instant::now()).unwrap();
+        assert_eq!(
+            (frame.node.as_str(), frame.epoch, frame.seq),
+            ("node-a", 7, 42)
+        );
+        assert_eq!(frame.envelopes.len(), 4);
+        for (a, b) in envs.iter().zip(&frame.envelopes) {
+            same(a, b);
+        }
+    }
+
+    #[test]
+    fn refuses_bad_frames_with_the_right_reason() {
+        let good = encode(
+            "n",
+            1,
+            1,
+            &[env(
+                Kind::Message,
+                None,
+                Payload::from("abc"),
+                Priority::Normal,
+            )],
+        );
+        let now = tokio::time::Instant::now();
+        let dec = |b: Vec<u8>| decode(Bytes::from(b), LIMITS, now).map(|_| ());
+        assert_eq!(dec(b"XYZ".repeat(20)), Err(FrameError::BadMagic));
+        let mut v = good.to_vec();
+        v[3] = 9;
+        assert_eq!(dec(v), Err(FrameError::UnknownVersion));
+        assert_eq!(
+            dec(good[..good.len() - 1].to_vec()),
+            Err(FrameError::Truncated)
+        );
+        let mut v = good.to_vec();
+        v.push(0);
+        assert_eq!(dec(v), Err(FrameError::BadField));
+        let small = Limits {
+            max_frame: 10,
+            max_payload: 10,
+        };
+        assert_eq!(
+            decode(good.clone(), small, now).map(|_| ()),
+            Err(FrameError::TooLarge)
+        );
+        // A count that claims a million envelopes is refused before allocating.
+        let mut v = good.to_vec();
+        let count_at = HEADER_MIN - 4 + 1;
+        v[count_at..count_at + 4].copy_from_slice(&1_000_000u32.to_le_bytes());
+        assert_eq!(dec(v), Err(FrameError::Truncated));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_batch_round_trips(
+            bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..20),
+            prio in 0u8..4,
+            topic in proptest::option::of("[a-z.]{1,40}"),
+            seq in any::<u64>(),
+        ) {
+            let priority = Priority::ALL[prio as usize];
+            let envs: Vec<Envelope> = bodies.into_iter()
+                .map(|b| env(Kind::Message, topic.as_deref(), Payload::from(b), priority))
+                .collect();
+            let frame = decode(encode("node", 3, seq, &envs), LIMITS, tokio::time::Instant::now()).unwrap();
+            prop_assert_eq!(frame.envelopes.len(), envs.len());
+            prop_assert_eq!(frame.seq, seq);
+            for (a, b) in envs.iter().zip(&frame.envelopes) {
+                prop_assert_eq!(&a.payload, &b.payload);
+                prop_assert_eq!(a.id, b.id);
+                prop_assert_eq!(&a.topic, &b.topic);
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            let _ = decode(Bytes::from(data), LIMITS, tokio::time::Instant::now());
+        }
+
+        #[test]
+        fn mutated_frames_never_panic(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let envs: Vec<Envelope> = (0..5)
+                .map(|i| env(Kind::Message, Some("t"), Payload::from(vec![i as u8; 50]), Priority::Normal))
+                .collect();
+            let mut v = encode("node", 1, 1, &envs).to_vec();
+            for (i, x) in flips {
+                let i = i.index(v.len());
+                v[i] ^= x;
+            }
+            v.truncate(cut.index(v.len() + 1));
+            let _ = decode(Bytes::from(v), LIMITS, tokio::time::Instant::now());
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Subject names, all under `swarmbus.<swarm>.` so swarms sharing a server stay apart.
+
+use crate::{Error, Result};
+
+/// The subjects of one swarm.
+#[derive(Debug, Clone)]
+pub(crate) struct Subjects {
+    prefix: String,
+}
+
+impl Subjects {
+    pub(crate) fn new(swarm: &str) -> Self {
+        Self {
+            prefix: format!("swarmbus.{swarm}"),
+        }
+    }
+
+    /// Frames addressed to one hub.
+    pub(crate) fn node(&self, node: &str) -> String {
+        format!("{}.node.{node}", self.prefix)
+    }
+
+    /// Broadcast frames, heard by every hub.
+    pub(crate) fn all(&self) -> String {
+        format!("{}.all", self.prefix)
+    }
+
+    /// The directory's control messages.
+    pub(crate) fn directory(&self) -> String {
+        format!("{}.dir", self.prefix)
+    }
+
+    /// Every topic (one wildcard subscription per hub).
+    pub(crate) fn topics(&self) -> String {
+        format!("{}.topic.>", self.prefix)
+    }
+
+    /// One topic. Topic names map to subject tokens: dots separate levels; `*`, `>` and
+    /// empty levels are refused because NATS would read them as wildcards or reject them.
+    pub(crate) fn topic(&self, topic: &str) -> Result<String> {
+        if topic
+            .split('.')
+            .any(|t| t.is_empty() || t == "*" || t == ">" || t.contains(['*', '>']))
+        {
+            return Err(Error::InvalidTopic(topic.chars().take(64).collect()));
+        }
+        Ok(format!("{}.topic.{topic}", self.prefix))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_namespaced_and_topics_checked() {
+        let s = Subjects::new("prod");
+        assert_eq!(s.node("a"), "swarmbus.prod.node.a");
+        assert_eq!(
+            s.topic("plans.step").unwrap(),
+            "swarmbus.prod.topic.plans.step"
+        );
+        assert!(s.topic("a..b").is_err());
+        assert!(s.topic("a.*").is_err());
+        assert!(s.topic(">").is_err());
+        assert!(s.topic(".a").is_err());
+        assert!(!Subjects::new("other").all().starts_with("swarmbus.prod"));
+    }
+}

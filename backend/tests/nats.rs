@@ -1,0 +1,447 @@
+//! Scale-out over a real `nats-server`: hubs on one server form one swarm.
+//!
+//! Each test starts its own server on a free loopback port and stops it by its PID. When
+//! `nats-server` is missing the tests fail under `CI=true` and are skipped elsewhere.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use swarmbus::nats::NatsConfig;
+use swarmbus::{AgentId, Error, Hub, HubConfig};
+
+struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    // Tests take turns: a server restarted on its port must not race another test's
+    // choice of a free port.
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl NatsServer {
+    fn start() -> Option<NatsServer> {
+        if Command::new("nats-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "nats-server is required under CI (scripts/test.sh installs it)"
+            );
+            eprintln!("skipping: nats-server not installed");
+            return None;
+        }
+        let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let mut server = NatsServer {
+            child: None,
+            port,
+            _turn: turn,
+        };
+        server.spawn();
+        Some(server)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nats-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn config(url: &str, node: &str, swarm: &str) -> HubConfig {
+    let mut nats = NatsConfig::new(url, node);
+    nats.swarm = swarm.into();
+    nats.heartbeat = Duration::from_millis(100);
+    nats.node_timeout = Duration::from_millis(1000);
+    let mut c = HubConfig::default();
+    c.nats = Some(nats);
+    c
+}
+
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn text(env: &swarmbus::Envelope) -> String {
+    env.payload().to_text().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_hub_direct_broadcast_topic_and_request() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let a = Hub::connect(config(&server.url(), "a", "t1"))
+        .await
+        .unwrap();
+    let b = Hub::connect(config(&server.url(), "b", "t1"))
+        .await
+        .unwrap();
+    let a1 = a.register("a1").unwrap();
+    let mut a2 = a.register("a2").unwrap();
+    let mut b1 = b.register("b1").unwrap();
+    let mut b2 = b.register("b2").unwrap();
+    b2.subscribe("plans.step").unwrap();
+    let (b1_id, b2_id) = (b1.id(), b2.id());
+    until("a to learn b's agents", || a.knows(b1_id) && a.knows(b2_id)).await;
+    until("b to learn a's agents", || b.knows(a1.id())).await;
+
+    // Direct, with compression on the wire.
+    a1.send(b1_id, "hello b1").await.unwrap();
+    let big = "{\"k\":1}".repeat(400);
+    a1.send(b1_id, big.clone()).await.unwrap();
+    let e = b1.recv().await.unwrap();
+    assert_eq!((text(&e), e.from()), ("hello b1".to_string(), a1.id()));
+    let e = b1.recv().await.unwrap();
+    assert!(
+        e.payload().is_compressed(),
+        "compressed payloads travel compressed"
+    );
+    assert_eq!(text(&e), big);
+
+    // Broadcast reaches every agent on every hub but the sender.
+    a1.broadcast("all hands").await.unwrap();
+    a.flush();
+    for agent in [&mut a2, &mut b1, &mut b2] {
+        let e = tokio::time::timeout(Duration::from_secs(5), agent.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(text(&e), "all hands");
+    }
+
+    // Topics: only the subscriber on b.
+    a1.publish("plans.step", "step 1").await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), b2.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (text(&e), e.topic()),
+        ("step 1".to_string(), Some("plans.step"))
+    );
+    assert!(matches!(
+        a1.publish("bad.*", "x").await,
+        Err(Error::InvalidTopic(_))
+    ));
+
+    // Request/reply across hubs.
+    let responder = tokio::spawn(async move {
+        while let Some(env) = b1.recv().await {
+            if env.is_request() {
+                b1.reply(&env, format!("re: {}", text(&env))).await.unwrap();
+            }
+        }
+    });
+    let reply = a1
+        .request(b1_id, "ping", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(text(&reply), "re: ping");
+    assert_eq!(reply.from(), b1_id);
+
+    // An id no hub registered.
+    assert!(matches!(
+        a1.send(AgentId::new_v4(), "x").await,
+        Err(Error::UnknownAgent(_))
+    ));
+    let stats = a.metrics().nats.unwrap();
+    assert!(stats.frames_sent > 0 && stats.directory_agents == 2 && stats.connected);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    responder.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_pair_order_and_nothing_lost_across_hubs() {
+    const N: u32 = 20_000;
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let a = Hub::connect(config(&server.url(), "a", "t2"))
+        .await
+        .unwrap();
+    let b = Hub::connect(config(&server.url(), "b", "t2"))
+        .await
+        .unwrap();
+    let senders: Vec<_> = (0..3)
+        .map(|i| a.register(format!("s{i}")).unwrap())
+        .collect();
+    let mut rx = b.register("rx").unwrap();
+    let to = rx.id();
+    until("a to learn rx", || a.knows(to)).await;
+    let mut tasks = Vec::new();
+    for s in senders {
+        tasks.push(tokio::spawn(async move {
+            for i in 0..N {
+                s.send(to, i.to_le_bytes().to_vec()).await.unwrap();
+            }
+            s
+        }));
+    }
+    let mut next = std::collections::HashMap::new();
+    for _ in 0..3 * N {
+        let e = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("messages stopped arriving")
+            .unwrap();
+        let i = u32::from_le_bytes(e.payload().bytes().unwrap()[..4].try_into().unwrap());
+        let expected = next.entry(e.from()).or_insert(0u32);
+        assert_eq!(i, *expected, "out of order from {}", e.from());
+        *expected += 1;
+    }
+    for t in tasks {
+        drop(t.await.unwrap());
+    }
+    let stats = b.metrics().nats.unwrap();
+    assert_eq!(stats.frames_lost, 0);
+    assert_eq!(stats.messages_in, 3 * N as u64);
+    // Batching on the wire: far fewer frames than messages.
+    assert!(
+        stats.frames_received < (3 * N as u64) / 5,
+        "{} frames",
+        stats.frames_received
+    );
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_restart_mid_stream_delivers_what_was_sent_during_the_outage() {
+    let Some(mut server) = NatsServer::start() else {
+        return;
+    };
+    let a = Hub::connect(config(&server.url(), "a", "t3"))
+        .await
+        .unwrap();
+    let b = Hub::connect(config(&server.url(), "b", "t3"))
+        .await
+        .unwrap();
+    let tx = a.register("tx").unwrap();
+    let mut rx = b.register("rx").unwrap();
+    let to = rx.id();
+    until("a to learn rx", || a.knows(to)).await;
+    for i in 0..1000u32 {
+        tx.send(to, i.to_le_bytes().to_vec()).await.unwrap();
+    }
+    for _ in 0..1000 {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    server.stop();
+    until("a to notice the outage", || {
+        !a.metrics().nats.unwrap().connected
+    })
+    .await;
+    for i in 1000..3000u32 {
+        tx.send(to, i.to_le_bytes().to_vec()).await.unwrap();
+    }
+    a.flush();
+    assert!(a.metrics().nats.unwrap().buffered > 0 || a.metrics().nats.unwrap().frames_sent > 0);
+    server.spawn();
+    for want in 1000..3000u32 {
+        let e = tokio::time::timeout(Duration::from_secs(15), rx.recv())
+            .await
+            .expect("buffered messages did not arrive after reconnection")
+            .unwrap();
+        let i = u32::from_le_bytes(e.payload().bytes().unwrap()[..4].try_into().unwrap());
+        assert_eq!(i, want);
+    }
+    let stats = a.metrics().nats.unwrap();
+    assert!(stats.reconnects >= 1 && stats.disconnects >= 1);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_frames_are_counted_and_dropped() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let b = Hub::connect(config(&server.url(), "b", "t4"))
+        .await
+        .unwrap();
+    let a = Hub::connect(config(&server.url(), "a", "t4"))
+        .await
+        .unwrap();
+    let mut rx = b.register("rx").unwrap();
+    let tx = a.register("tx").unwrap();
+    until("a to learn rx", || a.knows(rx.id())).await;
+    let raw = async_nats::connect(server.url()).await.unwrap();
+    let subject = "swarmbus.t4.node.b";
+    raw.publish(subject, "garbage".into()).await.unwrap();
+    raw.publish(subject, b"SWB\x09rest-of-a-future-version".to_vec().into())
+        .await
+        .unwrap();
+    raw.publish(subject, b"SWB\x01\x01".to_vec().into())
+        .await
+        .unwrap();
+    raw.publish("swarmbus.t4.dir", "{not json".into())
+        .await
+        .unwrap();
+    raw.flush().await.unwrap();
+    until("b to reject 3 frames", || {
+        let s = b.metrics().nats.unwrap();
+        s.frames_rejected.values().sum::<u64>() >= 4
+    })
+    .await;
+    let s = b.metrics().nats.unwrap();
+    assert_eq!(s.frames_rejected["bad_magic"], 1);
+    assert_eq!(s.frames_rejected["unknown_version"], 1);
+    assert_eq!(s.frames_rejected["truncated"], 1);
+    // Still working.
+    tx.send(rx.id(), "after").await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(text(&e), "after");
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_swarms_on_one_server_stay_apart() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let a = Hub::connect(config(&server.url(), "a", "blue"))
+        .await
+        .unwrap();
+    let b = Hub::connect(config(&server.url(), "b", "red"))
+        .await
+        .unwrap();
+    let c = Hub::connect(config(&server.url(), "c", "blue"))
+        .await
+        .unwrap();
+    let x = a.register("x").unwrap();
+    let mut y = b.register("y").unwrap();
+    let z = c.register("z").unwrap();
+    until("a to learn z", || a.knows(z.id())).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !a.knows(y.id()),
+        "a red agent leaked into the blue directory"
+    );
+    x.broadcast("blue only").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(y.try_recv().is_none());
+    for h in [a, b, c] {
+        h.shutdown().await.unwrap();
+    }
+}
+
+/// Runs as a child process (see `killed_hub_leaves_the_directory`): a hub with three
+/// agents that prints their ids and waits to be killed.
+#[test]
+fn child_hub_process() {
+    let Ok(url) = std::env::var("SWARMBUS_CHILD_NATS") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let hub = Hub::connect(config(&url, "doomed", "t5")).await.unwrap();
+        let agents: Vec<_> = (0..3)
+            .map(|i| hub.register(format!("d{i}")).unwrap())
+            .collect();
+        let ids: Vec<String> = agents.iter().map(|a| a.id().to_string()).collect();
+        println!("READY {}", ids.join(" "));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_hub_leaves_the_directory() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let a = Hub::connect(config(&server.url(), "a", "t5"))
+        .await
+        .unwrap();
+    let tx = a.register("tx").unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_hub_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SWARMBUS_CHILD_NATS", server.url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.split_once("READY ").map(|(_, ids)| ids.to_string()))
+    })
+    .await
+    .unwrap()
+    .expect("child hub did not start");
+    let ids: Vec<AgentId> = line
+        .split_whitespace()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    until("a to learn the child's agents", || {
+        ids.iter().all(|id| a.knows(*id))
+    })
+    .await;
+    tx.send(ids[0], "before").await.unwrap();
+    child.kill().unwrap(); // SIGKILL: no goodbye
+    child.wait().unwrap();
+    let killed = Instant::now();
+    until("the killed hub to leave the directory", || {
+        ids.iter().all(|id| !a.knows(*id))
+    })
+    .await;
+    assert!(killed.elapsed() < Duration::from_secs(5));
+    assert!(matches!(
+        tx.send(ids[1], "after").await,
+        Err(Error::UnknownAgent(_))
+    ));
+    assert_eq!(a.metrics().nats.unwrap().directory_nodes, 0);
+    a.shutdown().await.unwrap();
+}
