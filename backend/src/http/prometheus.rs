@@ -113,7 +113,7 @@ metric_table! {
     BatchesFlushed: "batches_flushed", None, Counter, ["reason"], "Batches flushed, by reason (size, linger, priority, explicit, shutdown).";
     BatchSize: "batch_size", None, Histogram, [], "Messages per flushed batch.";
     DeliveryLatency: "delivery_latency", Some("seconds"), Histogram, [], "Time from send to the recipient taking the message out of its mailbox.";
-    PayloadBytes: "payload_bytes", Some("bytes"), Counter, ["stage"], "Payload bytes before (raw) and after (wire) compression.";
+    PayloadBytes: "payload", Some("bytes"), Counter, ["stage"], "Payload bytes before (raw) and after (wire) compression.";
     CompressedMessages: "compressed_messages", None, Counter, [], "Payloads stored gzip-compressed.";
     IncompressibleMessages: "incompressible_messages", None, Counter, [], "Payloads over the threshold that gzip could not shrink.";
     CompressionRatio: "compression_ratio", None, Gauge, [], "Raw payload bytes divided by wire bytes since start (1 when nothing moved).";
