@@ -165,9 +165,44 @@ pub fn try_request(
     if let Some(body) = body {
         stream.write_all(body.as_bytes())?;
     }
+    // Some servers (chromedriver) keep the connection open despite `Connection: close`, so
+    // stop at Content-Length or the last chunk rather than at EOF.
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if let Some(done) = complete_len(&raw) {
+            raw.truncate(done);
+            break;
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
     parse_response(&raw)
+}
+
+/// The length of a complete response in `raw`, if it is complete already.
+fn complete_len(raw: &[u8]) -> Option<usize> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split])
+        .ok()?
+        .to_ascii_lowercase();
+    let body_start = split + 4;
+    for line in head.split("\r\n") {
+        if let Some(v) = line.strip_prefix("content-length:") {
+            let len: usize = v.trim().parse().ok()?;
+            return (raw.len() >= body_start + len).then_some(body_start + len);
+        }
+        if line.starts_with("transfer-encoding:") && line.contains("chunked") {
+            let end = raw[body_start..]
+                .windows(5)
+                .position(|w| w == b"0\r\n\r\n")?;
+            return Some(body_start + end + 5);
+        }
+    }
+    None
 }
 
 fn bad(msg: &str) -> std::io::Error {

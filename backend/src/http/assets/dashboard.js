@@ -99,6 +99,7 @@
       ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(w - right, y); ctx.stroke();
       ctx.fillText(unitFmt((max * g) / 4), 4, y + 4);
     }
+    var legendX = left + 4;
     names.forEach(function (n, k) {
       var s = data[n];
       var color = COLORS[k % COLORS.length];
@@ -115,7 +116,8 @@
       ctx.stroke();
       ctx.fillStyle = color;
       var label = n + " " + unitFmt(s.length ? s[s.length - 1] : 0);
-      ctx.fillText(label, left + 4 + k * Math.min(150, pw / Math.max(names.length, 1)), 11);
+      ctx.fillText(label, legendX, 11);
+      legendX += ctx.measureText(label).width + 12;
     });
     canvas.dataset.points = String(points);
     state.points[id] = points;
