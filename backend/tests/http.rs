@@ -344,3 +344,51 @@ fn nats_flags_are_refused_until_built() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid duration"));
 }
+
+/// Every metric the Grafana dashboard and the metrics reference name is one the hub defines,
+/// and every defined family is documented.
+#[test]
+fn grafana_and_docs_match_the_metric_table() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let defined: Vec<String> = swarmbus::http::prometheus::METRICS
+        .iter()
+        .map(|d| d.exposed_name())
+        .collect();
+    let grafana = std::fs::read_to_string(root.join("docs/grafana/swarmbus.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&grafana).expect("valid JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 10);
+    let mut used = 0;
+    for target in panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+    {
+        let expr = target["expr"].as_str().expect("expr");
+        for (i, _) in expr.match_indices("swarmbus_") {
+            let name: String = expr[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| {
+                    name.strip_suffix(s)
+                        .filter(|f| defined.iter().any(|d| d == f))
+                })
+                .unwrap_or(&name);
+            assert!(
+                defined.iter().any(|d| d == family),
+                "Grafana uses unknown {name}"
+            );
+            used += 1;
+        }
+    }
+    assert!(used > 20);
+    let docs = std::fs::read_to_string(root.join("docs/metrics.md")).unwrap();
+    for name in &defined {
+        assert!(
+            docs.contains(&format!("`{name}`")),
+            "{name} not in docs/metrics.md"
+        );
+    }
+}
