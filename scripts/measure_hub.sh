@@ -25,7 +25,7 @@ rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 stop() { kill "$1"; wait "$1" 2>/dev/null || true; pids=(); }
 
-echo "== ready time (exec to /healthz 200), 10 runs, ms"
+echo "== ready time (exec to /healthz 200), 10 runs (upper bound: includes spawning curl per probe)"
 for i in $(seq 1 10); do
   start=$(date +%s%N)
   "$BIN" hub --metrics-addr "$ADDR" >/dev/null & pid=$!; pids=($pid)
