@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) remote: std::sync::OnceLock<Arc<crate::nats::Bridge>>,
     started: Instant,
     shutdown_report: Mutex<Option<ShutdownReport>>,
+    /// The HTTP server, when `metrics_addr` is set; taken by `shutdown`.
+    http: Mutex<Option<crate::http::Server>>,
 }
 
 /// A running hub. Cheap to clone; every clone is the same hub.
@@ -106,8 +108,15 @@ impl Hub {
             remote: std::sync::OnceLock::new(),
             started: Instant::now(),
             shutdown_report: Mutex::new(None),
+            http: Mutex::new(None),
         });
         runtime.spawn(linger::run(Arc::downgrade(&shared), rx));
+        if let Some(addr) = shared.config.metrics_addr {
+            let token = shared.config.auth_token.clone();
+            let server =
+                crate::http::Server::start(addr, Arc::downgrade(&shared), token, &runtime)?;
+            *shared.http.lock() = Some(server);
+        }
         if let Some(nats) = shared.config.nats.clone() {
             // `start` is synchronous: join the swarm in the background. `Hub::connect`
             // waits for it instead.
@@ -169,6 +178,12 @@ impl Hub {
     /// The configuration the hub runs with.
     pub fn config(&self) -> &HubConfig {
         &self.shared.config
+    }
+
+    /// The address the HTTP server is bound to (the real port when `metrics_addr` asked for
+    /// port 0); `None` without a server or after `shutdown`.
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.shared.http.lock().as_ref().map(|s| s.local_addr())
     }
 
     /// Number of registered agents.
@@ -259,6 +274,10 @@ impl Hub {
             flushed_at_shutdown: m.flushes.get(FlushReason::Shutdown as usize) - before,
         };
         *shared.shutdown_report.lock() = Some(report);
+        let http = shared.http.lock().take();
+        if let Some(server) = http {
+            server.stop().await;
+        }
         Ok(report)
     }
 }

@@ -1,0 +1,250 @@
+"use strict";
+(function () {
+  var HISTORY = 120;          // points kept per series: 2 minutes at 1 Hz
+  var POLL_MS = 1000;
+  var COLORS = ["#4cc2ff", "#3ddc97", "#ffb547", "#ff5d6c", "#b48cff", "#f78fd0"];
+  var token = new URLSearchParams(window.location.search).get("token");
+
+  // What the browser test reads: readiness, poll counts and points drawn per chart.
+  var state = { ready: false, polls: 0, failures: 0, points: {}, available: {} };
+  window.swarmbusDashboard = state;
+
+  var series = {};            // chart id -> { name -> [values] }
+  var prev = null;            // previous snapshot, for rates
+
+  function $(id) { return document.getElementById(id); }
+
+  function push(chart, name, value) {
+    var c = series[chart] || (series[chart] = {});
+    var s = c[name] || (c[name] = []);
+    s.push(Number.isFinite(value) ? value : 0);
+    if (s.length > HISTORY) s.shift();
+  }
+
+  function fmtNum(v, digits) {
+    if (!Number.isFinite(v)) return "–";
+    var a = Math.abs(v);
+    if (a >= 1e9) return (v / 1e9).toFixed(1) + "G";
+    if (a >= 1e6) return (v / 1e6).toFixed(1) + "M";
+    if (a >= 1e4) return (v / 1e3).toFixed(1) + "k";
+    return v.toFixed(digits === undefined ? 0 : digits);
+  }
+  function fmtSecs(s) {
+    if (!Number.isFinite(s) || s <= 0) return "0";
+    if (s < 1e-3) return (s * 1e6).toFixed(0) + " µs";
+    if (s < 1) return (s * 1e3).toFixed(s < 0.01 ? 2 : 1) + " ms";
+    return s.toFixed(2) + " s";
+  }
+  function fmtBytes(b) {
+    if (b >= 1 << 30) return (b / (1 << 30)).toFixed(2) + " GiB";
+    if (b >= 1 << 20) return (b / (1 << 20)).toFixed(1) + " MiB";
+    if (b >= 1 << 10) return (b / (1 << 10)).toFixed(1) + " KiB";
+    return b + " B";
+  }
+  function fmtUptime(s) {
+    s = Math.floor(s);
+    var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+    return h > 0 ? h + "h " + m + "m" : m > 0 ? m + "m " + r + "s" : r + "s";
+  }
+  function sum(obj) { var t = 0; for (var k in obj) t += obj[k]; return t; }
+
+  // Quantile of a (non-cumulative) bucket histogram, as the hub estimates it.
+  function quantile(bounds, counts, q) {
+    var total = 0;
+    for (var i = 0; i < counts.length; i++) total += counts[i];
+    if (total === 0) return NaN;
+    var rank = Math.max(q * total, 1), seen = 0;
+    for (var j = 0; j < counts.length; j++) {
+      var n = counts[j];
+      if (n === 0) continue;
+      if (seen + n >= rank) {
+        if (j >= bounds.length) return bounds[bounds.length - 1];
+        var lower = j === 0 ? 0 : bounds[j - 1];
+        return lower + (bounds[j] - lower) * ((rank - seen) / n);
+      }
+      seen += n;
+    }
+    return bounds[bounds.length - 1];
+  }
+  function deltaCounts(now, before) {
+    return now.counts.map(function (c, i) { return c - (before ? before.counts[i] || 0 : 0); });
+  }
+
+  function drawChart(id, unitFmt, fixedMax) {
+    var canvas = $("c-" + id);
+    if (!canvas) return;
+    var data = series[id] || {};
+    var names = Object.keys(data);
+    var dpr = window.devicePixelRatio || 1;
+    var w = canvas.clientWidth, h = canvas.clientHeight;
+    if (canvas.width !== Math.round(w * dpr)) canvas.width = Math.round(w * dpr);
+    if (canvas.height !== Math.round(h * dpr)) canvas.height = Math.round(h * dpr);
+    var ctx = canvas.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, w, h);
+    var points = 0, max = 0;
+    names.forEach(function (n) {
+      points = Math.max(points, data[n].length);
+      data[n].forEach(function (v) { if (v > max) max = v; });
+    });
+    if (fixedMax) max = Math.max(max, fixedMax);
+    if (max <= 0) max = 1;
+    max *= 1.1;
+    var left = 48, right = 8, top = 18, bottom = 16;
+    var pw = w - left - right, ph = h - top - bottom;
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.strokeStyle = "#252c36"; ctx.fillStyle = "#8a94a3"; ctx.lineWidth = 1;
+    for (var g = 0; g <= 4; g++) {
+      var y = top + ph - (ph * g) / 4;
+      ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(w - right, y); ctx.stroke();
+      ctx.fillText(unitFmt((max * g) / 4), 4, y + 4);
+    }
+    var legendX = left + 4;
+    names.forEach(function (n, k) {
+      var s = data[n];
+      var color = COLORS[k % COLORS.length];
+      ctx.strokeStyle = color; ctx.lineWidth = 1.8; ctx.beginPath();
+      s.forEach(function (v, i) {
+        var x = left + (pw * (HISTORY - s.length + i)) / (HISTORY - 1);
+        var y = top + ph - (ph * v) / max;
+        if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+      });
+      if (s.length === 1) {
+        var x1 = left + pw, y1 = top + ph - (ph * s[0]) / max;
+        ctx.moveTo(x1 - 3, y1); ctx.lineTo(x1, y1);
+      }
+      ctx.stroke();
+      ctx.fillStyle = color;
+      var label = n + " " + unitFmt(s.length ? s[s.length - 1] : 0);
+      ctx.fillText(label, legendX, 11);
+      legendX += ctx.measureText(label).width + 12;
+    });
+    canvas.dataset.points = String(points);
+    state.points[id] = points;
+  }
+
+  function drawMailboxes(list) {
+    var box = $("c-mailboxes");
+    var max = 1;
+    list.forEach(function (m) { if (m.depth > max) max = m.depth; });
+    box.textContent = "";
+    list.forEach(function (m) {
+      var row = document.createElement("div"); row.className = "bar";
+      var name = document.createElement("span"); name.className = "name"; name.textContent = m.name; name.title = m.agent;
+      var track = document.createElement("span"); track.className = "track";
+      var fill = document.createElement("span"); fill.className = "fill";
+      fill.style.width = ((100 * m.depth) / max).toFixed(1) + "%"; fill.style.display = "block";
+      track.appendChild(fill);
+      var num = document.createElement("span"); num.className = "num"; num.textContent = fmtNum(m.depth);
+      row.appendChild(name); row.appendChild(track); row.appendChild(num);
+      box.appendChild(row);
+    });
+    box.dataset.points = String(list.length);
+    state.points.mailboxes = list.length;
+  }
+
+  function update(s) {
+    var dt = prev ? s.uptime_seconds - prev.uptime_seconds : 0;
+    var rate = function (now, before) { return dt > 0 ? Math.max(0, now - before) / dt : NaN; };
+    var delivered = NaN;
+    if (prev && dt > 0) {
+      delivered = rate(s.messages_delivered, prev.messages_delivered);
+      push("throughput", "sent", rate(s.messages_sent, prev.messages_sent));
+      push("throughput", "delivered", delivered);
+      push("throughput", "received", rate(s.messages_received, prev.messages_received));
+      var dl = s.delivery_latency_seconds, dlPrev = prev.delivery_latency_seconds;
+      var dc = deltaCounts(dl, dlPrev);
+      var p50 = quantile(dl.bounds, dc, 0.5), p99 = quantile(dl.bounds, dc, 0.99);
+      if (!Number.isFinite(p50)) { p50 = s.latency_p50_seconds; p99 = s.latency_p99_seconds; }
+      push("latency", "p50", p50 * 1e3);
+      push("latency", "p99", p99 * 1e3);
+      var bc = s.batch_size.count - prev.batch_size.count;
+      push("batch", "mean", bc > 0 ? (s.batch_size.sum - prev.batch_size.sum) / bc : 0);
+      Object.keys(s.batches_flushed).forEach(function (r) {
+        if (r === "shutdown") return;
+        push("flushes", r, rate(s.batches_flushed[r], prev.batches_flushed[r] || 0));
+      });
+      var saved = (s.payload_bytes_raw - s.payload_bytes_wire) - (prev.payload_bytes_raw - prev.payload_bytes_wire);
+      push("saved", "saved", dt > 0 ? Math.max(0, saved) / dt / 1024 : 0);
+    }
+    push("compression", "ratio", s.compression_ratio);
+    s.pools.forEach(function (p) { push("pools", p.pool, p.hit_rate * 100); });
+    push("agents", "agents", s.agents);
+
+    // Worker figures appear once the elastic pool reports them.
+    var w = s.workers || {};
+    var hasWorkers = typeof w.workers === "number" && typeof w.cpu_load_ratio === "number";
+    state.available.workers = hasWorkers;
+    if (hasWorkers) {
+      push("workers", "workers", w.workers);
+      push("workers", "cpu load %", w.cpu_load_ratio * 100);
+      $("workers-note").hidden = true;
+    } else {
+      var note = $("workers-note");
+      note.textContent = "The worker pool does not report workers or CPU load yet.";
+      note.hidden = false;
+    }
+
+    drawChart("throughput", function (v) { return fmtNum(v); });
+    drawChart("latency", function (v) { return v.toFixed(v < 10 ? 2 : 0); });
+    drawChart("batch", function (v) { return v.toFixed(1); });
+    drawChart("flushes", function (v) { return fmtNum(v, 1); });
+    drawChart("compression", function (v) { return v.toFixed(2) + "×"; }, 1);
+    drawChart("saved", function (v) { return fmtNum(v, 1); });
+    drawChart("pools", function (v) { return v.toFixed(0); }, 100);
+    if (hasWorkers) drawChart("workers", function (v) { return fmtNum(v, 1); });
+    drawChart("agents", function (v) { return fmtNum(v); });
+    drawMailboxes(s.deepest_mailboxes || []);
+    ["throughput", "latency", "batch", "flushes", "compression", "saved", "pools", "agents", "mailboxes"]
+      .forEach(function (id) { state.available[id] = true; });
+
+    // Big numbers.
+    $("t-throughput").textContent = Number.isFinite(delivered) ? fmtNum(delivered) : "…";
+    $("t-p99").textContent = fmtSecs(s.latency_p99_seconds);
+    $("t-p50").textContent = "p50 " + fmtSecs(s.latency_p50_seconds);
+    $("t-agents").textContent = fmtNum(s.agents);
+    $("t-topics").textContent = s.topics + " topics";
+    $("t-ratio").textContent = s.compression_ratio.toFixed(2) + "×";
+    $("t-saved").textContent = fmtBytes(Math.max(0, s.payload_bytes_raw - s.payload_bytes_wire)) + " saved";
+    $("t-backlog").textContent = fmtNum(s.mailbox_depth_total);
+    $("t-deepest").textContent = "deepest " + fmtNum(s.mailbox_depth_max);
+    $("t-dropped").textContent = fmtNum(sum(s.messages_dropped));
+    $("t-errors").textContent = fmtNum(sum(s.send_errors)) + " errors";
+    $("t-uptime").textContent = fmtUptime(s.uptime_seconds);
+    $("t-total").textContent = fmtNum(s.messages_sent) + " sent";
+    prev = s;
+  }
+
+  function setStatus(kind, text) {
+    $("status-dot").className = "dot " + kind;
+    $("status-text").textContent = text;
+  }
+
+  function poll() {
+    var headers = { "Accept": "application/json" };
+    if (token) headers["Authorization"] = "Bearer " + token;
+    fetch("/api/stats", { headers: headers, cache: "no-store" })
+      .then(function (r) {
+        if (r.status === 401) throw new Error("unauthorized: open this page as /?token=<auth token>");
+        if (!r.ok) throw new Error("hub answered " + r.status);
+        return r.json();
+      })
+      .then(function (s) {
+        update(s);
+        state.polls += 1;
+        $("polls").textContent = String(state.polls);
+        $("banner").hidden = true;
+        setStatus("live", "live · updated " + new Date().toLocaleTimeString());
+        if (!state.ready) { state.ready = true; document.body.dataset.ready = "true"; }
+      })
+      .catch(function (e) {
+        // Shown on the page, not thrown: a hub restart should not look like a page bug.
+        state.failures += 1;
+        setStatus("down", "offline");
+        var b = $("banner"); b.textContent = String(e.message || e); b.hidden = false;
+      })
+      .then(function () { setTimeout(poll, POLL_MS); });
+  }
+
+  poll();
+})();

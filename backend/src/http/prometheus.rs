@@ -1,0 +1,436 @@
+//! Prometheus exposition of a [`MetricsSnapshot`], encoded by `prometheus-client`.
+//!
+//! Every scrape takes a fresh snapshot and encodes it through a [`Collector`], so nothing is
+//! kept in a second set of counters that could drift from `/api/stats`. Metric names live in
+//! [`METRICS`] and nowhere else.
+
+use crate::metrics::{HistogramSnapshot, MetricsSnapshot};
+use crate::nats::NatsStats;
+use crate::workers::WorkerStats;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+use std::collections::HashSet;
+use std::fmt;
+
+/// Prefix of every metric name.
+pub const PREFIX: &str = "swarmbus";
+
+/// Content type of the OpenMetrics text format.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Content type of the classic Prometheus text format (version 0.0.4).
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The kind of a metric family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Monotonic; exposed with a `_total` suffix.
+    Counter,
+    /// A value that goes up and down.
+    Gauge,
+    /// Buckets, `_sum` and `_count`.
+    Histogram,
+}
+
+/// One metric family: the single place its name, unit, labels and help are written.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricDef {
+    /// Name without prefix, unit or `_total` (prometheus-client appends those).
+    pub name: &'static str,
+    /// Unit suffix, if any.
+    pub unit: Option<&'static str>,
+    /// The kind.
+    pub kind: Kind,
+    /// Label names.
+    pub labels: &'static [&'static str],
+    /// The HELP text.
+    pub help: &'static str,
+}
+
+impl MetricDef {
+    /// The full exposed family name, e.g. `swarmbus_messages_sent_total`.
+    pub fn exposed_name(&self) -> String {
+        let mut name = format!("{PREFIX}_{}", self.name);
+        if let Some(unit) = self.unit {
+            name.push('_');
+            name.push_str(unit);
+        }
+        if self.kind == Kind::Counter {
+            name.push_str("_total");
+        }
+        name
+    }
+
+    fn unit(&self) -> Option<Unit> {
+        self.unit.map(|u| match u {
+            "seconds" => Unit::Seconds,
+            "bytes" => Unit::Bytes,
+            other => Unit::Other(other.to_string()),
+        })
+    }
+
+    fn metric_type(&self) -> MetricType {
+        match self.kind {
+            Kind::Counter => MetricType::Counter,
+            Kind::Gauge => MetricType::Gauge,
+            Kind::Histogram => MetricType::Histogram,
+        }
+    }
+}
+
+macro_rules! metric_table {
+    ($($id:ident: $name:literal, $unit:expr, $kind:ident, [$($label:literal),*], $help:literal;)+) => {
+        /// Every metric family the hub can expose, by name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[allow(missing_docs)]
+        pub enum Metric { $($id,)+ }
+
+        /// Every metric family, in exposition order.
+        pub const METRICS: &[MetricDef] = &[
+            $(MetricDef { name: $name, unit: $unit, kind: Kind::$kind, labels: &[$($label),*], help: $help },)+
+        ];
+
+        impl Metric {
+            /// This family's definition.
+            pub fn def(self) -> &'static MetricDef {
+                &METRICS[self as usize]
+            }
+        }
+    };
+}
+
+metric_table! {
+    Uptime: "uptime", Some("seconds"), Gauge, [], "Seconds since the hub started.";
+    Agents: "agents", None, Gauge, [], "Registered agents.";
+    Topics: "topics", None, Gauge, [], "Topics with at least one subscriber.";
+    MessagesSent: "messages_sent", None, Counter, [], "Messages accepted by a send (one per recipient for fan-out).";
+    MessagesDelivered: "messages_delivered", None, Counter, [], "Messages placed in a recipient's mailbox.";
+    MessagesReceived: "messages_received", None, Counter, [], "Messages taken out of a mailbox by recv.";
+    MessagesDropped: "messages_dropped", None, Counter, ["reason"], "Accepted messages dropped, by reason.";
+    SendErrors: "send_errors", None, Counter, ["kind"], "Calls that returned an error, by kind.";
+    BatchesFlushed: "batches_flushed", None, Counter, ["reason"], "Batches flushed, by reason (size, linger, priority, explicit, shutdown).";
+    BatchSize: "batch_size", None, Histogram, [], "Messages per flushed batch.";
+    DeliveryLatency: "delivery_latency", Some("seconds"), Histogram, [], "Time from send to the recipient taking the message out of its mailbox.";
+    PayloadBytes: "payload", Some("bytes"), Counter, ["stage"], "Payload bytes before (raw) and after (wire) compression.";
+    CompressedMessages: "compressed_messages", None, Counter, [], "Payloads stored gzip-compressed.";
+    IncompressibleMessages: "incompressible_messages", None, Counter, [], "Payloads over the threshold that gzip could not shrink.";
+    CompressionRatio: "compression_ratio", None, Gauge, [], "Raw payload bytes divided by wire bytes since start (1 when nothing moved).";
+    PoolAcquire: "pool_acquire", None, Counter, ["pool", "result"], "Buffer pool acquisitions, by pool and result (hit or miss).";
+    PoolFreed: "pool_freed", None, Counter, ["pool"], "Pooled items freed on return (pool full, shrinking, or grown too large).";
+    PoolIdle: "pool_idle", None, Gauge, ["pool"], "Items waiting in each buffer pool.";
+    MailboxDepth: "mailbox_depth", None, Gauge, [], "Messages waiting in all mailboxes.";
+    MailboxDepthMax: "mailbox_depth_max", None, Gauge, [], "Depth of the deepest mailbox.";
+    Requests: "requests", None, Counter, [], "Requests sent.";
+    Replies: "replies", None, Counter, [], "Replies sent.";
+    Workers: "workers", None, Gauge, [], "Worker threads in the elastic pool.";
+    WorkersBusy: "workers_busy", None, Gauge, [], "Workers running a unit now.";
+    CpuLoad: "cpu_load", Some("ratio"), Gauge, [], "System CPU load the worker pool steers by (0-1).";
+    ProcessCpu: "process_cpu", Some("ratio"), Gauge, [], "This process's CPU, as a share of all cores (0-1).";
+    TasksCompleted: "tasks_completed", None, Counter, ["priority"], "Worker pool tasks completed, by priority.";
+    TasksPanicked: "tasks_panicked", None, Counter, [], "Worker pool tasks that panicked.";
+    TaskQueueDepth: "task_queue_depth", None, Gauge, [], "Tasks waiting for a worker.";
+    TaskWait: "task_wait", Some("seconds"), Histogram, [], "Time from submit to a worker starting the task.";
+    TaskRun: "task_run", Some("seconds"), Histogram, [], "Task run time.";
+    WorkerResizes: "worker_resizes", None, Counter, ["reason"], "Worker pool resizes, by reason.";
+    NatsConnected: "nats_connected", None, Gauge, [], "1 while connected to the NATS server.";
+    NatsFrames: "nats_frames", None, Counter, ["direction"], "Frames published (out) and received (in).";
+    NatsFramesRejected: "nats_frames_rejected", None, Counter, ["reason"], "Frames refused by the decoder, by reason.";
+    NatsFramesLost: "nats_frames_lost", None, Counter, [], "Frames missing from a remote hub's sequence.";
+    NatsBytes: "nats", Some("bytes"), Counter, ["direction"], "Frame bytes published (out) and received (in).";
+    NatsMessages: "nats_messages", None, Counter, ["direction"], "Messages sent to (out) and received from (in) remote hubs.";
+    NatsReconnects: "nats_reconnects", None, Counter, [], "Reconnections to the NATS server.";
+    NatsSlowConsumer: "nats_slow_consumer_events", None, Counter, [], "Subscription overflows reported by the NATS client.";
+    NatsBuffered: "nats_buffered", None, Gauge, [], "Messages waiting for remote hubs (outage buffer in use).";
+    NatsDirectoryNodes: "nats_directory_nodes", None, Gauge, [], "Remote hubs in the directory.";
+    NatsDirectoryAgents: "nats_directory_agents", None, Gauge, [], "Remote agents in the directory.";
+}
+
+/// Encodes `snapshot` in the OpenMetrics text format (what Prometheus asks for).
+pub fn encode_openmetrics(snapshot: &MetricsSnapshot) -> Result<String, fmt::Error> {
+    let mut registry = Registry::with_prefix(PREFIX);
+    registry.register_collector(Box::new(SnapshotCollector(snapshot.clone())));
+    let mut out = String::with_capacity(8 * 1024);
+    prometheus_client::encoding::text::encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+/// Encodes `snapshot` in the classic Prometheus text format 0.0.4 (what `promtool check
+/// metrics`, curl and older scrapers read).
+pub fn encode_text(snapshot: &MetricsSnapshot) -> Result<String, fmt::Error> {
+    Ok(openmetrics_to_text(&encode_openmetrics(snapshot)?))
+}
+
+/// OpenMetrics names a counter family without `_total` and adds `# UNIT`/`# EOF` lines; the
+/// 0.0.4 text format wants the family named like its samples and knows neither line.
+fn openmetrics_to_text(om: &str) -> String {
+    let counters: HashSet<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len() + 16 * counters.len());
+    for line in om.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let header = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find(|p| line.starts_with(p));
+        if let Some(prefix) = header {
+            let rest = &line[prefix.len()..];
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            if counters.contains(name) {
+                out.push_str(prefix);
+                out.push_str(name);
+                out.push_str("_total ");
+                out.push_str(tail);
+                out.push('\n');
+                continue;
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Encodes one owned snapshot at scrape time.
+#[derive(Debug)]
+struct SnapshotCollector(MetricsSnapshot);
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), fmt::Error> {
+        use Metric as M;
+        let s = &self.0;
+        gauge(&mut enc, M::Uptime, s.uptime_seconds)?;
+        gauge(&mut enc, M::Agents, s.agents)?;
+        gauge(&mut enc, M::Topics, s.topics)?;
+        counter(&mut enc, M::MessagesSent, s.messages_sent)?;
+        counter(&mut enc, M::MessagesDelivered, s.messages_delivered)?;
+        counter(&mut enc, M::MessagesReceived, s.messages_received)?;
+        labeled_counter(&mut enc, M::MessagesDropped, map_rows(&s.messages_dropped))?;
+        labeled_counter(&mut enc, M::SendErrors, map_rows(&s.send_errors))?;
+        labeled_counter(&mut enc, M::BatchesFlushed, map_rows(&s.batches_flushed))?;
+        histogram(&mut enc, M::BatchSize, &s.batch_size)?;
+        histogram(&mut enc, M::DeliveryLatency, &s.delivery_latency_seconds)?;
+        labeled_counter(
+            &mut enc,
+            M::PayloadBytes,
+            [
+                (["raw"], s.payload_bytes_raw),
+                (["wire"], s.payload_bytes_wire),
+            ],
+        )?;
+        counter(&mut enc, M::CompressedMessages, s.compressed_messages)?;
+        counter(
+            &mut enc,
+            M::IncompressibleMessages,
+            s.incompressible_messages,
+        )?;
+        gauge(&mut enc, M::CompressionRatio, s.compression_ratio)?;
+        labeled_counter(
+            &mut enc,
+            M::PoolAcquire,
+            s.pools
+                .iter()
+                .flat_map(|p| [([p.pool, "hit"], p.hits), ([p.pool, "miss"], p.misses)]),
+        )?;
+        labeled_counter(
+            &mut enc,
+            M::PoolFreed,
+            s.pools.iter().map(|p| ([p.pool], p.freed)),
+        )?;
+        labeled_gauge(
+            &mut enc,
+            M::PoolIdle,
+            s.pools.iter().map(|p| ([p.pool], p.idle)),
+        )?;
+        gauge(&mut enc, M::MailboxDepth, s.mailbox_depth_total)?;
+        gauge(&mut enc, M::MailboxDepthMax, s.mailbox_depth_max)?;
+        counter(&mut enc, M::Requests, s.requests)?;
+        counter(&mut enc, M::Replies, s.replies)?;
+        encode_workers(&mut enc, &s.workers)?;
+        if let Some(n) = &s.nats {
+            encode_nats(&mut enc, n)?;
+        }
+        Ok(())
+    }
+}
+
+fn encode_workers(enc: &mut DescriptorEncoder, w: &WorkerStats) -> Result<(), fmt::Error> {
+    use Metric as M;
+    gauge(enc, M::Workers, w.workers as u64)?;
+    gauge(enc, M::WorkersBusy, w.busy_workers as u64)?;
+    gauge(enc, M::CpuLoad, w.cpu_load_ratio)?;
+    gauge(enc, M::ProcessCpu, w.process_cpu_ratio)?;
+    let done = &w.tasks_completed;
+    labeled_counter(
+        enc,
+        M::TasksCompleted,
+        [
+            (["low"], done.low),
+            (["normal"], done.normal),
+            (["high"], done.high),
+            (["critical"], done.critical),
+        ],
+    )?;
+    counter(enc, M::TasksPanicked, w.tasks_panicked)?;
+    gauge(enc, M::TaskQueueDepth, w.task_queue_depth as u64)?;
+    histogram(enc, M::TaskWait, &w.wait_seconds)?;
+    histogram(enc, M::TaskRun, &w.run_seconds)?;
+    let r = &w.resizes;
+    labeled_counter(
+        enc,
+        M::WorkerResizes,
+        [
+            (["grow_queued_headroom"], r.grow_queued_headroom),
+            (["shrink_saturated"], r.shrink_saturated),
+            (["shrink_idle"], r.shrink_idle),
+        ],
+    )
+}
+
+fn encode_nats(enc: &mut DescriptorEncoder, n: &NatsStats) -> Result<(), fmt::Error> {
+    use Metric as M;
+    gauge(enc, M::NatsConnected, u64::from(n.connected))?;
+    labeled_counter(
+        enc,
+        M::NatsFrames,
+        [(["out"], n.frames_sent), (["in"], n.frames_received)],
+    )?;
+    labeled_counter(enc, M::NatsFramesRejected, map_rows(&n.frames_rejected))?;
+    counter(enc, M::NatsFramesLost, n.frames_lost)?;
+    labeled_counter(
+        enc,
+        M::NatsBytes,
+        [(["out"], n.bytes_sent), (["in"], n.bytes_received)],
+    )?;
+    labeled_counter(
+        enc,
+        M::NatsMessages,
+        [(["out"], n.messages_out), (["in"], n.messages_in)],
+    )?;
+    counter(enc, M::NatsReconnects, n.reconnects)?;
+    counter(enc, M::NatsSlowConsumer, n.slow_consumer_events)?;
+    gauge(enc, M::NatsBuffered, n.buffered)?;
+    gauge(enc, M::NatsDirectoryNodes, n.directory_nodes)?;
+    gauge(enc, M::NatsDirectoryAgents, n.directory_agents)
+}
+
+fn map_rows<'a>(
+    map: &'a std::collections::BTreeMap<&'static str, u64>,
+) -> impl Iterator<Item = ([&'static str; 1], u64)> + 'a {
+    map.iter().map(|(k, v)| ([*k], *v))
+}
+
+fn counter(enc: &mut DescriptorEncoder, m: Metric, value: u64) -> Result<(), fmt::Error> {
+    let def = m.def();
+    let unit = def.unit();
+    enc.encode_descriptor(def.name, def.help, unit.as_ref(), def.metric_type())?
+        .encode_counter::<NoLabelSet, _, f64>(&value, None)
+}
+
+fn gauge<V: EncodeGaugeValue>(
+    enc: &mut DescriptorEncoder,
+    m: Metric,
+    value: V,
+) -> Result<(), fmt::Error> {
+    let def = m.def();
+    let unit = def.unit();
+    enc.encode_descriptor(def.name, def.help, unit.as_ref(), def.metric_type())?
+        .encode_gauge(&value)
+}
+
+/// Pairs label values with the def's label names.
+fn label_pairs<const N: usize>(
+    def: &MetricDef,
+    values: [&'static str; N],
+) -> [(&'static str, &'static str); N] {
+    std::array::from_fn(|i| (def.labels.get(i).copied().unwrap_or("label"), values[i]))
+}
+
+/// A counter family, one row per label-value tuple (in the def's label order).
+fn labeled_counter<const N: usize>(
+    enc: &mut DescriptorEncoder,
+    m: Metric,
+    rows: impl IntoIterator<Item = ([&'static str; N], u64)>,
+) -> Result<(), fmt::Error> {
+    let def = m.def();
+    let unit = def.unit();
+    let mut family = enc.encode_descriptor(def.name, def.help, unit.as_ref(), def.metric_type())?;
+    for (values, value) in rows {
+        family
+            .encode_family(&label_pairs(def, values))?
+            .encode_counter::<NoLabelSet, _, f64>(&value, None)?;
+    }
+    Ok(())
+}
+
+/// A gauge family, one row per label-value tuple.
+fn labeled_gauge<const N: usize, V: EncodeGaugeValue>(
+    enc: &mut DescriptorEncoder,
+    m: Metric,
+    rows: impl IntoIterator<Item = ([&'static str; N], V)>,
+) -> Result<(), fmt::Error> {
+    let def = m.def();
+    let unit = def.unit();
+    let mut family = enc.encode_descriptor(def.name, def.help, unit.as_ref(), def.metric_type())?;
+    for (values, value) in rows {
+        family
+            .encode_family(&label_pairs(def, values))?
+            .encode_gauge(&value)?;
+    }
+    Ok(())
+}
+
+fn histogram(
+    enc: &mut DescriptorEncoder,
+    m: Metric,
+    h: &HistogramSnapshot,
+) -> Result<(), fmt::Error> {
+    let def = m.def();
+    let unit = def.unit();
+    // prometheus-client accumulates per-bucket counts itself and prints f64::MAX as +Inf.
+    let buckets: Vec<(f64, u64)> = h
+        .bounds
+        .iter()
+        .copied()
+        .chain(std::iter::once(f64::MAX))
+        .zip(h.counts.iter().copied())
+        .collect();
+    enc.encode_descriptor(def.name, def.help, unit.as_ref(), def.metric_type())?
+        .encode_histogram::<NoLabelSet>(h.sum, h.count, &buckets, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_order_matches_enum() {
+        assert_eq!(Metric::Uptime.def().name, "uptime");
+        assert_eq!(Metric::TaskQueueDepth.def().name, "task_queue_depth");
+        assert_eq!(
+            Metric::DeliveryLatency.def().exposed_name(),
+            "swarmbus_delivery_latency_seconds"
+        );
+        assert_eq!(
+            Metric::PayloadBytes.def().exposed_name(),
+            "swarmbus_payload_bytes_total"
+        );
+        let names: HashSet<_> = METRICS.iter().map(|d| d.exposed_name()).collect();
+        assert_eq!(names.len(), METRICS.len(), "duplicate metric name");
+    }
+
+    #[test]
+    fn text_format_names_counters_with_total() {
+        let om = "# HELP a_x Help.\n# TYPE a_x counter\na_x_total 3\n# HELP a_s S.\n# TYPE a_s_seconds gauge\n# UNIT a_s_seconds seconds\na_s_seconds 1.0\n# EOF\n";
+        let text = openmetrics_to_text(om);
+        assert_eq!(
+            text,
+            "# HELP a_x_total Help.\n# TYPE a_x_total counter\na_x_total 3\n# HELP a_s S.\n# TYPE a_s_seconds gauge\na_s_seconds 1.0\n"
+        );
+    }
+}

@@ -1,0 +1,423 @@
+//! The `swarmbus hub` binary over real HTTP: `/metrics` (checked by promtool), `/api/stats`,
+//! `/healthz`, routing, auth, and graceful stops.
+
+mod common;
+
+use common::{get, request, require_tool, HubProcess};
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Families the public contract promises (the worker families follow once the pool reports).
+const REQUIRED: &[&str] = &[
+    "swarmbus_uptime_seconds",
+    "swarmbus_agents",
+    "swarmbus_messages_sent_total",
+    "swarmbus_messages_delivered_total",
+    "swarmbus_messages_received_total",
+    "swarmbus_messages_dropped_total",
+    "swarmbus_send_errors_total",
+    "swarmbus_batches_flushed_total",
+    "swarmbus_batch_size",
+    "swarmbus_delivery_latency_seconds",
+    "swarmbus_payload_bytes_total",
+    "swarmbus_compressed_messages_total",
+    "swarmbus_pool_acquire_total",
+    "swarmbus_mailbox_depth",
+    "swarmbus_mailbox_depth_max",
+    "swarmbus_requests_total",
+    "swarmbus_replies_total",
+];
+
+/// Samples by `name{labels}`.
+fn samples(body: &str) -> HashMap<String, f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            Some((key.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn sample(map: &HashMap<String, f64>, key: &str) -> f64 {
+    *map.get(key)
+        .unwrap_or_else(|| panic!("sample {key} missing"))
+}
+
+fn promtool_check(body: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool output");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed ({}):\n{}{}\n--- body ---\n{body}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn json_u64(v: &serde_json::Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("/api/stats has no integer `{key}`: {v}"))
+}
+
+#[test]
+fn metrics_pass_promtool_rise_and_agree_with_api_stats() {
+    if !require_tool(
+        "promtool",
+        "metrics_pass_promtool_rise_and_agree_with_api_stats",
+    ) {
+        return;
+    }
+    let hub = HubProcess::spawn(&["--demo", "--agents", "20", "--metrics-addr", "127.0.0.1:0"]);
+    hub.wait_healthy();
+    // Let the demo produce traffic in every family first.
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let first = hub.get("/metrics");
+    assert_eq!(first.status, 200);
+    assert!(
+        first
+            .header("content-type")
+            .unwrap_or("")
+            .starts_with("text/plain; version=0.0.4"),
+        "{:?}",
+        first.headers
+    );
+    let stats = hub.get("/api/stats");
+    assert_eq!(stats.status, 200);
+    assert_eq!(stats.header("content-type"), Some("application/json"));
+    std::thread::sleep(Duration::from_secs(1));
+    let second = hub.get("/metrics");
+    assert_eq!(second.status, 200);
+
+    promtool_check(&first.body);
+    promtool_check(&second.body);
+
+    for family in REQUIRED {
+        assert!(
+            second.body.contains(&format!("# TYPE {family} ")),
+            "family {family} missing from /metrics"
+        );
+    }
+
+    let a = samples(&first.body);
+    let b = samples(&second.body);
+    for counter in [
+        "swarmbus_messages_sent_total",
+        "swarmbus_messages_delivered_total",
+        "swarmbus_messages_received_total",
+        "swarmbus_batch_size_count",
+        "swarmbus_delivery_latency_seconds_count",
+        "swarmbus_payload_bytes_total{stage=\"raw\"}",
+    ] {
+        assert!(
+            sample(&b, counter) > sample(&a, counter),
+            "{counter} did not rise: {} -> {}",
+            sample(&a, counter),
+            sample(&b, counter)
+        );
+    }
+    assert!(sample(&b, "swarmbus_uptime_seconds") >= sample(&a, "swarmbus_uptime_seconds") + 0.9);
+    // Histograms: +Inf bucket equals the count.
+    assert_eq!(
+        sample(&b, "swarmbus_batch_size_bucket{le=\"+Inf\"}"),
+        sample(&b, "swarmbus_batch_size_count")
+    );
+    // The demo sends over-1-KiB JSON, so compression happened.
+    assert!(sample(&b, "swarmbus_compressed_messages_total") > 0.0);
+    assert!(
+        sample(&b, "swarmbus_payload_bytes_total{stage=\"raw\"}")
+            > sample(&b, "swarmbus_payload_bytes_total{stage=\"wire\"}")
+    );
+    let flush_size = sample(&b, "swarmbus_batches_flushed_total{reason=\"size\"}");
+    let flush_linger = sample(&b, "swarmbus_batches_flushed_total{reason=\"linger\"}");
+    assert!(
+        flush_size > 0.0 && flush_linger > 0.0,
+        "size {flush_size}, linger {flush_linger}"
+    );
+
+    // /api/stats was taken between the two scrapes: it must sit between them.
+    let json: serde_json::Value = serde_json::from_str(&stats.body).expect("stats JSON");
+    assert_eq!(
+        json_u64(&json, "agents") as f64,
+        sample(&a, "swarmbus_agents")
+    );
+    assert_eq!(
+        json_u64(&json, "agents") as f64,
+        sample(&b, "swarmbus_agents")
+    );
+    assert_eq!(json_u64(&json, "agents"), 20);
+    for (key, metric) in [
+        ("messages_sent", "swarmbus_messages_sent_total"),
+        ("messages_delivered", "swarmbus_messages_delivered_total"),
+        ("requests", "swarmbus_requests_total"),
+    ] {
+        let v = json_u64(&json, key) as f64;
+        assert!(
+            sample(&a, metric) <= v && v <= sample(&b, metric),
+            "{key} = {v} is not within [{}, {}]",
+            sample(&a, metric),
+            sample(&b, metric)
+        );
+    }
+    let pools = json["pools"].as_array().expect("pools");
+    for pool in pools {
+        let name = pool["pool"].as_str().expect("pool name");
+        let hits = pool["hits"].as_u64().expect("hits") as f64;
+        let key = format!("swarmbus_pool_acquire_total{{pool=\"{name}\",result=\"hit\"}}");
+        assert!(
+            sample(&a, &key) <= hits && hits <= sample(&b, &key),
+            "{key}"
+        );
+    }
+
+    // Prometheus itself asks for OpenMetrics and gets it.
+    let om = get(
+        hub.addr,
+        "/metrics",
+        &[(
+            "Accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )],
+    );
+    assert_eq!(om.status, 200);
+    assert!(om
+        .header("content-type")
+        .unwrap_or("")
+        .starts_with("application/openmetrics-text"));
+    assert!(
+        om.body.ends_with("# EOF\n"),
+        "OpenMetrics must end with # EOF"
+    );
+    assert!(om.body.contains("# TYPE swarmbus_messages_sent counter\n"));
+}
+
+#[test]
+fn routes_methods_and_health() {
+    let hub = HubProcess::spawn(&["--agents", "3", "--metrics-addr", "127.0.0.1:0"]);
+    hub.wait_healthy();
+    let health = hub.get("/healthz");
+    assert_eq!((health.status, health.body.as_str()), (200, "ok"));
+    assert_eq!(hub.get("/nope").status, 404);
+    assert_eq!(hub.get("/metrics/extra").status, 404);
+    assert_eq!(request(hub.addr, "POST", "/metrics", &[], None).status, 405);
+    assert_eq!(
+        request(hub.addr, "DELETE", "/api/stats", &[], None).status,
+        405
+    );
+    assert_eq!(request(hub.addr, "PUT", "/", &[], Some("{}")).status, 405);
+    let page = hub.get("/");
+    assert_eq!(page.status, 200);
+    assert!(page
+        .header("content-type")
+        .unwrap_or("")
+        .starts_with("text/html"));
+    assert!(page.body.contains("<canvas id=\"c-throughput\""));
+    assert!(!page.body.contains("/*__JS__*/"), "JS not inlined");
+    // Idle agents count, no traffic.
+    let stats: serde_json::Value = serde_json::from_str(&hub.get("/api/stats").body).unwrap();
+    assert_eq!(json_u64(&stats, "agents"), 3);
+    assert_eq!(json_u64(&stats, "messages_sent"), 0);
+}
+
+#[test]
+fn auth_token_guards_every_route_but_healthz() {
+    let token = "s3cr3t/token=";
+    let hub = HubProcess::spawn(&[
+        "--agents",
+        "2",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--auth-token",
+        token,
+    ]);
+    hub.wait_healthy();
+    let bearer = format!("Bearer {token}");
+    for path in ["/metrics", "/api/stats", "/", "/nope"] {
+        let r = hub.get(path);
+        assert_eq!(r.status, 401, "{path} without a token");
+        assert!(r.header("www-authenticate").is_some());
+        let wrong = get(hub.addr, path, &[("Authorization", "Bearer s3cr3t/token")]);
+        assert_eq!(wrong.status, 401, "{path} with a wrong token");
+        let basic = get(hub.addr, path, &[("Authorization", "Basic czNjcjN0")]);
+        assert_eq!(basic.status, 401, "{path} with basic auth");
+    }
+    for path in ["/metrics", "/api/stats", "/"] {
+        let r = get(hub.addr, path, &[("Authorization", &bearer)]);
+        assert_eq!(r.status, 200, "{path} with the token");
+    }
+    assert_eq!(
+        get(hub.addr, "/nope", &[("Authorization", &bearer)]).status,
+        404
+    );
+    // The page may carry the token in its URL (a browser cannot add a header); the API may not.
+    assert_eq!(hub.get("/?token=s3cr3t%2Ftoken%3D").status, 200);
+    assert_eq!(hub.get("/?token=wrong").status, 401);
+    assert_eq!(hub.get("/api/stats?token=s3cr3t%2Ftoken%3D").status, 401);
+    let health = hub.get("/healthz");
+    assert_eq!((health.status, health.body.as_str()), (200, "ok"));
+}
+
+#[test]
+fn sigterm_stops_gracefully_with_a_clean_report() {
+    let mut hub = HubProcess::spawn(&["--demo", "--agents", "12", "--metrics-addr", "127.0.0.1:0"]);
+    hub.wait_healthy();
+    std::thread::sleep(Duration::from_millis(800));
+    let pid = hub.child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    assert_eq!(
+        hub.wait_exit(Duration::from_secs(20)),
+        Some(true),
+        "hub did not exit cleanly within 20 s of SIGTERM"
+    );
+    let report = hub
+        .next_line(Duration::from_secs(2))
+        .expect("shutdown report line");
+    let json = report
+        .strip_prefix("shutdown report: ")
+        .unwrap_or_else(|| panic!("unexpected line: {report}"));
+    let report: serde_json::Value = serde_json::from_str(json).expect("report JSON");
+    assert!(json_u64(&report, "sent") > 0, "{report}");
+    assert_eq!(json_u64(&report, "undelivered"), 0, "{report}");
+    assert!(
+        std::net::TcpStream::connect(hub.addr).is_err(),
+        "still listening"
+    );
+}
+
+#[test]
+fn duration_ends_the_run() {
+    let started = Instant::now();
+    let mut hub = HubProcess::spawn(&[
+        "--demo",
+        "--agents",
+        "6",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--duration",
+        "1500ms",
+    ]);
+    assert_eq!(hub.wait_exit(Duration::from_secs(20)), Some(true));
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(1500), "{elapsed:?}");
+    let report = hub.next_line(Duration::from_secs(2)).expect("report");
+    assert!(report.starts_with("shutdown report: {"), "{report}");
+}
+
+#[test]
+fn bad_flags_are_refused_with_a_message() {
+    // --nats needs --node.
+    let out = Command::new(env!("CARGO_BIN_EXE_swarmbus"))
+        .args(["hub", "--nats", "nats://127.0.0.1:4222"])
+        .output()
+        .expect("run swarmbus");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--node"));
+
+    // A node name that is not a subject token.
+    let out = Command::new(env!("CARGO_BIN_EXE_swarmbus"))
+        .args([
+            "hub",
+            "--nats",
+            "nats://127.0.0.1:1",
+            "--node",
+            "a.b",
+            "--duration",
+            "1s",
+        ])
+        .output()
+        .expect("run swarmbus");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nats.node"));
+
+    // Nothing listens on port 1: the connection error is reported, not hidden.
+    let out = Command::new(env!("CARGO_BIN_EXE_swarmbus"))
+        .args([
+            "hub",
+            "--nats",
+            "nats://127.0.0.1:1",
+            "--node",
+            "a",
+            "--duration",
+            "1s",
+        ])
+        .output()
+        .expect("run swarmbus");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NATS connect"));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_swarmbus"))
+        .args(["hub", "--duration", "soon"])
+        .output()
+        .expect("run swarmbus");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid duration"));
+}
+
+/// Every metric the Grafana dashboard and the metrics reference name is one the hub defines,
+/// and every defined family is documented.
+#[test]
+fn grafana_and_docs_match_the_metric_table() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let defined: Vec<String> = swarmbus::http::prometheus::METRICS
+        .iter()
+        .map(|d| d.exposed_name())
+        .collect();
+    let grafana = std::fs::read_to_string(root.join("docs/grafana/swarmbus.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&grafana).expect("valid JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 10);
+    let mut used = 0;
+    for target in panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+    {
+        let expr = target["expr"].as_str().expect("expr");
+        for (i, _) in expr.match_indices("swarmbus_") {
+            let name: String = expr[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| {
+                    name.strip_suffix(s)
+                        .filter(|f| defined.iter().any(|d| d == f))
+                })
+                .unwrap_or(&name);
+            assert!(
+                defined.iter().any(|d| d == family),
+                "Grafana uses unknown {name}"
+            );
+            used += 1;
+        }
+    }
+    assert!(used > 20);
+    let docs = std::fs::read_to_string(root.join("docs/metrics.md")).unwrap();
+    for name in &defined {
+        assert!(
+            docs.contains(&format!("`{name}`")),
+            "{name} not in docs/metrics.md"
+        );
+    }
+}
