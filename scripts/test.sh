@@ -23,8 +23,13 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
 echo "==> cargo test"
+CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+export CARGO_TARGET_DIR
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+
+echo "==> example: agent hub"
+"$CARGO_TARGET_DIR/debug/examples/agent_hub" >/dev/null
 
 if [ -x scripts/smoke.sh ]; then
   echo "==> smoke"
