@@ -89,9 +89,10 @@ impl Batch {
     pub(crate) fn due(
         &self,
         last: crate::Priority,
+        max_messages: usize,
         config: &crate::HubConfig,
     ) -> Option<FlushReason> {
-        if self.envelopes.len() >= config.max_messages {
+        if self.envelopes.len() >= max_messages {
             Some(FlushReason::Size)
         } else if last >= config.flush_priority {
             Some(FlushReason::Priority)

@@ -111,7 +111,11 @@ impl Shared {
         let due = if flush_now {
             Some(FlushReason::Explicit)
         } else {
-            batch.due(priority, config)
+            batch.due(
+                priority,
+                mailbox.max_batch.unwrap_or(config.max_messages),
+                config,
+            )
         };
         let schedule = match due {
             Some(reason) => {

@@ -27,7 +27,10 @@ pub(crate) fn compress(input: &[u8], level: u32, scratch: &BufferPool<Vec<u8>>) 
     let budget = input.len().checked_sub(HEADER.len() + TRAILER_LEN + 1)?;
     let mut out = scratch.take();
     out.clear();
-    out.reserve(budget);
+    // Room for the worst case (deflate's bound plus slack), never just `budget`: zlib-rs
+    // 0.6's fast level panics when the output fills mid-block ("buf.len() must fit in
+    // remaining()"), so the stream must always be able to finish; we judge the size after.
+    out.reserve(deflate_bound(input.len()));
     let deflated = COMPRESSOR.with(|cell| {
         let mut cell = cell.borrow_mut();
         let state = match cell.as_mut() {
@@ -41,11 +44,9 @@ pub(crate) fn compress(input: &[u8], level: u32, scratch: &BufferPool<Vec<u8>>) 
                     .1
             }
         };
-        // Only `budget` bytes of room: a stream that does not end within it is not worth it.
-        let room = out.capacity().min(budget);
         matches!(
             state.compress_vec(input, &mut out, FlushCompress::Finish),
-            Ok(Status::StreamEnd) if out.len() <= room
+            Ok(Status::StreamEnd) if out.len() <= budget
         )
     });
     if !deflated {
@@ -59,6 +60,12 @@ pub(crate) fn compress(input: &[u8], level: u32, scratch: &BufferPool<Vec<u8>>) 
     gz.extend_from_slice(&crc.sum().to_le_bytes());
     gz.extend_from_slice(&(input.len() as u32).to_le_bytes());
     Some(gz)
+}
+
+/// An upper bound on raw deflate output for `len` input bytes (zlib's `deflateBound` with
+/// generous slack for block headers).
+fn deflate_bound(len: usize) -> usize {
+    len + (len >> 3) + (len >> 12) + 256
 }
 
 /// Gunzips `gz`, which must expand to exactly `expected_len` bytes (at most `max`).
@@ -160,6 +167,62 @@ mod tests {
             })
             .collect();
         assert!(compress(&noise, 1, &scratch()).is_none());
+    }
+
+    /// Regression: incompressible input followed by compressible input on one thread's
+    /// reused state once panicked inside zlib-rs when the output buffer filled mid-block.
+    #[test]
+    fn reused_state_survives_incompressible_then_compressible() {
+        let pool = scratch();
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut noise = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        };
+        for round in 0..200 {
+            let size = 1025 + (round * 397) % 16_000;
+            let random = noise(size);
+            // Twice in a row: the second reused a state left mid-block by the first.
+            assert!(compress(&random, 1, &pool).is_none());
+            assert!(compress(&noise(size), 1, &pool).is_none());
+            let mut mixed = json(size);
+            mixed[..size / 3].copy_from_slice(&random[..size / 3]);
+            for input in [json(size), mixed] {
+                if let Some(gz) = compress(&input, 1, &pool) {
+                    assert_eq!(decompress(&gz, input.len(), 1 << 20).unwrap(), input);
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_sequence_round_trips(
+            inputs in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::collection::vec(proptest::prelude::any::<u8>(), 0..9000),
+                    proptest::collection::vec(proptest::sample::select(b"ab{}:,".to_vec()), 0..9000),
+                ],
+                1..12,
+            ),
+            level in 0u32..=9,
+        ) {
+            let pool = scratch();
+            for input in inputs {
+                if let Some(gz) = compress(&input, level, &pool) {
+                    proptest::prop_assert!(gz.len() < input.len());
+                    proptest::prop_assert_eq!(decompress(&gz, input.len(), 1 << 20).unwrap(), input);
+                }
+            }
+        }
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub(crate) struct Mailbox {
     capacity: usize,
     /// What a send does when this mailbox is full.
     pub(crate) policy: OverflowPolicy,
+    /// Batch size for this mailbox, when not `HubConfig::max_messages` (links to remote
+    /// hubs carry everyone's traffic and batch more).
+    pub(crate) max_batch: Option<usize>,
     lanes: Mutex<Lanes>,
     /// Copy of `Lanes::queued`, readable without the lock.
     queued: AtomicUsize,
@@ -49,6 +52,7 @@ impl Mailbox {
             batch: Mutex::new(Batch::new()),
             capacity,
             policy,
+            max_batch: None,
             lanes: Mutex::new(Lanes::default()),
             queued: AtomicUsize::new(0),
             gone: AtomicBool::new(false),
@@ -57,6 +61,12 @@ impl Mailbox {
             writable: Notify::new(),
             blocked: AtomicUsize::new(0),
         }
+    }
+
+    /// A mailbox whose batches flush at `max_batch` messages instead of the hub's default.
+    pub(crate) fn with_max_batch(mut self, max_batch: usize) -> Self {
+        self.max_batch = Some(max_batch.max(1));
+        self
     }
 
     /// Whether one more message fits next to `open` (the locked batch).

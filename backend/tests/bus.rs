@@ -555,3 +555,64 @@ async fn sender_handles_share_ordering() {
 fn start_outside_a_runtime_is_an_error() {
     assert!(matches!(Hub::start(config()), Err(Error::NoRuntime)));
 }
+
+/// Regression: echoing mixed payloads (compressible JSON and incompressible bytes) through
+/// request/reply on many tasks once panicked inside zlib-rs, when a reused deflate state
+/// ran out of output room mid-block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_reply_echo_of_mixed_payloads() {
+    let hub = Hub::start(config()).unwrap();
+    let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+    let noise: Vec<u8> = (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let json = "{\"task\":1,\"agent\":\"planner-3\",\"status\":\"ok\"},".repeat(48);
+    let payloads: Vec<Vec<u8>> = vec![
+        vec![b'x'; 64],
+        json[..512].into(),
+        json.clone().into(),
+        noise,
+    ];
+    let mut responders = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let mut agent = hub.register(format!("r{i}")).unwrap();
+        ids.push(agent.id());
+        responders.push(tokio::spawn(async move {
+            while let Some(env) = agent.recv().await {
+                if env.is_request() {
+                    let _ = agent.reply(&env, env.payload().clone()).await;
+                }
+            }
+        }));
+    }
+    let mut requesters = Vec::new();
+    for r in 0..8 {
+        let agent = hub.register(format!("q{r}")).unwrap();
+        let ids = ids.clone();
+        let payloads = payloads.clone();
+        requesters.push(tokio::spawn(async move {
+            for i in 0..300usize {
+                let body = payloads[(i + r) % payloads.len()].clone();
+                let reply = agent
+                    .request(ids[i % ids.len()], body.clone(), Duration::from_secs(5))
+                    .await
+                    .unwrap();
+                assert_eq!(&*reply.payload().bytes().unwrap(), &body[..]);
+            }
+        }));
+    }
+    for r in requesters {
+        r.await.unwrap();
+    }
+    assert!(hub.metrics().compressed_messages > 0);
+    hub.shutdown().await.unwrap();
+    for r in responders {
+        r.await.unwrap();
+    }
+}

@@ -44,6 +44,9 @@ pub struct NatsConfig {
     /// Messages buffered per remote hub while it cannot be reached (the NATS connection is
     /// down or slow); beyond it sends fail with `MailboxFull`. Default 100,000.
     pub outage_buffer: usize,
+    /// Messages per frame before a link flushes (it also flushes after the hub's `linger`).
+    /// Links carry all traffic to one hub, so they batch more than a mailbox. Default 1,000.
+    pub frame_messages: usize,
     /// Largest frame published, in bytes (must not exceed the server's `max_payload`,
     /// 1 MiB by default). Default 1,000,000.
     pub max_frame_bytes: usize,
@@ -75,6 +78,7 @@ impl Default for NatsConfig {
             tls_client_cert: None,
             tls_client_key: None,
             outage_buffer: 100_000,
+            frame_messages: 1_000,
             max_frame_bytes: 1_000_000,
             heartbeat: Duration::from_millis(500),
             node_timeout: Duration::from_secs(2),
@@ -111,6 +115,9 @@ impl NatsConfig {
         }
         if self.outage_buffer == 0 {
             return bad("nats.outage_buffer must be at least 1".into());
+        }
+        if self.frame_messages == 0 {
+            return bad("nats.frame_messages must be at least 1".into());
         }
         if self.max_frame_bytes < 4096 {
             return bad("nats.max_frame_bytes must be at least 4096".into());

@@ -49,21 +49,40 @@ impl RemoteNode {
     }
 }
 
+/// Shards of the agent map, as in the local registry: senders on different cores rarely
+/// share a lock word.
+const SHARDS: usize = 64;
+
+type Shard = RwLock<IdMap<AgentId, Arc<RemoteNode>>>;
+
 /// The directory of remote agents.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Directory {
-    agents: RwLock<IdMap<AgentId, Arc<RemoteNode>>>,
+    shards: Box<[Shard]>,
     nodes: Mutex<HashMap<String, Arc<RemoteNode>>>,
 }
 
+impl Default for Directory {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            nodes: Mutex::default(),
+        }
+    }
+}
+
 impl Directory {
+    fn shard(&self, id: &AgentId) -> &Shard {
+        &self.shards[id.as_uuid().as_bytes()[0] as usize % SHARDS]
+    }
+
     /// Runs `f` on the link of the hub that hosts `id`.
     pub(crate) fn with_link<R>(
         &self,
         id: AgentId,
         f: impl FnOnce(&Arc<Mailbox>) -> R,
     ) -> Option<R> {
-        self.agents.read().get(&id).map(|node| f(&node.link))
+        self.shard(&id).read().get(&id).map(|node| f(&node.link))
     }
 
     pub(crate) fn node(&self, name: &str) -> Option<Arc<RemoteNode>> {
@@ -103,35 +122,35 @@ impl Directory {
 
     /// Replaces the node's agent list.
     pub(crate) fn set_agents(&self, node: &Arc<RemoteNode>, agents: &[AgentId]) {
-        let mut map = self.agents.write();
-        let mut mine = node.agents.lock();
-        for id in mine.drain() {
-            if map.get(&id).is_some_and(|n| Arc::ptr_eq(n, node)) {
-                map.remove(&id);
-            }
-        }
-        for &id in agents {
-            mine.insert(id);
-            map.insert(id, node.clone());
-        }
+        let old: Vec<AgentId> = node.agents.lock().drain().collect();
+        self.unmap(node, &old);
+        self.add_agents(node, agents);
     }
 
     pub(crate) fn add_agents(&self, node: &Arc<RemoteNode>, agents: &[AgentId]) {
-        let mut map = self.agents.write();
         let mut mine = node.agents.lock();
         for &id in agents {
             mine.insert(id);
-            map.insert(id, node.clone());
+            self.shard(&id).write().insert(id, node.clone());
         }
     }
 
     pub(crate) fn remove_agents(&self, node: &Arc<RemoteNode>, agents: &[AgentId]) {
-        let mut map = self.agents.write();
-        let mut mine = node.agents.lock();
+        {
+            let mut mine = node.agents.lock();
+            for id in agents {
+                mine.remove(id);
+            }
+        }
+        self.unmap(node, agents);
+    }
+
+    /// Removes `agents` from the map where they still point at `node`.
+    fn unmap(&self, node: &Arc<RemoteNode>, agents: &[AgentId]) {
         for id in agents {
-            mine.remove(id);
-            if map.get(id).is_some_and(|n| Arc::ptr_eq(n, node)) {
-                map.remove(id);
+            let mut shard = self.shard(id).write();
+            if shard.get(id).is_some_and(|n| Arc::ptr_eq(n, node)) {
+                shard.remove(id);
             }
         }
     }
@@ -169,6 +188,7 @@ impl Directory {
 
     /// (remote hubs, remote agents).
     pub(crate) fn size(&self) -> (usize, usize) {
-        (self.nodes.lock().len(), self.agents.read().len())
+        let agents = self.shards.iter().map(|s| s.read().len()).sum();
+        (self.nodes.lock().len(), agents)
     }
 }

@@ -310,10 +310,10 @@ impl Bridge {
         epoch: u64,
     ) -> Arc<RemoteNode> {
         let (node, created, replaced) = self.directory.upsert(name, epoch, || {
-            Arc::new(Mailbox::new(
-                self.config.outage_buffer,
-                OverflowPolicy::Reject,
-            ))
+            Arc::new(
+                Mailbox::new(self.config.outage_buffer, OverflowPolicy::Reject)
+                    .with_max_batch(self.config.frame_messages),
+            )
         });
         if let Some(old) = replaced {
             self.close_link(shared, &old);

@@ -5,7 +5,7 @@
 //!            [--payload BYTES|mixed] [--mode optimized|baseline] [--json FILE] [--rate R]
 //! ```
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -55,7 +55,8 @@ struct Args {
     /// Hub configuration (TOML) to start from.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Drive hubs over NATS (scale-out).
+    /// Measure cross-hub traffic through this NATS server (two hubs, direct pattern),
+    /// against raw NATS publish→subscribe in the same run.
     #[arg(long)]
     nats: Option<String>,
     /// Tokio worker threads (default: one per core).
@@ -82,9 +83,6 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    if args.nats.is_some() {
-        bail!("--nats: scale-out over NATS is not built yet (see docs/scale-out.md once it lands)");
-    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.threads {
         builder.worker_threads(n);
@@ -101,6 +99,7 @@ fn main() -> Result<()> {
     spec.senders = args.senders;
     spec.requesters = args.requesters;
     spec.hub = hub;
+    spec.nats = args.nats.clone();
     if let Some(w) = args.warmup {
         spec.warmup = w;
     }

@@ -3,6 +3,7 @@
 //! Receivers count what they really get; latency comes from a send timestamp stamped into
 //! one payload in [`SAMPLE_EVERY`] and read on receipt, recorded in an HDR histogram.
 
+pub mod nats;
 pub mod payload;
 pub mod report;
 pub mod rss;
@@ -136,6 +137,8 @@ pub struct LoadSpec {
     pub hub: HubConfig,
     /// Called about ten times a second with (elapsed, delivered so far).
     pub progress: Option<Progress>,
+    /// Run across two hubs through this NATS server, against raw NATS.
+    pub nats: Option<String>,
 }
 
 impl std::fmt::Debug for LoadSpec {
@@ -166,6 +169,7 @@ impl LoadSpec {
             warmup: duration / 10,
             hub: HubConfig::default(),
             progress: None,
+            nats: None,
         }
     }
 }
@@ -226,6 +230,12 @@ impl Drop for Samples {
 pub async fn run(spec: LoadSpec) -> Result<Report> {
     if spec.agents < 2 {
         bail!("--agents must be at least 2");
+    }
+    if let Some(url) = spec.nats.clone() {
+        if spec.pattern != Pattern::Direct {
+            bail!("--nats measures the direct pattern across two hubs");
+        }
+        return nats::run(&spec, &url).await;
     }
     let start_rss = rss::rss_mb();
     let epoch = Instant::now();
@@ -406,6 +416,7 @@ pub async fn run(spec: LoadSpec) -> Result<Report> {
             warmup_s,
         },
         machine: machine(),
+        nats: None,
     };
     if shutdown.undelivered != 0 {
         bail!(

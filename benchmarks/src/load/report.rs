@@ -133,6 +133,9 @@ pub struct Report {
     pub rss_mb: Rss,
     /// Where it ran.
     pub machine: String,
+    /// With `--nats`: raw NATS in the same run, and the ratio.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats: Option<super::nats::NatsBaseline>,
 }
 
 impl Report {
@@ -209,6 +212,15 @@ impl Report {
             "workers",
             format!("min {} max {} final {}", w.min_seen, w.max_seen, w.final_),
         );
+        if let Some(n) = &self.nats {
+            row(
+                "raw NATS same run",
+                format!(
+                    "{:.0} msg/s ({} published, {} lost); swarmbus ÷ raw = {:.2}×; {:.1} msgs/frame",
+                    n.msgs_per_sec, n.published, n.lost, n.ratio, n.messages_per_frame
+                ),
+            );
+        }
         let r = &self.rss_mb;
         row(
             "rss MiB",
