@@ -181,28 +181,28 @@ struct Tally {
 }
 
 /// Latency samples in µs, gathered locally and merged into one HDR histogram in chunks.
-struct Samples {
+pub(crate) struct Samples {
     local: Vec<u64>,
     // Taken once per thousand samples, so a plain mutex is enough.
     shared: Arc<Mutex<Histogram<u64>>>,
 }
 
 impl Samples {
-    fn new(shared: Arc<Mutex<Histogram<u64>>>) -> Self {
+    pub(crate) fn new(shared: Arc<Mutex<Histogram<u64>>>) -> Self {
         Self {
             local: Vec::with_capacity(1024),
             shared,
         }
     }
 
-    fn record(&mut self, micros: u64) {
+    pub(crate) fn record(&mut self, micros: u64) {
         self.local.push(micros.max(1));
         if self.local.len() == self.local.capacity() {
             self.flush();
         }
     }
 
-    fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         if self.local.is_empty() {
             return;
         }
