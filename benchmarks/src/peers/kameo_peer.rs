@@ -82,7 +82,8 @@ pub(super) async fn run(spec: &PeerSpec, shared: &Arc<Shared>) -> Result<(Sent, 
     let drain = Instant::now();
     // Mailboxes are FIFO: once every actor has answered Flush, it has handled all before it.
     let mut flushes = tokio::task::JoinSet::new();
-    for actor in mesh.0.iter().cloned() {
+    for actor in mesh.0.iter() {
+        let actor = actor.clone();
         flushes.spawn(async move { actor.ask(Flush).await.is_ok() });
     }
     let flushed = tokio::time::timeout(Duration::from_secs(60), flushes.join_all())

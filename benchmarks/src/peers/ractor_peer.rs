@@ -92,7 +92,8 @@ pub(super) async fn run(spec: &PeerSpec, shared: &Arc<Shared>) -> Result<(Sent, 
     let drain = Instant::now();
     // Mailboxes are FIFO: once every actor has answered Flush, it has handled all before it.
     let mut flushes = tokio::task::JoinSet::new();
-    for actor in mesh.0.iter().cloned() {
+    for actor in mesh.0.iter() {
+        let actor = actor.clone();
         flushes.spawn(async move {
             matches!(
                 actor.call(Msg::Flush, None).await,
