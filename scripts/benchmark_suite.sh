@@ -38,7 +38,7 @@ cargo build --release -p swarmbus-benchmarks --bins
 bin="${CARGO_TARGET_DIR:-target}/release"
 
 mkdir -p "$out"
-rm -f "$out"/*.json
+rm -f "$out"/*.json "$out"/*.err
 date_utc=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
