@@ -2,3 +2,5 @@
 #![forbid(unsafe_code)]
 
 pub mod load;
+pub mod peers;
+pub mod suite;

@@ -185,28 +185,28 @@ struct Tally {
 }
 
 /// Latency samples in µs, gathered locally and merged into one HDR histogram in chunks.
-struct Samples {
+pub(crate) struct Samples {
     local: Vec<u64>,
     // Taken once per thousand samples, so a plain mutex is enough.
     shared: Arc<Mutex<Histogram<u64>>>,
 }
 
 impl Samples {
-    fn new(shared: Arc<Mutex<Histogram<u64>>>) -> Self {
+    pub(crate) fn new(shared: Arc<Mutex<Histogram<u64>>>) -> Self {
         Self {
             local: Vec::with_capacity(1024),
             shared,
         }
     }
 
-    fn record(&mut self, micros: u64) {
+    pub(crate) fn record(&mut self, micros: u64) {
         self.local.push(micros.max(1));
         if self.local.len() == self.local.capacity() {
             self.flush();
         }
     }
 
-    fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         if self.local.is_empty() {
             return;
         }
@@ -358,6 +358,8 @@ pub async fn run(spec: LoadSpec) -> Result<Report> {
     let busy_secs = (send_time + drain_time).as_secs_f64().max(1e-9);
     let tasks = tally.tasks.load(Ordering::Relaxed);
     let warmup_s = spec.warmup.as_secs_f64();
+    // RSS samples count from `epoch`; warm-up and sending count from the first send.
+    let offset = send_started.duration_since(epoch).as_secs_f64();
     let report = Report {
         pattern: spec.pattern.as_str().into(),
         mode: spec.mode.as_str().into(),
@@ -412,7 +414,9 @@ pub async fn run(spec: LoadSpec) -> Result<Report> {
         rss_mb: report::Rss {
             start: start_rss,
             end: end_rss,
-            growth: end_rss - trace.at(warmup_s),
+            // From the end of warm-up to the end of sending, before shutdown frees
+            // anything: the growth a long-running hub would carry.
+            growth: trace.at(offset + send_time.as_secs_f64()) - trace.at(offset + warmup_s),
             warmup_s,
         },
         machine: machine(),

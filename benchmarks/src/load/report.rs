@@ -80,7 +80,7 @@ pub struct Rss {
     pub start: f64,
     /// At the end, MiB.
     pub end: f64,
-    /// End minus the value after warm-up, MiB.
+    /// At the end of sending minus after warm-up, MiB (both before shutdown).
     pub growth: f64,
     /// Seconds of warm-up excluded from `growth`.
     pub warmup_s: f64,

@@ -1,0 +1,420 @@
+//! The benchmark suite's results: the JSON reports of one run of
+//! `scripts/benchmark_suite.sh`, the figures read from them, and the targets checked
+//! against them. Used by `bench-report` and `validate-targets`.
+
+pub mod report;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// What the suite script records about its run in `meta.json`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Meta {
+    /// The exact command that produced the results.
+    #[serde(default)]
+    pub command: String,
+    /// UTC start time.
+    #[serde(default)]
+    pub date: String,
+    /// Short commit hash the binaries were built from.
+    #[serde(default)]
+    pub commit: String,
+    /// `quick` or `full`.
+    #[serde(default)]
+    pub suite: String,
+    /// Runs that exited non-zero (e.g. a message lost without a counted reason).
+    #[serde(default)]
+    pub failed: Vec<String>,
+}
+
+/// Every report of one suite run, by file stem (`load-direct-64-1000-optimized`, ...).
+#[derive(Debug, Default)]
+pub struct Results {
+    /// File stem → report.
+    pub runs: BTreeMap<String, Value>,
+    /// The run's metadata, when `meta.json` exists.
+    pub meta: Option<Meta>,
+}
+
+impl Results {
+    /// Reads every `*.json` in `dir`; `meta.json` is the run's metadata.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let mut results = Results::default();
+        let entries =
+            std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if stem == "meta" {
+                results.meta = Some(
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("parsing {}", path.display()))?,
+                );
+                continue;
+            }
+            let value: Value = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            results.runs.insert(stem.to_string(), value);
+        }
+        Ok(results)
+    }
+
+    /// `metric` of run `id`, if both exist.
+    pub fn metric(&self, id: &str, metric: &str) -> Option<f64> {
+        self.runs.get(id).and_then(|v| metric_of(v, metric))
+    }
+
+    /// The machine named by the reports (the first one; all runs of a suite share it).
+    pub fn machine(&self) -> String {
+        self.runs
+            .values()
+            .find_map(|v| v.get("machine").and_then(Value::as_str))
+            .unwrap_or("unknown machine")
+            .to_string()
+    }
+}
+
+/// A figure of one report. Named metrics:
+/// - `throughput`: received per second (tasks per second for the `task` pattern, round
+///   trips per second for `request`),
+/// - `p50_us`, `p99_us`: latency percentiles,
+/// - `messages_lost`,
+/// - `rss_growth_mb`: resident memory growth after warm-up in MB (10^6 bytes),
+///
+/// and any other dotted path into the JSON (`batches.mean_size`).
+pub fn metric_of(v: &Value, metric: &str) -> Option<f64> {
+    let path = |p: &str| {
+        p.split('.')
+            .try_fold(v, |v, key| v.get(key))
+            .and_then(Value::as_f64)
+    };
+    match metric {
+        "throughput" => {
+            if v.get("system").is_some() {
+                path("per_sec")
+            } else if v.get("pattern").and_then(Value::as_str) == Some("task") {
+                path("tasks.per_sec")
+            } else {
+                path("msgs_per_sec")
+            }
+        }
+        "p50_us" => path("latency_us.p50"),
+        "p99_us" => path("latency_us.p99"),
+        // The report says MiB.
+        "rss_growth_mb" => path("rss_mb.growth").map(|mib| mib * 1_048_576.0 / 1e6),
+        other => path(other),
+    }
+}
+
+/// One target of `benchmarks/targets.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// What it promises, in words.
+    pub name: String,
+    /// The figure compared (see [`metric_of`]).
+    pub metric: String,
+    /// The run (file stem in the results) it is read from; `*` for every run that has it
+    /// (the worst value counts).
+    pub run: String,
+    /// When set, the target is `run`'s metric divided by this run's.
+    #[serde(default)]
+    pub over: Option<String>,
+    /// Lower bound (inclusive).
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// Upper bound (inclusive).
+    #[serde(default)]
+    pub max: Option<f64>,
+    /// Why this bound.
+    #[serde(default)]
+    pub why: Option<String>,
+}
+
+/// The targets file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Targets {
+    /// Every target.
+    #[serde(rename = "target")]
+    pub targets: Vec<Target>,
+}
+
+impl Targets {
+    /// Reads and checks `benchmarks/targets.toml`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let targets: Targets =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        for t in &targets.targets {
+            if t.min.is_none() && t.max.is_none() {
+                bail!("target `{}` has neither min nor max", t.name);
+            }
+            if t.run == "*" && t.over.is_some() {
+                bail!("target `{}`: a ratio needs a named run, not `*`", t.name);
+            }
+        }
+        Ok(targets)
+    }
+}
+
+/// How a target fared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Within bounds.
+    Pass,
+    /// Out of bounds (or a run it depends on failed).
+    Miss,
+    /// An input is missing from the results.
+    NotMeasured,
+}
+
+impl Status {
+    /// `PASS`, `MISS` or `not measured`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Miss => "MISS",
+            Status::NotMeasured => "not measured",
+        }
+    }
+}
+
+/// A target with its measured value.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The target.
+    pub target: Target,
+    /// The measured value (a ratio for ratio targets).
+    pub value: Option<f64>,
+    /// Where the value came from.
+    pub detail: String,
+    /// Verdict.
+    pub status: Status,
+}
+
+impl Outcome {
+    /// The bound as text: `≥ 3`, `≤ 12000`, `0 … 1`.
+    pub fn bound(&self) -> String {
+        match (self.target.min, self.target.max) {
+            (Some(lo), Some(hi)) => format!("{} … {}", num(lo), num(hi)),
+            (Some(lo), None) => format!("≥ {}", num(lo)),
+            (None, Some(hi)) => format!("≤ {}", num(hi)),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+/// Checks every target against one run's results.
+pub fn evaluate(targets: &Targets, results: &Results) -> Vec<Outcome> {
+    let failed = results
+        .meta
+        .as_ref()
+        .map(|m| m.failed.clone())
+        .unwrap_or_default();
+    targets
+        .targets
+        .iter()
+        .map(|t| {
+            let (value, mut detail) = measure(t, results);
+            let mut status = match value {
+                None => Status::NotMeasured,
+                Some(v) => {
+                    let ok = t.min.is_none_or(|lo| v >= lo) && t.max.is_none_or(|hi| v <= hi);
+                    if ok {
+                        Status::Pass
+                    } else {
+                        Status::Miss
+                    }
+                }
+            };
+            // A run that failed produced no report; a target reading it cannot pass.
+            let depends: Vec<&String> = failed
+                .iter()
+                .filter(|f| t.run == "*" || **f == t.run || t.over.as_deref() == Some(f.as_str()))
+                .collect();
+            if !depends.is_empty() {
+                status = Status::Miss;
+                let names: Vec<&str> = depends.iter().map(|s| s.as_str()).collect();
+                detail = format!("{detail}; failed runs: {}", names.join(", "));
+            }
+            Outcome {
+                target: t.clone(),
+                value,
+                detail,
+                status,
+            }
+        })
+        .collect()
+}
+
+fn measure(t: &Target, results: &Results) -> (Option<f64>, String) {
+    if t.run == "*" {
+        // The worst value over every run that reports the metric.
+        let lower_is_worse = t.min.is_some() && t.max.is_none();
+        let worst = results
+            .runs
+            .iter()
+            .filter_map(|(id, v)| metric_of(v, &t.metric).map(|m| (id, m)))
+            .reduce(|a, b| {
+                let b_worse = if lower_is_worse { b.1 < a.1 } else { b.1 > a.1 };
+                if b_worse {
+                    b
+                } else {
+                    a
+                }
+            });
+        let n = results
+            .runs
+            .values()
+            .filter(|v| metric_of(v, &t.metric).is_some())
+            .count();
+        return match worst {
+            Some((id, v)) => (Some(v), format!("worst of {n} runs: {id}")),
+            None => (None, "no run reports it".into()),
+        };
+    }
+    let Some(a) = results.metric(&t.run, &t.metric) else {
+        return (None, format!("{} missing", t.run));
+    };
+    match &t.over {
+        None => (Some(a), t.run.clone()),
+        Some(over) => match results.metric(over, &t.metric) {
+            Some(b) if b > 0.0 => (
+                Some(a / b),
+                format!("{} {} ÷ {} {}", t.run, num(a), over, num(b)),
+            ),
+            Some(_) => (None, format!("{over} is zero")),
+            None => (None, format!("{over} missing")),
+        },
+    }
+}
+
+/// A number for tables: thousands separated, few decimals.
+pub fn num(v: f64) -> String {
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    if v.abs() >= 1000.0 {
+        let s = format!("{:.0}", v.abs());
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        if v < 0.0 {
+            out.insert(0, '-');
+        }
+        out
+    } else if v.abs() >= 10.0 || v == v.trunc() {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn results() -> Results {
+        let mut r = Results::default();
+        r.runs.insert(
+            "a".into(),
+            json!({"pattern": "direct", "msgs_per_sec": 600.0, "messages_lost": 0,
+                   "latency_us": {"p99": 900.0}, "rss_mb": {"growth": 0.5}}),
+        );
+        r.runs.insert(
+            "b".into(),
+            json!({"pattern": "direct", "msgs_per_sec": 200.0, "messages_lost": 3}),
+        );
+        r.runs.insert(
+            "p".into(),
+            json!({"system": "flume", "per_sec": 300.0, "messages_lost": 0}),
+        );
+        r
+    }
+
+    fn target(
+        run: &str,
+        over: Option<&str>,
+        metric: &str,
+        min: Option<f64>,
+        max: Option<f64>,
+    ) -> Target {
+        Target {
+            name: format!("{run} {metric}"),
+            metric: metric.into(),
+            run: run.into(),
+            over: over.map(Into::into),
+            min,
+            max,
+            why: None,
+        }
+    }
+
+    #[test]
+    fn ratios_bounds_worst_and_missing() {
+        let targets = Targets {
+            targets: vec![
+                target("a", Some("b"), "throughput", Some(3.0), None),
+                target("a", Some("p"), "throughput", Some(3.0), None),
+                target("*", None, "messages_lost", None, Some(0.0)),
+                target("a", None, "p99_us", None, Some(12_000.0)),
+                target("zzz", None, "p99_us", None, Some(1.0)),
+                target("a", None, "rss_growth_mb", None, Some(0.5)),
+            ],
+        };
+        let out = evaluate(&targets, &results());
+        let got: Vec<Status> = out.iter().map(|o| o.status).collect();
+        assert_eq!(
+            got,
+            [
+                Status::Pass,
+                Status::Miss,
+                Status::Miss,
+                Status::Pass,
+                Status::NotMeasured,
+                Status::Miss
+            ]
+        );
+        assert_eq!(out[0].value, Some(3.0));
+        assert_eq!(out[2].value, Some(3.0));
+        assert!(out[2].detail.contains("b"));
+    }
+
+    #[test]
+    fn failed_runs_miss() {
+        let mut r = results();
+        r.meta = Some(Meta {
+            failed: vec!["a".into()],
+            ..Meta::default()
+        });
+        let targets = Targets {
+            targets: vec![target("a", None, "p99_us", None, Some(12_000.0))],
+        };
+        assert_eq!(evaluate(&targets, &r)[0].status, Status::Miss);
+    }
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(num(1_234_567.8), "1,234,568");
+        assert_eq!(num(3.456), "3.46");
+        assert_eq!(num(42.0), "42");
+        assert_eq!(num(0.0), "0");
+    }
+}

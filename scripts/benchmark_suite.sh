@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# The benchmark suite, in one run on this machine: the swarm-load matrix (patterns ×
+# payloads × agent counts, optimized and baseline), the peers (flume, tokio, kameo, ractor)
+# on the same workloads, and (full mode) a soak run. Writes benchmarks/results/*.json, then
+# regenerates the generated blocks of docs/benchmarks.md and docs/img/*.svg, and prints
+# the targets of benchmarks/targets.toml.
+#
+#   scripts/benchmark_suite.sh            full: 3 s runs, 10/1,000/10,000 agents, 60 s soak
+#   scripts/benchmark_suite.sh --quick    CI-sized: 1 s runs, direct/request/task at 1,000
+#                                         agents, flume and tokio direct; no soak
+# Options: --out DIR (default benchmarks/results), --no-docs, --seconds S, --soak-seconds S.
+# The 10-minute soak is not run by default:
+#   swarm-load --pattern direct --agents 1000 --rate 50000 --duration 10m --warmup 1m
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+docs=1
+out=benchmarks/results
+run_s=3
+soak_s=60
+cmdline="scripts/benchmark_suite.sh${*:+ $*}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1; run_s=1 ;;
+    --no-docs) docs=0 ;;
+    --out) out=$2; shift ;;
+    --seconds) run_s=$2; shift ;;
+    --soak-seconds) soak_s=$2; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "benchmark_suite.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+echo "==> building release binaries"
+cargo build --release -p swarmbus-benchmarks --bins
+bin="${CARGO_TARGET_DIR:-target}/release"
+
+mkdir -p "$out"
+rm -f "$out"/*.json "$out"/*.err
+date_utc=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+  commit="$commit+dirty"
+fi
+suite_start=$SECONDS
+failed=()
+count=0
+
+# run NAME CMD...: runs CMD with --json into $out/NAME.json, bounded in time; a failure is
+# recorded (and shown in the doc), not fatal, so one bad run does not hide the others.
+run() {
+  local name=$1; shift
+  local started=$SECONDS
+  count=$((count + 1))
+  if timeout --kill-after=10 "$((run_s * 5 + 120))" "$@" --json "$out/$name.json" 2>"$out/$name.err"; then
+    rm -f "$out/$name.err"
+    printf '  [%3d] %-44s ok   %3ds\n' "$count" "$name" "$((SECONDS - started))"
+  else
+    failed+=("$name")
+    rm -f "$out/$name.json"
+    printf '  [%3d] %-44s FAIL %3ds: %s\n' "$count" "$name" "$((SECONDS - started))" \
+      "$(tail -n 1 "$out/$name.err" 2>/dev/null)"
+  fi
+}
+
+load() { # pattern payload agents
+  for mode in optimized baseline; do
+    run "load-$1-$2-$3-$mode" "$bin/swarm-load" --pattern "$1" --payload "$2" --agents "$3" \
+      --mode "$mode" --duration "${run_s}s"
+  done
+}
+
+peer() { # system pattern agents
+  run "peer-$1-$2-$3" "$bin/peer-load" --system "$1" --pattern "$2" --agents "$3" \
+    --duration "${run_s}s"
+}
+
+if [ "$quick" = 1 ]; then
+  echo "==> quick suite (${run_s} s runs)"
+  for pattern in direct request task; do load "$pattern" 64 1000; done
+  for system in flume tokio; do peer "$system" direct 1000; done
+else
+  echo "==> full suite (${run_s} s runs, ${soak_s} s soak)"
+  for agents in 1000 10 10000; do
+    for pattern in direct broadcast topic request task mixed; do
+      for payload in 64 mixed; do
+        # `task` sends no payload; one row is enough.
+        [ "$pattern" = task ] && [ "$payload" = mixed ] && continue
+        load "$pattern" "$payload" "$agents"
+      done
+    done
+    if [ "$agents" = 1000 ]; then
+      # Right after swarmbus's own 1,000-agent runs, so the comparison is minutes apart.
+      for system in flume tokio kameo ractor; do
+        for pattern in direct request; do peer "$system" "$pattern" 1000; done
+      done
+    fi
+  done
+  echo "==> soak (${soak_s} s at 50,000 msg/s)"
+  run_s=$soak_s run soak-direct-1000 "$bin/swarm-load" --pattern direct --agents 1000 \
+    --rate 50000 --duration "${soak_s}s" --warmup "$((soak_s / 6))s"
+fi
+
+failed_json=""
+for f in "${failed[@]+"${failed[@]}"}"; do failed_json="$failed_json${failed_json:+, }\"$f\""; done
+cat >"$out/meta.json" <<JSON
+{
+  "command": "$cmdline",
+  "date": "$date_utc",
+  "commit": "$commit",
+  "suite": "$([ "$quick" = 1 ] && echo quick || echo full)",
+  "failed": [$failed_json]
+}
+JSON
+echo "==> $count runs in $((SECONDS - suite_start)) s, ${#failed[@]} failed"
+
+if [ "$docs" = 1 ]; then
+  "$bin/bench-report" --results "$out"
+fi
+echo "==> targets"
+"$bin/validate-targets" --results "$out" || true
+[ ${#failed[@]} -eq 0 ]
