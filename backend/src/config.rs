@@ -274,11 +274,11 @@ pub(crate) mod duration_serde {
 
     pub(crate) fn format_duration(d: Duration) -> String {
         let nanos = d.as_nanos();
-        if nanos % 1_000_000_000 == 0 {
+        if nanos.is_multiple_of(1_000_000_000) {
             format!("{}s", d.as_secs())
-        } else if nanos % 1_000_000 == 0 {
+        } else if nanos.is_multiple_of(1_000_000) {
             format!("{}ms", d.as_millis())
-        } else if nanos % 1_000 == 0 {
+        } else if nanos.is_multiple_of(1_000) {
             format!("{}us", d.as_micros())
         } else {
             format!("{nanos}ns")

@@ -365,7 +365,7 @@ async fn cpu_driver(
         n += 1;
         let priority = priorities[rng.below(priorities.len())];
         let seed = rng.next();
-        let result = if n % 25 == 0 {
+        let result = if n.is_multiple_of(25) {
             let units = (0..8u64).map(|k| move || crunch(seed ^ k, 50_000));
             hub.submit_batch(priority, units)
                 .await
