@@ -326,7 +326,11 @@ async fn no_unit_lost_or_run_twice_while_resizing() {
     impl LoadSampler for Cycling {
         fn sample(&mut self) -> LoadSample {
             self.0 += 1;
-            let cpu = if (self.0 / 4) % 2 == 0 { 0.05 } else { 1.0 };
+            let cpu = if (self.0 / 4).is_multiple_of(2) {
+                0.05
+            } else {
+                1.0
+            };
             LoadSample {
                 system_cpu: cpu,
                 process_cpu: cpu,
@@ -347,7 +351,7 @@ async fn no_unit_lost_or_run_twice_while_resizing() {
     let unit = |i: usize| {
         let runs = Arc::clone(&runs);
         move || {
-            if i % 16 == 0 {
+            if i.is_multiple_of(16) {
                 std::thread::sleep(Duration::from_micros(200));
             }
             runs[i].fetch_add(1, Ordering::Relaxed);

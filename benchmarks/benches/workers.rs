@@ -135,7 +135,7 @@ fn saturation_report(rt: &Runtime) {
         while start.elapsed() < Duration::from_secs(1) {
             let due = start.elapsed().as_micros() as u64 / 10;
             while n < due {
-                let priority = if n % 10 == 0 {
+                let priority = if n.is_multiple_of(10) {
                     Priority::Critical
                 } else {
                     Priority::Low

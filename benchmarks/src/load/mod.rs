@@ -456,7 +456,7 @@ async fn receive_loop(mut agent: Agent, tally: Arc<Tally>, mut samples: Samples,
                 samples.record(now.saturating_sub(sent) / 1000);
             }
         }
-        if count % 256 == 0 {
+        if count.is_multiple_of(256) {
             tally.delivered.fetch_add(count, Ordering::Relaxed);
             tally.delivered_bytes.fetch_add(bytes, Ordering::Relaxed);
             (count, bytes) = (0, 0);
@@ -541,7 +541,8 @@ impl JobCtx {
 
     fn keep_going(&self, i: u64) -> bool {
         // Checking the clock costs; every 64 operations is often enough.
-        i % 64 != 0 || (self.running.load(Ordering::Relaxed) && Instant::now() < self.deadline)
+        !i.is_multiple_of(64)
+            || (self.running.load(Ordering::Relaxed) && Instant::now() < self.deadline)
     }
 }
 
@@ -567,7 +568,7 @@ impl JobKind {
         while ctx.keep_going(i) {
             ctx.pace(started, i).await;
             let from = &mine[i as usize % mine.len()];
-            let stamp = i % SAMPLE_EVERY == 0;
+            let stamp = i.is_multiple_of(SAMPLE_EVERY);
             let outcome = match self {
                 JobKind::Direct => {
                     let mut to = ctx.ids[rng.random_range(0..ctx.ids.len())];
@@ -620,7 +621,7 @@ impl JobKind {
                 Err(_) => errors += 1,
             }
             i += 1;
-            if i % 256 == 0 {
+            if i.is_multiple_of(256) {
                 ctx.tally.sent.fetch_add(ok, Ordering::Relaxed);
                 ctx.tally.errors.fetch_add(errors, Ordering::Relaxed);
                 (ok, errors) = (0, 0);

@@ -178,11 +178,13 @@ async fn cross_hub(spec: &LoadSpec, url: &str) -> Result<(super::report::Report,
             let mut rng = rand::rngs::SmallRng::seed_from_u64(t as u64);
             let mut i = 0u64;
             let mut ok = 0u64;
-            while i % 64 != 0 || (running.load(Ordering::Relaxed) && Instant::now() < deadline) {
+            while !i.is_multiple_of(64)
+                || (running.load(Ordering::Relaxed) && Instant::now() < deadline)
+            {
                 let from = &mine[i as usize % mine.len().max(1)];
                 let to = ids[rng.random_range(0..ids.len())];
                 match from
-                    .send(to, payloads.make(i % super::SAMPLE_EVERY == 0))
+                    .send(to, payloads.make(i.is_multiple_of(super::SAMPLE_EVERY)))
                     .await
                 {
                     Ok(_) => ok += 1,

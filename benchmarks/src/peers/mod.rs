@@ -273,7 +273,7 @@ impl Counter {
             let now = self.shared.epoch.elapsed().as_nanos() as u64;
             self.samples.record(now.saturating_sub(sent) / 1000);
         }
-        if self.count % 256 == 0 {
+        if self.count.is_multiple_of(256) {
             self.flush();
         }
     }
@@ -397,7 +397,7 @@ pub(crate) async fn drive<M: Mesh>(
 
 fn keep_going(i: u64, deadline: Instant) -> bool {
     // Checking the clock costs; every 64 operations is often enough (as in swarm-load).
-    i % 64 != 0 || Instant::now() < deadline
+    !i.is_multiple_of(64) || Instant::now() < deadline
 }
 
 /// Sends from this task's share of the agents to random peers.
