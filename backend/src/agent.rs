@@ -230,7 +230,8 @@ impl Agent {
         // Every message of a batch carries the batch's opening time: one clock read and
         // one histogram update per batch.
         if let Some(first) = batch.first() {
-            let waited = tokio::time::Instant::now().saturating_duration_since(first.sent_at);
+            let now = crate::envelope::nanos_since_epoch(tokio::time::Instant::now());
+            let waited = std::time::Duration::from_nanos(now.saturating_sub(first.sent_at));
             self.latency
                 .observe_n(waited.as_secs_f64(), batch.len() as u64);
         }

@@ -18,6 +18,8 @@ pub(crate) struct Batch {
     pub(crate) envelopes: Vec<Envelope>,
     /// When the first message joined; every message carries it as `sent_at`.
     pub(crate) opened: Instant,
+    /// `opened` as envelopes carry it.
+    pub(crate) opened_nanos: u64,
     /// Bit `p` set when a message of priority `p` is in the batch.
     pub(crate) mask: u8,
     /// Payload bytes before and after compression, counted when the batch leaves.
@@ -32,6 +34,7 @@ impl Batch {
         Self {
             envelopes: Vec::new(),
             opened: Instant::now(),
+            opened_nanos: 0,
             mask: 0,
             raw_bytes: 0,
             wire_bytes: 0,
@@ -53,6 +56,7 @@ impl Batch {
         let opened = self.envelopes.is_empty();
         if opened {
             self.opened = Instant::now();
+            self.opened_nanos = crate::envelope::nanos_since_epoch(self.opened);
             if self.envelopes.capacity() == 0 {
                 // Batch buffers come back from receivers through the pool: an 8 KiB
                 // malloc here and free on another thread was a third of the cost of
@@ -62,7 +66,7 @@ impl Batch {
         }
         // One clock read per batch, not per message: latency is measured from the moment
         // the batch opened, an upper bound on each message's own wait.
-        env.sent_at = self.opened;
+        env.sent_at = self.opened_nanos;
         self.mask |= 1 << env.priority.index();
         self.raw_bytes += env.payload.len() as u64;
         self.wire_bytes += env.payload.wire_len() as u64;

@@ -70,16 +70,19 @@ impl Shared {
         topic: Option<Arc<str>>,
         payload: Payload,
     ) -> Envelope {
+        let kind = match (kind, topic) {
+            (Kind::Message, Some(topic)) => Kind::Topic(topic),
+            (kind, _) => kind,
+        };
         Envelope {
             id: MessageId::new_v4(),
             from,
             to,
             kind,
             priority,
-            topic,
             payload,
             // Set from the batch when it joins one.
-            sent_at: self.epoch,
+            sent_at: 0,
         }
     }
 
@@ -373,7 +376,7 @@ impl Shared {
     /// Hands a reply to the waiting requester, bypassing mailboxes.
     pub(crate) fn deliver_reply(&self, mut env: Envelope, request: MessageId) {
         self.metrics.replies.fetch_add(1, Ordering::Relaxed);
-        env.sent_at = Instant::now();
+        env.sent_at = crate::envelope::nanos_since_epoch(Instant::now());
         let delivered = match self.requests.take(request) {
             Some(tx) => tx.send(env).is_ok(),
             // The requester lives on another hub: the reply travels in its own frame.

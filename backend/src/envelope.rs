@@ -4,11 +4,14 @@ use crate::{AgentId, MessageId, Payload, Priority};
 use std::sync::Arc;
 use tokio::time::Instant;
 
-/// What kind of message an envelope carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What kind of message an envelope carries (and its topic: the two share one field to
+/// keep an `Envelope` within 128 bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// A one-way message (direct, broadcast or topic).
+    /// A one-way message (direct or broadcast).
     Message,
+    /// A one-way message published on a topic.
+    Topic(Arc<str>),
     /// A request; answer it with `reply`.
     Request,
     /// The answer to the request with this id.
@@ -40,9 +43,9 @@ pub struct Envelope {
     pub(crate) to: AgentId,
     pub(crate) kind: Kind,
     pub(crate) priority: Priority,
-    pub(crate) topic: Option<Arc<str>>,
     pub(crate) payload: Payload,
-    pub(crate) sent_at: Instant,
+    /// Nanoseconds since [`clock_epoch`], when the batch carrying it opened.
+    pub(crate) sent_at: u64,
 }
 
 impl Envelope {
@@ -73,7 +76,10 @@ impl Envelope {
 
     /// The topic it was published on, for topic messages.
     pub fn topic(&self) -> Option<&str> {
-        self.topic.as_deref()
+        match &self.kind {
+            Kind::Topic(topic) => Some(topic),
+            _ => None,
+        }
     }
 
     /// True for a request: answer it with `Agent::reply`.
@@ -93,11 +99,34 @@ impl Envelope {
     /// clock read per batch). For replies, when the reply was sent. On tokio's clock, so
     /// paused-time tests see consistent values.
     pub fn sent_at(&self) -> Instant {
-        self.sent_at
+        clock_epoch() + std::time::Duration::from_nanos(self.sent_at)
     }
 
     /// Time since [`sent_at`](Self::sent_at).
     pub fn age(&self) -> std::time::Duration {
-        self.sent_at.elapsed()
+        self.sent_at().elapsed()
+    }
+}
+
+/// The origin of envelope timestamps: the first time any hub in this process read the clock.
+pub(crate) fn clock_epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Nanoseconds from [`clock_epoch`] to `at` (0 if `at` is earlier, as a paused test clock
+/// of another runtime may be).
+pub(crate) fn nanos_since_epoch(at: Instant) -> u64 {
+    at.saturating_duration_since(clock_epoch()).as_nanos() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    /// Envelopes are moved several times per message; at 128 bytes or less a move is a few
+    /// vector instructions instead of a `memcpy` call (measured: a third of the CPU time of
+    /// many-to-many traffic went to copying 152-byte envelopes).
+    #[test]
+    fn an_envelope_fits_128_bytes() {
+        assert!(std::mem::size_of::<super::Envelope>() <= 128);
     }
 }

@@ -25,8 +25,6 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) requests: Requests,
     pub(crate) linger: flume::Sender<Schedule>,
-    /// A fixed instant for envelopes not yet in a batch.
-    pub(crate) epoch: tokio::time::Instant,
     pub(crate) closing: AtomicBool,
     pub(crate) workers: WorkerPool,
     /// The NATS bridge, once connected.
@@ -102,7 +100,6 @@ impl Hub {
             registry: Registry::default(),
             requests: Requests::default(),
             linger: tx,
-            epoch: tokio::time::Instant::now(),
             closing: AtomicBool::new(false),
             workers,
             remote: std::sync::OnceLock::new(),

@@ -21,7 +21,9 @@ use std::fmt;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Payload {
     data: Bytes,
-    original_len: usize,
+    /// Size after decompression; only meaningful when `compressed` (u32 keeps an
+    /// `Envelope` within 128 bytes, so moving one is a few vector moves, not a memcpy).
+    original_len: u32,
     compressed: bool,
 }
 
@@ -30,7 +32,7 @@ impl Payload {
     pub fn new(data: impl Into<Bytes>) -> Self {
         let data = data.into();
         Self {
-            original_len: data.len(),
+            original_len: 0,
             data,
             compressed: false,
         }
@@ -42,19 +44,24 @@ impl Payload {
     pub fn from_compressed(gz: impl Into<Bytes>, original_len: usize) -> Self {
         Self {
             data: gz.into(),
-            original_len,
+            // A declared size beyond u32 cannot be real: it fails decompression as corrupt.
+            original_len: u32::try_from(original_len).unwrap_or(u32::MAX),
             compressed: true,
         }
     }
 
     /// Size of the original bytes.
     pub fn len(&self) -> usize {
-        self.original_len
+        if self.compressed {
+            self.original_len as usize
+        } else {
+            self.data.len()
+        }
     }
 
     /// True when the original is empty.
     pub fn is_empty(&self) -> bool {
-        self.original_len == 0
+        self.len() == 0
     }
 
     /// True when stored gzip-compressed.
@@ -75,7 +82,8 @@ impl Payload {
     /// The original bytes, decompressed when needed (borrowed when not).
     pub fn bytes(&self) -> Result<Cow<'_, [u8]>> {
         if self.compressed {
-            codec::decompress(&self.data, self.original_len, self.original_len).map(Cow::Owned)
+            let len = self.original_len as usize;
+            codec::decompress(&self.data, len, len).map(Cow::Owned)
         } else {
             Ok(Cow::Borrowed(&self.data))
         }
@@ -95,11 +103,13 @@ impl Payload {
         level: u32,
         scratch: &crate::pool::BufferPool<Vec<u8>>,
     ) -> bool {
-        if self.compressed || self.original_len <= over {
+        let len = self.data.len();
+        if self.compressed || len <= over || u32::try_from(len).is_err() {
             return false;
         }
         match codec::compress(&self.data, level, scratch) {
             Some(gz) => {
+                self.original_len = len as u32;
                 self.data = Bytes::from(gz);
                 self.compressed = true;
                 true
@@ -112,7 +122,7 @@ impl Payload {
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Payload")
-            .field("len", &self.original_len)
+            .field("len", &self.len())
             .field("compressed", &self.compressed)
             .field("wire_len", &self.data.len())
             .finish()

@@ -86,9 +86,7 @@ pub(crate) fn encode(node: &str, epoch: u64, seq: u64, envelopes: &[Envelope]) -
         + node.len()
         + envelopes
             .iter()
-            .map(|e| {
-                ENVELOPE_MIN + 16 + e.topic.as_ref().map_or(0, |t| t.len()) + e.payload.wire_len()
-            })
+            .map(|e| ENVELOPE_MIN + 16 + e.topic().map_or(0, str::len) + e.payload.wire_len())
             .sum::<usize>();
     let mut out = BytesMut::with_capacity(size);
     out.put_slice(MAGIC);
@@ -103,8 +101,8 @@ pub(crate) fn encode(node: &str, epoch: u64, seq: u64, envelopes: &[Envelope]) -
         out.put_slice(e.id.as_uuid().as_bytes());
         out.put_slice(e.from.as_uuid().as_bytes());
         out.put_slice(e.to.as_uuid().as_bytes());
-        match e.kind {
-            Kind::Message => out.put_u8(0),
+        match &e.kind {
+            Kind::Message | Kind::Topic(_) => out.put_u8(0),
             Kind::Request => out.put_u8(1),
             Kind::Reply(to) => {
                 out.put_u8(2);
@@ -112,7 +110,7 @@ pub(crate) fn encode(node: &str, epoch: u64, seq: u64, envelopes: &[Envelope]) -
             }
         }
         out.put_u8(e.priority as u8);
-        let topic = e.topic.as_deref().unwrap_or("").as_bytes();
+        let topic = e.topic().unwrap_or("").as_bytes();
         let topic = &topic[..topic.len().min(MAX_TOPIC_LEN)];
         out.put_u16_le(topic.len() as u16);
         out.put_slice(topic);
@@ -125,11 +123,7 @@ pub(crate) fn encode(node: &str, epoch: u64, seq: u64, envelopes: &[Envelope]) -
 }
 
 /// Decodes a frame; `sent_at` is stamped on every envelope (clocks differ across hosts).
-pub(crate) fn decode(
-    mut buf: Bytes,
-    limits: Limits,
-    sent_at: tokio::time::Instant,
-) -> Result<Frame, FrameError> {
+pub(crate) fn decode(mut buf: Bytes, limits: Limits, sent_at: u64) -> Result<Frame, FrameError> {
     if buf.len() > limits.max_frame {
         return Err(FrameError::TooLarge);
     }
@@ -180,11 +174,7 @@ pub(crate) fn decode(
     })
 }
 
-fn decode_envelope(
-    buf: &mut Bytes,
-    limits: Limits,
-    sent_at: tokio::time::Instant,
-) -> Result<Envelope, FrameError> {
+fn decode_envelope(buf: &mut Bytes, limits: Limits, sent_at: u64) -> Result<Envelope, FrameError> {
     need(buf, 16 * 3 + 1)?;
     let id = MessageId::from(uuid(buf));
     let from = AgentId::from(uuid(buf));
@@ -230,13 +220,19 @@ fn decode_envelope(
         1 => Payload::from_compressed(take(buf, wire_len)?, original_len),
         _ => return Err(FrameError::BadField),
     };
+    let kind = match (kind, topic) {
+        (Kind::Message, Some(topic)) => Kind::Topic(topic),
+        (Kind::Message, None) => Kind::Message,
+        // A request or reply never carries a topic.
+        (_, Some(_)) => return Err(FrameError::BadField),
+        (kind, None) => kind,
+    };
     Ok(Envelope {
         id,
         from,
         to,
         kind,
         priority,
-        topic,
         payload,
         sent_at,
     })
@@ -272,15 +268,18 @@ mod tests {
     };
 
     fn env(kind: Kind, topic: Option<&str>, payload: Payload, priority: Priority) -> Envelope {
+        let kind = match (kind, topic) {
+            (Kind::Message, Some(t)) => Kind::Topic(Arc::from(t)),
+            (kind, _) => kind,
+        };
         Envelope {
             id: MessageId::new_v4(),
             from: AgentId::new_v4(),
             to: AgentId::new_v4(),
             kind,
             priority,
-            topic: topic.map(Arc::from),
             payload,
-            sent_at: tokio::time::Instant::now(),
+            sent_at: 0,
         }
     }
 
@@ -290,7 +289,7 @@ mod tests {
         assert_eq!(a.to, b.to);
         assert_eq!(a.kind, b.kind);
         assert_eq!(a.priority, b.priority);
-        assert_eq!(a.topic, b.topic);
+        assert_eq!(a.topic(), b.topic());
         assert_eq!(a.payload, b.payload);
     }
 
@@ -314,7 +313,7 @@ mod tests {
             env(Kind::Message, Some("plans.a"), gz, Priority::Critical),
         ];
         let bytes = encode("node-a", 7, 42, &envs);
-        let frame = decode(bytes, LIMITS, tokio::time::Instant::now()).unwrap();
+        let frame = decode(bytes, LIMITS, 0).unwrap();
         assert_eq!(
             (frame.node.as_str(), frame.epoch, frame.seq),
             ("node-a", 7, 42)
@@ -338,7 +337,7 @@ mod tests {
                 Priority::Normal,
             )],
         );
-        let now = tokio::time::Instant::now();
+        let now = 0;
         let dec = |b: Vec<u8>| decode(Bytes::from(b), LIMITS, now).map(|_| ());
         assert_eq!(dec(b"XYZ".repeat(20)), Err(FrameError::BadMagic));
         let mut v = good.to_vec();
@@ -380,19 +379,19 @@ mod tests {
             let envs: Vec<Envelope> = bodies.into_iter()
                 .map(|b| env(Kind::Message, topic.as_deref(), Payload::from(b), priority))
                 .collect();
-            let frame = decode(encode("node", 3, seq, &envs), LIMITS, tokio::time::Instant::now()).unwrap();
+            let frame = decode(encode("node", 3, seq, &envs), LIMITS, 0).unwrap();
             prop_assert_eq!(frame.envelopes.len(), envs.len());
             prop_assert_eq!(frame.seq, seq);
             for (a, b) in envs.iter().zip(&frame.envelopes) {
                 prop_assert_eq!(&a.payload, &b.payload);
                 prop_assert_eq!(a.id, b.id);
-                prop_assert_eq!(&a.topic, &b.topic);
+                prop_assert_eq!(a.topic(), b.topic());
             }
         }
 
         #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
-            let _ = decode(Bytes::from(data), LIMITS, tokio::time::Instant::now());
+            let _ = decode(Bytes::from(data), LIMITS, 0);
         }
 
         #[test]
@@ -409,7 +408,7 @@ mod tests {
                 v[i] ^= x;
             }
             v.truncate(cut.index(v.len() + 1));
-            let _ = decode(Bytes::from(v), LIMITS, tokio::time::Instant::now());
+            let _ = decode(Bytes::from(v), LIMITS, 0);
         }
     }
 }

@@ -523,8 +523,8 @@ async fn inbound(
             .stats
             .bytes_received
             .fetch_add(len, Ordering::Relaxed);
-        let frame = match frame::decode(message.payload, bridge.limits, tokio::time::Instant::now())
-        {
+        let now = crate::envelope::nanos_since_epoch(tokio::time::Instant::now());
+        let frame = match frame::decode(message.payload, bridge.limits, now) {
             Ok(frame) => frame,
             Err(reason) => {
                 bridge.stats.frames_rejected[reason as usize].fetch_add(1, Ordering::Relaxed);
@@ -554,7 +554,7 @@ async fn inbound(
                 Fan::Direct => shared.deliver_inbound(env),
                 Fan::Everyone => shared.deliver_fan_out_inbound(env, None),
                 Fan::Topic => {
-                    let topic = env.topic.clone();
+                    let topic = env.topic().map(str::to_owned);
                     shared.deliver_fan_out_inbound(env, topic.as_deref());
                 }
             }
