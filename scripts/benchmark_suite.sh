@@ -98,6 +98,20 @@ else
       done
     fi
   done
+  if command -v nats-server >/dev/null 2>&1; then
+    echo "==> two hubs through NATS, against raw NATS in the same run"
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    nats-server -a 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+    nats_pid=$!
+    for _ in $(seq 1 100); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+      sleep 0.05
+    done
+    run nats-direct-64-1000 "$bin/swarm-load" --pattern direct --agents 1000 \
+      --duration "${run_s}s" --nats "nats://127.0.0.1:$port"
+    kill "$nats_pid" 2>/dev/null || true
+    wait "$nats_pid" 2>/dev/null || true
+  fi
   echo "==> soak (${soak_s} s at 50,000 msg/s)"
   run_s=$soak_s run soak-direct-1000 "$bin/swarm-load" --pattern direct --agents 1000 \
     --rate 50000 --duration "${soak_s}s" --warmup "$((soak_s / 6))s"
