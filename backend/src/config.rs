@@ -220,6 +220,22 @@ pub struct PoolSizing {
     pub item_capacity: usize,
 }
 
+/// Parses a duration such as `"500ms"`, `"250us"`, `"1.5s"`, `"2m"` or `"1h"` (the unit is
+/// required), as the configuration file and the command lines take them.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(swarmbus::config::parse_duration("10ms").unwrap(), Duration::from_millis(10));
+/// assert!(swarmbus::config::parse_duration("soon").is_err());
+/// ```
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    duration_serde::parse_duration(text).ok_or_else(|| {
+        Error::Config(format!(
+            "invalid duration `{text}`: expected e.g. 500ms, 10s, 2m"
+        ))
+    })
+}
+
 /// Serde for durations as human strings (`"10ms"`, `"250us"`, `"1.5s"`, `"2m"`) or integer
 /// milliseconds.
 pub(crate) mod duration_serde {
@@ -264,7 +280,7 @@ pub(crate) mod duration_serde {
             "ns" => value / 1e9,
             "us" | "µs" => value / 1e6,
             "ms" => value / 1e3,
-            "s" | "" => value,
+            "s" => value,
             "m" | "min" => value * 60.0,
             "h" => value * 3600.0,
             _ => return None,
@@ -339,6 +355,7 @@ mod tests {
         assert_eq!(p("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(p("2m"), Some(Duration::from_secs(120)));
         assert_eq!(p("fast"), None);
+        assert_eq!(p("10"), None, "a unit is required");
         assert_eq!(p("-1s"), None);
     }
 }

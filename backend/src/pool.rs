@@ -19,31 +19,7 @@ pub(crate) trait Recycle: Send + 'static {
     fn clear(&mut self);
 }
 
-impl Recycle for Vec<u8> {
-    fn with_capacity(capacity: usize) -> Self {
-        Vec::with_capacity(capacity)
-    }
-    fn capacity(&self) -> usize {
-        Vec::capacity(self)
-    }
-    fn clear(&mut self) {
-        Vec::clear(self)
-    }
-}
-
-impl Recycle for Vec<AgentId> {
-    fn with_capacity(capacity: usize) -> Self {
-        Vec::with_capacity(capacity)
-    }
-    fn capacity(&self) -> usize {
-        Vec::capacity(self)
-    }
-    fn clear(&mut self) {
-        Vec::clear(self)
-    }
-}
-
-impl Recycle for Vec<crate::Envelope> {
+impl<T: Send + 'static> Recycle for Vec<T> {
     fn with_capacity(capacity: usize) -> Self {
         Vec::with_capacity(capacity)
     }

@@ -46,19 +46,7 @@ struct Args {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let v: f64 = num.parse().map_err(|_| format!("invalid duration `{s}`"))?;
-    let secs = match unit {
-        "ms" => v / 1e3,
-        "s" | "" => v,
-        "m" => v * 60.0,
-        _ => return Err(format!("invalid duration unit in `{s}`")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+    swarmbus::config::parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn main() -> Result<()> {

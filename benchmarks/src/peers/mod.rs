@@ -151,20 +151,8 @@ impl PeerSpec {
     }
 }
 
-/// Latency percentiles in microseconds.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct PeerLatency {
-    /// Median.
-    pub p50: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// 99.9th percentile.
-    pub p999: f64,
-    /// Largest.
-    pub max: f64,
-    /// Samples the percentiles come from.
-    pub samples: u64,
-}
+/// Latency percentiles in microseconds, as `swarm-load` reports them.
+pub type PeerLatency = crate::load::report::Latency;
 
 /// One peer run.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -66,26 +66,7 @@ struct HubArgs {
 
 /// Parses "500ms", "10s", "2m", "1h" or "1.5s".
 fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (num, unit) = text.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration `{text}`: expected e.g. 500ms, 10s, 2m"))?;
-    let secs = match unit {
-        "ms" => value / 1e3,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration `{text}`: unit must be ms, s, m or h"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration `{text}`: {e}"))
+    swarmbus::config::parse_duration(text).map_err(|e| e.to_string())
 }
 
 fn main() -> Result<()> {
