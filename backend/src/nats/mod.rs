@@ -256,6 +256,26 @@ pub(crate) async fn start(shared: &Arc<Shared>, config: NatsConfig) -> Result<Ar
     Ok(bridge)
 }
 
+/// Decodes `data` as a wire frame with 1 MiB limits and reads every payload; returns
+/// whether it was accepted. For the fuzz target (`fuzz/`): any input must return, never
+/// panic.
+#[doc(hidden)]
+pub fn fuzz_decode_frame(data: &[u8]) -> bool {
+    let limits = Limits {
+        max_frame: 1 << 20,
+        max_payload: 1 << 20,
+    };
+    match frame::decode(Bytes::copy_from_slice(data), limits, 0) {
+        Ok(frame) => {
+            for env in &frame.envelopes {
+                let _ = env.payload().bytes();
+            }
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 fn rand_epoch() -> u64 {
     let id = uuid::Uuid::new_v4();
     u64::from_le_bytes(id.as_bytes()[..8].try_into().unwrap_or([1; 8])) | 1
