@@ -348,6 +348,19 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_parses() {
+        let doc = include_str!("../../docs/operations.md");
+        let start = doc
+            .find("```toml")
+            .expect("a toml block in docs/operations.md")
+            + 7;
+        let end = start + doc[start..].find("```").expect("the block ends");
+        let c = HubConfig::from_toml_str(&doc[start..end]).unwrap();
+        assert_eq!(c.workers.max_workers, 8);
+        assert_eq!(c.nats.as_ref().map(|n| n.node.as_str()), Some("hub-a"));
+    }
+
+    #[test]
     fn durations_parse() {
         use duration_serde::parse_duration as p;
         assert_eq!(p("10ms"), Some(Duration::from_millis(10)));
