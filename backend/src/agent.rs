@@ -3,7 +3,7 @@
 use crate::bus::{Audience, Wait};
 use crate::envelope::Kind;
 use crate::hub::Shared;
-use crate::metrics::{DropReason, LocalHistogram};
+use crate::metrics::DropReason;
 use crate::registry::AgentSlot;
 use crate::{AgentId, Envelope, Error, MessageId, Payload, Priority, Result};
 use std::sync::atomic::Ordering;
@@ -31,7 +31,6 @@ pub struct Agent {
     hand: std::collections::VecDeque<Envelope>,
     /// Messages handed out by `recv` since the last report to the hub's counters.
     taken: u64,
-    latency: LocalHistogram,
 }
 
 impl AgentSender {
@@ -176,12 +175,10 @@ impl AgentSender {
 
 impl Agent {
     pub(crate) fn new(sender: AgentSender) -> Self {
-        let latency = sender.shared.metrics.latency.local();
         Self {
             sender,
             hand: std::collections::VecDeque::new(),
             taken: 0,
-            latency,
         }
     }
 
@@ -232,11 +229,13 @@ impl Agent {
         if let Some(first) = batch.first() {
             let now = crate::envelope::nanos_since_epoch(tokio::time::Instant::now());
             let waited = std::time::Duration::from_nanos(now.saturating_sub(first.sent_at));
-            self.latency
+            self.sender
+                .shared
+                .metrics
+                .latency
                 .observe_n(waited.as_secs_f64(), batch.len() as u64);
         }
         let metrics = &self.sender.shared.metrics;
-        metrics.latency.merge(&mut self.latency);
         metrics.received.fetch_add(self.taken, Ordering::Relaxed);
         self.taken = 1;
         self.hand = batch.into();

@@ -17,10 +17,24 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::sync::Notify;
 
+type Lane = VecDeque<Vec<Envelope>>;
+
 #[derive(Debug, Default)]
 struct Lanes {
-    lanes: [VecDeque<Vec<Envelope>>; 4],
+    /// Allocated on the first message: an idle agent's mailbox stays small (this was a
+    /// third of the memory of 10,000 idle agents).
+    lanes: Option<Box<[Lane; 4]>>,
     queued: usize,
+}
+
+impl Lanes {
+    fn lane(&mut self, index: usize) -> &mut Lane {
+        &mut self.lanes.get_or_insert_with(Default::default)[index]
+    }
+
+    fn iter_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut Lane> {
+        self.lanes.iter_mut().flat_map(|lanes| lanes.iter_mut())
+    }
 }
 
 /// One agent's mailbox: its open batch and its queue.
@@ -116,7 +130,7 @@ impl Mailbox {
         let mut lanes = self.lanes.lock();
         if taken.mask.count_ones() <= 1 {
             let lane = taken.mask.trailing_zeros().min(3) as usize;
-            lanes.lanes[lane].push_back(taken.envelopes);
+            lanes.lane(lane).push_back(taken.envelopes);
         } else {
             split_by_priority(&mut lanes, taken.envelopes, taken.mask);
         }
@@ -138,11 +152,7 @@ impl Mailbox {
         }
         let batch = {
             let mut lanes = self.lanes.lock();
-            let batch = lanes
-                .lanes
-                .iter_mut()
-                .rev()
-                .find_map(|lane| lane.pop_front())?;
+            let batch = lanes.iter_mut().rev().find_map(|lane| lane.pop_front())?;
             lanes.queued -= batch.len();
             self.queued.store(lanes.queued, Ordering::Release);
             batch
@@ -246,7 +256,7 @@ fn split_by_priority(lanes: &mut Lanes, batch: Vec<Envelope>, mask: u8) {
     }
     for (lane, part) in parts.into_iter().enumerate() {
         if !part.is_empty() {
-            lanes.lanes[lane].push_back(part);
+            lanes.lane(lane).push_back(part);
         }
     }
 }
@@ -255,13 +265,14 @@ fn split_by_priority(lanes: &mut Lanes, batch: Vec<Envelope>, mask: u8) {
 fn evict_oldest(lanes: &mut Lanes, capacity: usize) -> usize {
     let mut evicted = 0;
     while lanes.queued > capacity {
-        let Some(lane) = lanes.lanes.iter_mut().find(|l| !l.is_empty()) else {
+        let excess = lanes.queued - capacity;
+        let Some(lane) = lanes.iter_mut().find(|l| !l.is_empty()) else {
             break;
         };
         let Some(front) = lane.front_mut() else {
             break;
         };
-        let k = (lanes.queued - capacity).min(front.len());
+        let k = excess.min(front.len());
         front.drain(..k);
         if front.is_empty() {
             lane.pop_front();

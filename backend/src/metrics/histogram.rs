@@ -44,11 +44,19 @@ impl Histogram {
 
     /// Records one value (touches shared cache lines: prefer [`LocalHistogram`] on hot paths).
     pub fn observe(&self, value: f64) {
+        self.observe_n(value, 1);
+    }
+
+    /// Records `n` equal values at the cost of one.
+    pub fn observe_n(&self, value: f64, n: u64) {
+        if n == 0 {
+            return;
+        }
         let i = bucket_index(self.bounds, value);
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
+        self.buckets[i].fetch_add(n, Ordering::Relaxed);
+        self.count.fetch_add(n, Ordering::Relaxed);
         self.sum_micros
-            .fetch_add(to_micros(value), Ordering::Relaxed);
+            .fetch_add(to_micros(value).saturating_mul(n), Ordering::Relaxed);
     }
 
     /// Adds a local histogram's counts (with the same bounds) and clears it.
