@@ -5,7 +5,7 @@
 # regenerates the generated blocks of docs/benchmarks.md and docs/img/*.svg, and prints
 # the targets of benchmarks/targets.toml.
 #
-#   scripts/benchmark_suite.sh            full: 3 s runs, 10/1,000/10,000 agents, 60 s soak
+#   scripts/benchmark_suite.sh            full: 3 s runs, 10/1,000/10,000 agents, 180 s soak
 #   scripts/benchmark_suite.sh --quick    CI-sized: 1 s runs, direct/request/task at 1,000
 #                                         agents, flume and tokio direct; no soak
 # Options: --out DIR (default benchmarks/results), --no-docs, --seconds S, --soak-seconds S.
@@ -18,7 +18,7 @@ quick=0
 docs=1
 out=benchmarks/results
 run_s=3
-soak_s=60
+soak_s=180
 cmdline="scripts/benchmark_suite.sh${*:+ $*}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -114,7 +114,7 @@ else
   fi
   echo "==> soak (${soak_s} s at 50,000 msg/s)"
   run_s=$soak_s run soak-direct-1000 "$bin/swarm-load" --pattern direct --agents 1000 \
-    --rate 50000 --duration "${soak_s}s" --warmup "$((soak_s / 6))s"
+    --rate 50000 --duration "${soak_s}s" --warmup "$((soak_s / 2))s"
 fi
 
 failed_json=""
