@@ -29,7 +29,7 @@ cargo test --workspace --all-targets
 cargo test --workspace --doc
 
 echo "==> example: agent hub"
-"$CARGO_TARGET_DIR/debug/examples/agent_hub" >/dev/null
+cargo run -q -p swarmbus --example agent_hub >/dev/null
 
 if [ -x scripts/smoke.sh ]; then
   echo "==> smoke"
