@@ -256,6 +256,14 @@ fn one_to_one(c: &mut Criterion) {
                 .sum()
         })
     });
+    // The pools alone: the same hub with every buffer freshly allocated.
+    g.bench_function("swarmbus_without_pools", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| hub_one_to_one(&rt, HubConfig::default().without_pools(), N))
+                .sum()
+        })
+    });
     g.bench_function("swarmbus_baseline", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| hub_one_to_one(&rt, baseline(), N)).sum())
     });
@@ -276,6 +284,13 @@ fn random_peers(c: &mut Criterion) {
         b.iter_custom(|iters| {
             (0..iters)
                 .map(|_| hub_random_peers(&rt, HubConfig::default(), N))
+                .sum()
+        })
+    });
+    g.bench_function("swarmbus_without_pools", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| hub_random_peers(&rt, HubConfig::default().without_pools(), N))
                 .sum()
         })
     });
