@@ -41,7 +41,7 @@ fn header(results: &Results) -> String {
     );
     let _ = writeln!(
         s,
-        "- Machine: {} — a shared machine with other builds running, so absolute figures are noisy.",
+        "- Machine: {} — a KVM guest whose absolute figures move by up to 2-3× from one run to the next (host load); only ratios within one run mean something.",
         results.machine()
     );
     let _ = writeln!(
