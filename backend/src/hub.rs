@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) remote: std::sync::OnceLock<Arc<crate::nats::Bridge>>,
     started: Instant,
     shutdown_report: Mutex<Option<ShutdownReport>>,
+    /// Serializes `shutdown` calls: a second caller waits for the first one's report.
+    shutdown_gate: tokio::sync::Mutex<()>,
     /// The HTTP server, when `metrics_addr` is set; taken by `shutdown`.
     http: Mutex<Option<crate::http::Server>>,
 }
@@ -105,6 +107,7 @@ impl Hub {
             remote: std::sync::OnceLock::new(),
             started: Instant::now(),
             shutdown_report: Mutex::new(None),
+            shutdown_gate: tokio::sync::Mutex::new(()),
             http: Mutex::new(None),
         });
         runtime.spawn(linger::run(Arc::downgrade(&shared), rx));
@@ -235,10 +238,11 @@ impl Hub {
     /// what is queued; then `recv` returns `None`. Calling it again returns the same report.
     pub async fn shutdown(&self) -> Result<ShutdownReport> {
         let shared = &self.shared;
-        if shared.closing.swap(true, Ordering::AcqRel) {
-            if let Some(report) = *shared.shutdown_report.lock() {
-                return Ok(report);
-            }
+        // Refuse new work at once, even while an earlier call still holds the gate.
+        shared.closing.store(true, Ordering::Release);
+        let _gate = shared.shutdown_gate.lock().await;
+        if let Some(report) = *shared.shutdown_report.lock() {
+            return Ok(report);
         }
         let before = shared.metrics.flushes.get(FlushReason::Shutdown as usize);
         let slots = shared.registry.slots();

@@ -616,3 +616,22 @@ async fn request_reply_echo_of_mixed_payloads() {
         r.await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_shutdowns_agree() {
+    let hub = Hub::start(config()).unwrap();
+    let a = hub.register("a").unwrap();
+    let b = hub.register("b").unwrap();
+    for _ in 0..1000 {
+        a.send(b.id(), "x").await.unwrap();
+    }
+    let (h1, h2) = (hub.clone(), hub.clone());
+    let (r1, r2) = tokio::join!(
+        tokio::spawn(async move { h1.shutdown().await.unwrap() }),
+        tokio::spawn(async move { h2.shutdown().await.unwrap() })
+    );
+    let (r1, r2) = (r1.unwrap(), r2.unwrap());
+    assert_eq!(r1, r2);
+    assert_eq!(r1.delivered, 1000);
+    assert_eq!(r1.undelivered, 0);
+}
