@@ -102,6 +102,13 @@ impl Shared {
         if mailbox.is_gone() {
             return Err(Refused::Error(Error::UnknownAgent(env.to)));
         }
+        if let Some(max) = mailbox.too_large(env.payload.wire_len()) {
+            // A remote hub's link: it would not fit one frame. Refused before anything moves.
+            return Err(Refused::Error(Error::PayloadTooLarge {
+                size: env.payload.wire_len(),
+                max,
+            }));
+        }
         if !mailbox.has_room_for(&batch) {
             // Whatever waits in the batch must become receivable so room can appear.
             mailbox.flush(&mut batch, FlushReason::Explicit, &self.metrics);
@@ -152,10 +159,7 @@ impl Shared {
             return Some(r);
         }
         let bridge = self.remote.get()?;
-        bridge
-            .directory
-            .with_link(to, |mb| f.take().map(|f| f(mb)))
-            .flatten()
+        bridge.route(to, |mb| f.take().map(|f| f(mb))).flatten()
     }
 
     /// Puts an envelope in its batch now, never waiting; drops are counted by the caller.
@@ -169,7 +173,7 @@ impl Shared {
     /// a missing recipient is a counted drop, never a stall of the NATS subscription.
     pub(crate) fn deliver_inbound(&self, env: Envelope) {
         if let Kind::Reply(request) = env.kind {
-            self.deliver_reply(env, request);
+            self.deliver_reply_from_wire(env, request);
             return;
         }
         let flush_now = env.kind == Kind::Request;
@@ -268,9 +272,19 @@ impl Shared {
         payload: Payload,
     ) -> Result<usize> {
         let bridge = self.remote.get();
-        if let (Some(bridge), Audience::Topic(name)) = (bridge, &audience) {
-            if let Err(e) = bridge.check_topic(name) {
-                return self.metrics.fail(e);
+        if let Some(bridge) = bridge {
+            // Refuse what cannot reach the other hubs before any local delivery.
+            if let Audience::Topic(name) = &audience {
+                if let Err(e) = bridge.check_topic(name) {
+                    return self.metrics.fail(e);
+                }
+            }
+            let max = bridge.max_wire_payload();
+            if payload.wire_len() > max {
+                return self.metrics.fail(Error::PayloadTooLarge {
+                    size: payload.wire_len(),
+                    max,
+                });
             }
         }
         let remote_topic = match &audience {
@@ -322,11 +336,16 @@ impl Shared {
             return self.metrics.fail(e);
         }
         if let Some(bridge) = bridge {
+            // One copy for every other hub, through the broadcast or topic link: it
+            // buffers during an outage and fails fast when full, never waits for NATS.
             let topic = remote_topic.as_deref().map(Arc::<str>::from);
-            let to = AgentId::from(uuid::Uuid::nil());
+            let link = bridge.fan_out_link(topic.is_some());
+            let to = crate::nats::fan_out_recipient();
             let env = self.envelope(from, to, Kind::Message, priority, topic, payload.clone());
-            if let Err(e) = bridge.publish_fan_out(remote_topic.as_deref(), &env).await {
-                return self.metrics.fail(e);
+            match self.try_enqueue(link, env, false) {
+                Ok(()) => {}
+                Err(Refused::Full(_)) => return self.metrics.fail(Error::MailboxFull(to)),
+                Err(Refused::Error(e)) => return self.metrics.fail(e),
             }
         }
         for &to in full.iter() {
@@ -370,6 +389,20 @@ impl Shared {
                 self.metrics
                     .fail(Error::RequestTimeout { id, after: timeout })
             }
+        }
+    }
+
+    /// A reply that came from a remote hub: to a local requester, or dropped. Never sent
+    /// on again, so forged directory entries cannot make hubs bounce replies.
+    fn deliver_reply_from_wire(&self, mut env: Envelope, request: MessageId) {
+        self.metrics.replies.fetch_add(1, Ordering::Relaxed);
+        env.sent_at = crate::envelope::nanos_since_epoch(Instant::now());
+        let delivered = match self.requests.take(request) {
+            Some(tx) => tx.send(env).is_ok(),
+            None => false,
+        };
+        if !delivered {
+            self.metrics.drop_n(DropReason::ReplyOrphaned, 1);
         }
     }
 

@@ -75,8 +75,14 @@ pub struct Hub {
 pub struct ShutdownReport {
     /// Messages accepted by sends.
     pub sent: u64,
-    /// Messages placed in a recipient's mailbox.
+    /// Messages placed in a recipient's mailbox on this hub.
     pub delivered: u64,
+    /// Messages for agents on other hubs, handed to the NATS client. Their delivery is
+    /// counted by the receiving hub.
+    pub forwarded: u64,
+    /// Of `forwarded`, messages that no server round trip confirmed before shutdown (NATS
+    /// was unreachable): they may or may not have arrived.
+    pub unconfirmed: u64,
     /// Accepted messages that reached no mailbox and were not counted as dropped: a loss
     /// the runtime could not explain. Always 0 unless there is a bug.
     pub undelivered: u64,
@@ -254,9 +260,10 @@ impl Hub {
             slot.mailbox
                 .flush(&mut batch, FlushReason::Shutdown, &shared.metrics);
         }
-        if let Some(bridge) = shared.remote.get() {
-            bridge.shutdown(shared).await;
-        }
+        let leftovers = match shared.remote.get() {
+            Some(bridge) => bridge.shutdown(shared).await,
+            None => Default::default(),
+        };
         shared.workers.shutdown().await;
         shared.requests.clear();
         for slot in &slots {
@@ -265,11 +272,14 @@ impl Hub {
         let m = &shared.metrics;
         let sent = m.sent.load(Ordering::Relaxed);
         let delivered = m.delivered.load(Ordering::Relaxed);
+        let forwarded = m.forwarded.load(Ordering::Relaxed);
         let gone_before_mailbox = m.lost_before_mailbox.load(Ordering::Relaxed);
         let report = ShutdownReport {
             sent,
             delivered,
-            undelivered: sent.saturating_sub(delivered + gone_before_mailbox),
+            forwarded,
+            unconfirmed: leftovers.unconfirmed,
+            undelivered: sent.saturating_sub(delivered + forwarded + gone_before_mailbox),
             dropped: m.dropped.total(),
             queued: slots.iter().map(|s| s.mailbox.depth() as u64).sum(),
             flushed_at_shutdown: m.flushes.get(FlushReason::Shutdown as usize) - before,

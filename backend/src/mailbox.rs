@@ -47,6 +47,11 @@ pub(crate) struct Mailbox {
     /// Batch size for this mailbox, when not `HubConfig::max_messages` (links to remote
     /// hubs carry everyone's traffic and batch more).
     pub(crate) max_batch: Option<usize>,
+    /// A link to remote hubs: a flush hands messages on (counted `forwarded` when
+    /// published), it does not deliver them.
+    forwarding: bool,
+    /// Largest stored payload accepted (links: what fits one frame); 0 for no limit.
+    max_wire: AtomicUsize,
     lanes: Mutex<Lanes>,
     /// Copy of `Lanes::queued`, readable without the lock.
     queued: AtomicUsize,
@@ -67,6 +72,8 @@ impl Mailbox {
             capacity,
             policy,
             max_batch: None,
+            forwarding: false,
+            max_wire: AtomicUsize::new(0),
             lanes: Mutex::new(Lanes::default()),
             queued: AtomicUsize::new(0),
             gone: AtomicBool::new(false),
@@ -81,6 +88,35 @@ impl Mailbox {
     pub(crate) fn with_max_batch(mut self, max_batch: usize) -> Self {
         self.max_batch = Some(max_batch.max(1));
         self
+    }
+
+    /// A mailbox that feeds a link to remote hubs (see `forwarding`).
+    pub(crate) fn forwarding(mut self) -> Self {
+        self.forwarding = true;
+        self
+    }
+
+    /// Refuse payloads stored larger than `max` bytes (they would not fit one frame).
+    pub(crate) fn set_max_wire(&self, max: usize) {
+        self.max_wire.store(max, Ordering::Relaxed);
+    }
+
+    /// Whether a payload stored as `wire_len` bytes is over this mailbox's limit.
+    #[inline]
+    pub(crate) fn too_large(&self, wire_len: usize) -> Option<usize> {
+        let max = self.max_wire.load(Ordering::Relaxed);
+        (max != 0 && wire_len > max).then_some(max)
+    }
+
+    /// Messages in the open batch.
+    pub(crate) fn open_len(&self) -> usize {
+        self.batch.lock().len()
+    }
+
+    /// Flushes the open batch now.
+    pub(crate) fn flush_open(&self, reason: FlushReason, metrics: &Metrics) {
+        let mut batch = self.batch.lock();
+        self.flush(&mut batch, reason, metrics);
     }
 
     /// Whether one more message fits next to `open` (the locked batch).
@@ -120,7 +156,9 @@ impl Mailbox {
             return;
         }
         let evicted = self.enqueue(taken, self.policy);
-        metrics.delivered.fetch_add(n, Ordering::Relaxed);
+        if !self.forwarding {
+            metrics.delivered.fetch_add(n, Ordering::Relaxed);
+        }
         metrics.drop_n(DropReason::DropOldest, evicted as u64);
         self.readable.notify_one();
     }
@@ -238,6 +276,12 @@ impl Mailbox {
             self.queued.store(0, Ordering::Release);
             n
         };
+        if self.forwarding {
+            // Never delivered: they were still on their way to a remote hub.
+            metrics
+                .lost_before_mailbox
+                .fetch_add(queued as u64, Ordering::Relaxed);
+        }
         self.readable.notify_waiters();
         self.writable.notify_waiters();
         open + queued

@@ -13,6 +13,8 @@ use swarmbus::{AgentId, Error, Hub, HubConfig};
 struct NatsServer {
     child: Option<Child>,
     port: u16,
+    /// A config file for the server (`-c`), when the test needs one.
+    conf: Option<std::path::PathBuf>,
     // Tests take turns: a server restarted on its port must not race another test's
     // choice of a free port.
     _turn: std::sync::MutexGuard<'static, ()>,
@@ -22,6 +24,11 @@ static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl NatsServer {
     fn start() -> Option<NatsServer> {
+        Self::start_with(None)
+    }
+
+    /// Starts a server with `conf` as its config file's text.
+    fn start_with(conf: Option<&str>) -> Option<NatsServer> {
         if Command::new("nats-server")
             .arg("--version")
             .output()
@@ -39,9 +46,16 @@ impl NatsServer {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("free port");
+        let conf = conf.map(|text| {
+            let path = std::env::temp_dir()
+                .join(format!("swarmbus-nats-{}-{port}.conf", std::process::id()));
+            std::fs::write(&path, text).expect("write nats-server config");
+            path
+        });
         let mut server = NatsServer {
             child: None,
             port,
+            conf,
             _turn: turn,
         };
         server.spawn();
@@ -49,7 +63,11 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("nats-server")
+        let mut command = Command::new("nats-server");
+        if let Some(conf) = &self.conf {
+            command.arg("-c").arg(conf);
+        }
+        let child = command
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -78,6 +96,9 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
+        if let Some(conf) = &self.conf {
+            let _ = std::fs::remove_file(conf);
+        }
     }
 }
 
@@ -312,7 +333,7 @@ async fn corrupt_frames_are_counted_and_dropped() {
     raw.publish(subject, b"SWB\x09rest-of-a-future-version".to_vec().into())
         .await
         .unwrap();
-    raw.publish(subject, b"SWB\x01\x01".to_vec().into())
+    raw.publish(subject, b"SWB\x02\x01".to_vec().into())
         .await
         .unwrap();
     raw.publish("swarmbus.t4.dir", "{not json".into())
@@ -444,4 +465,294 @@ async fn killed_hub_leaves_the_directory() {
     ));
     assert_eq!(a.metrics().nats.unwrap().directory_nodes, 0);
     a.shutdown().await.unwrap();
+}
+
+// ===== Hardening: outages, large swarms, shutdown, replays, name clashes =====
+
+fn nats_stats(hub: &Hub) -> swarmbus::nats::NatsStats {
+    hub.metrics().nats.expect("joined a swarm")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hello_over_the_servers_max_payload_is_split_and_recovers_after_a_restart() {
+    // 5,000 ids are ~195 KB of hello: three times what this server takes in one message.
+    let Some(mut server) = NatsServer::start_with(Some("max_payload: 65536\n")) else {
+        return;
+    };
+    let a = Hub::connect(config(&server.url(), "a", "h1"))
+        .await
+        .unwrap();
+    let mut agents: Vec<_> = (0..5000)
+        .map(|i| a.register(format!("x{i}")).unwrap())
+        .collect();
+    let b = Hub::connect(config(&server.url(), "b", "h1"))
+        .await
+        .unwrap();
+    until("b to learn all 5,000 agents", || {
+        nats_stats(&b).directory_agents == 5000
+    })
+    .await;
+    server.stop(); // SIGKILL
+    until("a to notice the outage", || !nats_stats(&a).connected).await;
+    server.spawn();
+    until("a to reconnect", || nats_stats(&a).connected).await;
+    // A hub that joins now learns everyone from the hello parts sent in answer.
+    let c = Hub::connect(config(&server.url(), "c", "h1"))
+        .await
+        .unwrap();
+    until("c to learn all 5,000 agents", || {
+        nats_stats(&c).directory_agents == 5000
+    })
+    .await;
+    let tx = c.register("tx").unwrap();
+    let last = agents.last_mut().unwrap();
+    tx.send(last.id(), "hello").await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), last.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(text(&e), "hello");
+    assert_eq!(nats_stats(&a).directory_publish_failures, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while nats_stats(&b).directory_agents != 5001 {
+        assert!(
+            Instant::now() < deadline,
+            "b: {:#?}\na: {:#?}",
+            nats_stats(&b),
+            nats_stats(&a)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for hub in [a, b, c] {
+        hub.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_agents_fit_a_default_server() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let a = Hub::connect(config(&server.url(), "a", "h2"))
+        .await
+        .unwrap();
+    let _agents: Vec<_> = (0..100_000)
+        .map(|i| a.register(format!("x{i}")).unwrap())
+        .collect();
+    let b = Hub::connect(config(&server.url(), "b", "h2"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while nats_stats(&b).directory_agents != 100_000 {
+        assert!(
+            Instant::now() < deadline,
+            "b knows {}",
+            nats_stats(&b).directory_agents
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(nats_stats(&a).directory_publish_failures, 0);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_longer_than_node_timeout_loses_nothing() {
+    let Some(mut server) = NatsServer::start() else {
+        return;
+    };
+    let a = Hub::connect(config(&server.url(), "a", "o1"))
+        .await
+        .unwrap();
+    let b = Hub::connect(config(&server.url(), "b", "o1"))
+        .await
+        .unwrap();
+    let tx = a.register("tx").unwrap();
+    let mut rx = b.register("rx").unwrap();
+    let to = rx.id();
+    until("a to learn rx", || a.knows(to)).await;
+    server.stop();
+    until("both to notice the outage", || {
+        !nats_stats(&a).connected && !nats_stats(&b).connected
+    })
+    .await;
+    for i in 0..2000u32 {
+        tx.send(to, i.to_le_bytes().to_vec()).await.unwrap();
+    }
+    // Twice node_timeout (1 s) without a single heartbeat.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(a.knows(to), "a expired b while a itself was disconnected");
+    server.spawn();
+    for want in 0..2000u32 {
+        let e = tokio::time::timeout(Duration::from_secs(15), rx.recv())
+            .await
+            .expect("a buffered message did not arrive after reconnection")
+            .unwrap();
+        let i = u32::from_le_bytes(e.payload().bytes().unwrap()[..4].try_into().unwrap());
+        assert_eq!(i, want);
+    }
+    let report = a.shutdown().await.unwrap();
+    assert_eq!((report.undelivered, report.dropped), (0, 0), "{report:?}");
+    assert_eq!(report.forwarded, 2000);
+    let report = b.shutdown().await.unwrap();
+    assert_eq!(report.dropped, 0, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_during_an_outage_reports_what_it_could_not_send() {
+    let Some(mut server) = NatsServer::start() else {
+        return;
+    };
+    let mut cfg = config(&server.url(), "a", "o2");
+    if let Some(n) = cfg.nats.as_mut() {
+        n.shutdown_drain = Duration::from_millis(300);
+    }
+    let a = Hub::connect(cfg).await.unwrap();
+    let b = Hub::connect(config(&server.url(), "b", "o2"))
+        .await
+        .unwrap();
+    let tx = a.register("tx").unwrap();
+    let rx = b.register("rx").unwrap();
+    until("a to learn rx", || a.knows(rx.id())).await;
+    server.stop();
+    until("a to notice the outage", || !nats_stats(&a).connected).await;
+    for i in 0..1000u32 {
+        tx.send(rx.id(), i.to_le_bytes().to_vec()).await.unwrap();
+    }
+    let report = tokio::time::timeout(Duration::from_secs(10), a.shutdown())
+        .await
+        .expect("shutdown hung during the outage")
+        .unwrap();
+    assert_eq!(report.sent, 1000, "{report:?}");
+    assert_eq!(report.delivered, 0, "nothing reached a mailbox: {report:?}");
+    assert_eq!(report.forwarded, 0, "{report:?}");
+    assert_eq!(report.undelivered, 0, "{report:?}");
+    assert_eq!(report.dropped, 1000, "{report:?}");
+    assert_eq!(a.metrics().messages_dropped["unsent"], 1000);
+    server.spawn();
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_hub_with_the_same_name_is_refused() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let a = Hub::connect(config(&server.url(), "a", "n1"))
+        .await
+        .unwrap();
+    let b = Hub::connect(config(&server.url(), "b", "n1"))
+        .await
+        .unwrap();
+    let rx = a.register("rx").unwrap();
+    until("b to learn rx", || b.knows(rx.id())).await;
+    let err = Hub::connect(config(&server.url(), "a", "n1"))
+        .await
+        .expect_err("a second hub named `a` joined");
+    assert!(err.to_string().contains("unique"), "{err}");
+    assert!(nats_stats(&a).node_clashes >= 1);
+    // The first `a` still owns its agents in b's directory.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(b.knows(rx.id()));
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_frame_is_delivered_once() {
+    use futures_util::StreamExt;
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let a = Hub::connect(config(&server.url(), "a", "r1"))
+        .await
+        .unwrap();
+    let b = Hub::connect(config(&server.url(), "b", "r1"))
+        .await
+        .unwrap();
+    let tx = a.register("tx").unwrap();
+    let mut rx = b.register("rx").unwrap();
+    until("a to learn rx", || a.knows(rx.id())).await;
+    let spy = async_nats::connect(server.url()).await.unwrap();
+    let mut captured = spy.subscribe("swarmbus.r1.node.b").await.unwrap();
+    spy.flush().await.unwrap();
+    tx.send(rx.id(), "once").await.unwrap();
+    a.flush();
+    let frame = tokio::time::timeout(Duration::from_secs(5), captured.next())
+        .await
+        .unwrap()
+        .unwrap();
+    for _ in 0..5 {
+        spy.publish("swarmbus.r1.node.b", frame.payload.clone())
+            .await
+            .unwrap();
+    }
+    spy.flush().await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(text(&e), "once");
+    until("b to refuse the replays", || {
+        nats_stats(&b).frames_rejected["replayed"] == 5
+    })
+    .await;
+    assert!(rx.try_recv().is_none(), "a replay was delivered");
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_directory_messages_cannot_hijack_agents_or_flood() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let a = Hub::connect(config(&server.url(), "a", "f1"))
+        .await
+        .unwrap();
+    let b = Hub::connect(config(&server.url(), "b", "f1"))
+        .await
+        .unwrap();
+    let tx = a.register("tx").unwrap();
+    let mut rx = b.register("rx").unwrap();
+    until("a to learn rx", || a.knows(rx.id())).await;
+    let evil = async_nats::connect(server.url()).await.unwrap();
+    let id = rx.id().to_string();
+    // A hello from another node claiming b's agent (in today's and in the old format).
+    let forged = [
+        format!(
+            r#"{{"node":"evil","epoch":1,"seq":1,"body":{{"t":"hello","part":0,"parts":1,"total":1,"agents":["{id}"],"reply":false}}}}"#
+        ),
+        format!(r#"{{"t":"hello","node":"evil","epoch":1,"agents":["{id}"],"reply":false}}"#),
+    ];
+    for f in forged {
+        evil.publish("swarmbus.f1.dir", f.into()).await.unwrap();
+    }
+    // 300 syncs asking a for its hello.
+    let hellos_before = nats_stats(&a).hellos_sent;
+    for seq in 2..302 {
+        let f = format!(
+            r#"{{"node":"evil","epoch":1,"seq":{seq},"body":{{"t":"sync","target":"a"}}}}"#
+        );
+        evil.publish("swarmbus.f1.dir", f.into()).await.unwrap();
+        evil.publish("swarmbus.f1.dir", r#"{"t":"sync","node":"a"}"#.into())
+            .await
+            .unwrap();
+    }
+    evil.flush().await.unwrap();
+    until("a to refuse the claim", || {
+        nats_stats(&a).claim_conflicts >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hellos = nats_stats(&a).hellos_sent - hellos_before;
+    assert!(hellos <= 8, "300 syncs made {hellos} hellos");
+    tx.send(rx.id(), "still b's").await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(text(&e), "still b's");
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
 }

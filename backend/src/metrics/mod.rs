@@ -67,8 +67,14 @@ label_enum!(
         FrameTooLarge => "frame_too_large",
         /// The NATS client refused a publish.
         PublishFailed => "publish_failed",
-        /// The NATS client reported a subscription overflow (counted per event).
-        SlowConsumer => "slow_consumer",
+        /// Missing from a remote hub's frame sequence: lost between the hubs (a broken
+        /// connection, a subscription overflow), counted by the receiving hub.
+        LostInTransit => "lost_in_transit",
+        /// Buffered for a remote hub that is gone (a new epoch, or not back within
+        /// `departed_retention`).
+        HubGone => "hub_gone",
+        /// Still waiting for a remote hub when shutdown gave up on publishing.
+        Unsent => "unsent",
     }
 );
 
@@ -121,8 +127,10 @@ impl<const N: usize> LabeledCounter<N> {
 pub(crate) struct Metrics {
     pub(crate) sent: AtomicU64,
     pub(crate) delivered: AtomicU64,
+    /// Messages handed to the NATS client for remote hubs.
+    pub(crate) forwarded: AtomicU64,
     pub(crate) received: AtomicU64,
-    pub(crate) dropped: LabeledCounter<8>,
+    pub(crate) dropped: LabeledCounter<10>,
     pub(crate) errors: LabeledCounter<7>,
     pub(crate) flushes: LabeledCounter<5>,
     pub(crate) batch_size: Histogram,
@@ -142,6 +150,7 @@ impl Default for Metrics {
         Self {
             sent: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
             received: AtomicU64::new(0),
             dropped: LabeledCounter::default(),
             errors: LabeledCounter::default(),

@@ -14,7 +14,7 @@ use std::time::Duration;
 /// nats.swarm = "prod".into();
 /// nats.validate().unwrap();
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct NatsConfig {
@@ -53,9 +53,19 @@ pub struct NatsConfig {
     /// How often the hub announces itself. Default 500 ms.
     #[serde(with = "duration_serde")]
     pub heartbeat: Duration,
-    /// A hub silent for this long is removed from the directory. Default 2 s.
+    /// A hub silent for this long is expired: sends to its agents fail with
+    /// `UnknownAgent`. Silence is not counted while this hub is disconnected, nor for
+    /// `node_timeout` after it reconnects or wakes from a pause. Default 2 s.
     #[serde(with = "duration_serde")]
     pub node_timeout: Duration,
+    /// How long the messages buffered for an expired hub wait for it to come back with the
+    /// same epoch; after that they are dropped (`hub_gone`). Default 30 s.
+    #[serde(with = "duration_serde")]
+    pub departed_retention: Duration,
+    /// At shutdown, how long links may take to hand their messages to NATS; what is left
+    /// after it is reported as dropped (`unsent`). Default 5 s.
+    #[serde(with = "duration_serde")]
+    pub shutdown_drain: Duration,
     /// Messages a NATS subscription may hold before the client drops them (a "slow
     /// consumer"). Default 262,144.
     pub subscription_capacity: usize,
@@ -82,6 +92,8 @@ impl Default for NatsConfig {
             max_frame_bytes: 1_000_000,
             heartbeat: Duration::from_millis(500),
             node_timeout: Duration::from_secs(2),
+            departed_retention: Duration::from_secs(30),
+            shutdown_drain: Duration::from_secs(5),
             subscription_capacity: 262_144,
             client_capacity: 8_192,
         }
@@ -113,17 +125,44 @@ impl NatsConfig {
                 self.swarm
             ));
         }
-        if self.outage_buffer == 0 {
-            return bad("nats.outage_buffer must be at least 1".into());
-        }
-        if self.frame_messages == 0 {
-            return bad("nats.frame_messages must be at least 1".into());
+        let counts: [(&str, usize, usize); 5] = [
+            ("outage_buffer", self.outage_buffer, MAX_OUTAGE_BUFFER),
+            ("frame_messages", self.frame_messages, MAX_FRAME_MESSAGES),
+            (
+                "subscription_capacity",
+                self.subscription_capacity,
+                MAX_CAPACITY,
+            ),
+            ("client_capacity", self.client_capacity, MAX_CAPACITY),
+            ("max_frame_bytes", self.max_frame_bytes, MAX_FRAME_BYTES),
+        ];
+        for (name, value, max) in counts {
+            if value == 0 || value > max {
+                return bad(format!(
+                    "nats.{name} must be between 1 and {max} (got {value})"
+                ));
+            }
         }
         if self.max_frame_bytes < 4096 {
             return bad("nats.max_frame_bytes must be at least 4096".into());
         }
-        if self.heartbeat.is_zero() || self.node_timeout <= self.heartbeat {
-            return bad("nats.node_timeout must be longer than a non-zero nats.heartbeat".into());
+        let durations: [(&str, Duration); 4] = [
+            ("heartbeat", self.heartbeat),
+            ("node_timeout", self.node_timeout),
+            ("departed_retention", self.departed_retention),
+            ("shutdown_drain", self.shutdown_drain),
+        ];
+        for (name, value) in durations {
+            if value > MAX_DURATION {
+                return bad(format!(
+                    "nats.{name} must be at most {MAX_DURATION:?} (got {value:?})"
+                ));
+            }
+        }
+        if self.heartbeat < Duration::from_millis(10) || self.node_timeout <= self.heartbeat {
+            return bad(
+                "nats.heartbeat must be at least 10ms and nats.node_timeout longer than it".into(),
+            );
         }
         if self.user.is_some() != self.password.is_some() {
             return bad("nats.user and nats.password go together".into());
@@ -135,9 +174,140 @@ impl NatsConfig {
     }
 }
 
+/// Longest duration any NATS setting takes.
+pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+/// Largest `outage_buffer`.
+pub const MAX_OUTAGE_BUFFER: usize = 100_000_000;
+/// Largest `frame_messages`.
+pub const MAX_FRAME_MESSAGES: usize = 1_000_000;
+/// Largest `subscription_capacity` and `client_capacity`.
+pub const MAX_CAPACITY: usize = 16_777_216;
+/// Largest `max_frame_bytes` (the NATS server refuses more than 64 MiB).
+pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+
+impl std::fmt::Debug for NatsConfig {
+    /// Secrets stay out of logs: the token, the password and any password in the URL.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("NatsConfig")
+            .field("url", &redact_urls_in(&self.url))
+            .field("node", &self.node)
+            .field("swarm", &self.swarm)
+            .field("token", &secret(&self.token))
+            .field("user", &self.user)
+            .field("password", &secret(&self.password))
+            .field("creds_file", &self.creds_file)
+            .field("tls_required", &self.tls_required)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_client_cert", &self.tls_client_cert)
+            .field("tls_client_key", &self.tls_client_key)
+            .field("outage_buffer", &self.outage_buffer)
+            .field("frame_messages", &self.frame_messages)
+            .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("heartbeat", &self.heartbeat)
+            .field("node_timeout", &self.node_timeout)
+            .field("departed_retention", &self.departed_retention)
+            .field("shutdown_drain", &self.shutdown_drain)
+            .field("subscription_capacity", &self.subscription_capacity)
+            .field("client_capacity", &self.client_capacity)
+            .finish()
+    }
+}
+
+/// One server URL with its password (or token) blanked: `nats://user:***@host:4222`.
+pub(crate) fn redact_url(url: &str) -> String {
+    redact_urls_in(url)
+}
+
+/// Blanks the secret part of every `scheme://secret@host` in `text`: a password after
+/// `user:`, or a whole token without a user.
+pub(crate) fn redact_urls_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        // The authority ends at the first '/', whitespace, or another scheme's comma.
+        let end = tail
+            .find(|c: char| c == '/' || c == ',' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                match userinfo.find(':') {
+                    Some(colon) => {
+                        out.push_str(&userinfo[..colon]);
+                        out.push_str(":***");
+                    }
+                    None => out.push_str("***"),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A NATS subject token we allow in names.
 pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_show() {
+        let mut c = NatsConfig::new(
+            "nats://admin:hunter2@10.0.0.1:4222,nats://tok3n@h2:4222",
+            "a",
+        );
+        c.password = Some("hunter2".into());
+        c.token = Some("s3cret".into());
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret") && !shown.contains("tok3n"),
+            "{shown}"
+        );
+        assert_eq!(
+            redact_urls_in("connect to nats://admin:hunter2@h:4222 failed"),
+            "connect to nats://admin:***@h:4222 failed"
+        );
+        assert_eq!(redact_url("nats://h:4222"), "nats://h:4222");
+        assert_eq!(redact_url("tls://a@b@h"), "tls://***@h");
+    }
+
+    #[test]
+    fn values_that_would_break_later_are_refused() {
+        let check = |f: fn(&mut NatsConfig), field: &str| {
+            let mut c = NatsConfig::default();
+            f(&mut c);
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(field), "{field}: {err}");
+        };
+        check(|c| c.subscription_capacity = 0, "subscription_capacity");
+        check(|c| c.client_capacity = 0, "client_capacity");
+        check(|c| c.client_capacity = usize::MAX, "client_capacity");
+        check(|c| c.outage_buffer = usize::MAX, "outage_buffer");
+        check(|c| c.frame_messages = 0, "frame_messages");
+        check(|c| c.max_frame_bytes = usize::MAX, "max_frame_bytes");
+        check(
+            |c| c.node_timeout = Duration::from_secs(u64::MAX),
+            "node_timeout",
+        );
+        check(
+            |c| c.departed_retention = Duration::from_secs(1 << 40),
+            "departed_retention",
+        );
+        check(|c| c.shutdown_drain = Duration::MAX, "shutdown_drain");
+        check(|c| c.heartbeat = Duration::ZERO, "heartbeat");
+        NatsConfig::default().validate().unwrap();
+    }
 }

@@ -1,30 +1,136 @@
 //! Which agent lives on which remote hub, learned from the hubs' announcements.
 //!
-//! Each remote hub has a link: a [`Mailbox`] whose batches a publisher task turns into
+//! Each remote hub has a [`Link`]: a mailbox whose batches a publisher task turns into
 //! frames. Sending to a remote agent is therefore the same code path as a local send:
 //! batching, the bound (the outage buffer), ordering and counting all come for free.
+//!
+//! The directory trusts announcements only as far as they are consistent:
+//! - an epoch is the sender's start time, so a restarted hub has a higher one; a message
+//!   with an epoch lower than the one known for its node is stale (a replay) and refused;
+//! - an agent belongs to the hub that first claimed it; a second hub's claim is refused
+//!   and counted, and the owner is asked to say hello again, so a real move converges;
+//! - a hub silent for `node_timeout` is *expired*, not forgotten: its agents become
+//!   unknown, but its link keeps the messages buffered for it for `departed_retention`,
+//!   and the hub gets them if it comes back with the same epoch (a pause, a partition);
+//! - a hub that said bye, or whose retention ran out, leaves a tombstone, so its old
+//!   messages cannot bring it back.
+//!
+//! Ids from the wire are chosen by others, so the maps use a randomly seeded hasher
+//! (`RandomState`), not the fast unseeded one of local ids.
 
-use crate::id::IdMap;
-use crate::mailbox::Mailbox;
+use super::control::StreamEnd;
+use super::link::Link;
 use crate::AgentId;
 use parking_lot::{Mutex, RwLock};
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// What was last received on one stream of frames from a hub.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct StreamRx {
+    started: bool,
+    link: u64,
+    last_seq: u64,
+    next_msg: u64,
+}
+
+/// Frames and messages found missing by a frame that was accepted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Gap {
+    pub(crate) frames: u64,
+    pub(crate) messages: u64,
+}
+
+impl StreamRx {
+    /// Checks a frame's numbers against the stream: `Err(())` for a replay or an older
+    /// link instance, else the gap it reveals. Arithmetic on the wire's numbers is checked.
+    pub(crate) fn accept(
+        &mut self,
+        link: u64,
+        seq: u64,
+        msg_seq: u64,
+        count: u64,
+    ) -> Result<Gap, ()> {
+        let next_msg = msg_seq.checked_add(count).ok_or(())?;
+        if seq == 0 {
+            return Err(());
+        }
+        let gap = if !self.started {
+            // First frame seen of this stream (we may have started after the sender):
+            // nothing before it is counted.
+            Gap::default()
+        } else if link > self.link {
+            // A new link instance numbers from 1 and message 0.
+            Gap {
+                frames: seq - 1,
+                messages: msg_seq,
+            }
+        } else if link < self.link || seq <= self.last_seq || msg_seq < self.next_msg {
+            return Err(());
+        } else {
+            Gap {
+                frames: seq - self.last_seq - 1,
+                messages: msg_seq - self.next_msg,
+            }
+        };
+        *self = StreamRx {
+            started: true,
+            link,
+            last_seq: seq,
+            next_msg,
+        };
+        Ok(gap)
+    }
+
+    /// Messages missing before `next_msg` on `link` (a bye's count), and catches up.
+    pub(crate) fn settle(&mut self, link: u64, next_msg: u64) -> u64 {
+        if !self.started || link != self.link || next_msg <= self.next_msg {
+            return 0;
+        }
+        let lost = next_msg - self.next_msg;
+        self.next_msg = next_msg;
+        lost
+    }
+}
+
+/// The three streams a hub receives from another: frames addressed to it, broadcasts and
+/// topic messages (each arrives on its own subscription, in order).
+pub(crate) const STREAMS: usize = 3;
+
+/// A hello being received in parts.
+#[derive(Debug)]
+struct PartialHello {
+    next_seq: u64,
+    next_part: u32,
+    parts: u32,
+    agents: HashSet<AgentId>,
+}
+
+/// State of a node's directory messages.
+#[derive(Debug, Default)]
+struct ControlRx {
+    last_seq: Option<u64>,
+    hello: Option<PartialHello>,
+    last_sync: Option<Instant>,
+}
 
 /// One remote hub.
 #[derive(Debug)]
 pub(crate) struct RemoteNode {
     pub(crate) name: String,
     pub(crate) epoch: u64,
-    pub(crate) link: Arc<Mailbox>,
+    pub(crate) link: Link,
     last_seen: Mutex<Instant>,
     agents: Mutex<HashSet<AgentId>>,
-    /// The sequence number expected on the next frame from this hub.
-    pub(crate) next_seq: AtomicU64,
     /// The connection generation in which this hub was last heard.
     heard: AtomicU64,
+    /// False while expired (its link retained) or gone.
+    live: AtomicBool,
+    control: Mutex<ControlRx>,
+    pub(crate) streams: Mutex<[StreamRx; STREAMS]>,
 }
 
 impl RemoteNode {
@@ -42,65 +148,170 @@ impl RemoteNode {
         self.heard.load(Ordering::Acquire)
     }
 
-    /// Frames missing before `seq` (0 when in order); remembers `seq`.
-    pub(crate) fn gap_before(&self, seq: u64) -> u64 {
-        let expected = self.next_seq.swap(seq + 1, Ordering::AcqRel);
-        seq.saturating_sub(expected)
+    pub(crate) fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Accepts the next directory sequence number of this node; false for a replay.
+    pub(crate) fn accept_control(&self, seq: u64) -> bool {
+        let mut control = self.control.lock();
+        if control.last_seq.is_some_and(|last| seq <= last) {
+            return false;
+        }
+        control.last_seq = Some(seq);
+        true
+    }
+
+    /// Whether a hello is half received (a beat's count may not match yet).
+    pub(crate) fn hello_in_progress(&self) -> bool {
+        self.control.lock().hello.is_some()
+    }
+
+    /// Whether to ask this node for a hello now: at most once per `every`.
+    pub(crate) fn may_sync(&self, every: Duration) -> bool {
+        let mut control = self.control.lock();
+        let now = Instant::now();
+        if control
+            .last_sync
+            .is_some_and(|at| now.duration_since(at) < every)
+        {
+            return false;
+        }
+        control.last_sync = Some(now);
+        true
     }
 }
 
-/// Shards of the agent map, as in the local registry: senders on different cores rarely
-/// share a lock word.
+/// A hub that left: a tombstone, an expired hub whose link is kept for a while, or a hub
+/// that said bye, during the grace in which its last frames may still arrive.
+#[derive(Debug)]
+struct Departed {
+    epoch: u64,
+    at: Instant,
+    /// Set while the link is retained.
+    node: Option<Arc<RemoteNode>>,
+    /// Set when it said bye: where its streams ended.
+    bye: Option<Vec<StreamEnd>>,
+}
+
+/// A node whose time in [`Directory::sweep`] is up.
+#[derive(Debug)]
+pub(crate) struct Swept {
+    pub(crate) node: Arc<RemoteNode>,
+    /// Where its streams ended, when it said bye.
+    pub(crate) bye: Option<Vec<StreamEnd>>,
+}
+
+/// Tombstones kept at most (the oldest go first).
+const MAX_DEPARTED: usize = 4096;
+
+/// Shards of the agent map: senders on different cores rarely share a lock word.
 const SHARDS: usize = 64;
 
-type Shard = RwLock<IdMap<AgentId, Arc<RemoteNode>>>;
+type Shard = RwLock<HashMap<AgentId, Arc<RemoteNode>, RandomState>>;
+
+/// Agent claims refused by [`Directory::add_agents`].
+#[derive(Debug, Default)]
+pub(crate) struct Refused {
+    pub(crate) count: u64,
+    /// The other hubs that hold refused agents (each once).
+    pub(crate) owners: Vec<Arc<RemoteNode>>,
+}
+
+/// What [`Directory::upsert`] found.
+#[derive(Debug)]
+pub(crate) enum Upsert {
+    /// The node as known.
+    Known(Arc<RemoteNode>),
+    /// A new node (or a new epoch of a known one: `replaced` is the old entry, for closing).
+    New {
+        node: Arc<RemoteNode>,
+        replaced: Option<Arc<RemoteNode>>,
+    },
+    /// An expired node came back with the same epoch and has its link again.
+    Revived(Arc<RemoteNode>),
+    /// The node said bye; its last frames are still accepted for a grace period.
+    Leaving(Arc<RemoteNode>),
+    /// An epoch older than the known one, or one that said bye: refused.
+    Stale,
+}
 
 /// The directory of remote agents.
 #[derive(Debug)]
 pub(crate) struct Directory {
     shards: Box<[Shard]>,
     nodes: Mutex<HashMap<String, Arc<RemoteNode>>>,
+    departed: Mutex<HashMap<String, Departed>>,
 }
 
 impl Default for Directory {
     fn default() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            shards: (0..SHARDS)
+                .map(|_| RwLock::new(HashMap::with_hasher(RandomState::new())))
+                .collect(),
             nodes: Mutex::default(),
+            departed: Mutex::default(),
         }
     }
 }
 
 impl Directory {
     fn shard(&self, id: &AgentId) -> &Shard {
+        // Which shard does not need to be unguessable: a shard is a whole hash map.
         &self.shards[id.as_uuid().as_bytes()[0] as usize % SHARDS]
     }
 
-    /// Runs `f` on the link of the hub that hosts `id`.
-    pub(crate) fn with_link<R>(
+    /// Runs `f` on the node that hosts `id`.
+    pub(crate) fn with_node<R>(
         &self,
         id: AgentId,
-        f: impl FnOnce(&Arc<Mailbox>) -> R,
+        f: impl FnOnce(&Arc<RemoteNode>) -> R,
     ) -> Option<R> {
-        self.shard(&id).read().get(&id).map(|node| f(&node.link))
+        self.shard(&id).read().get(&id).map(f)
     }
 
-    pub(crate) fn node(&self, name: &str) -> Option<Arc<RemoteNode>> {
-        self.nodes.lock().get(name).cloned()
+    /// The node that hosts `id`, if any.
+    pub(crate) fn owner(&self, id: AgentId) -> Option<Arc<RemoteNode>> {
+        self.with_node(id, Arc::clone)
     }
 
-    /// The node `name` at `epoch`, created with `link` when new. A new epoch (the hub
-    /// restarted) replaces the old entry, which is returned for closing.
-    pub(crate) fn upsert(
-        &self,
-        name: &str,
-        epoch: u64,
-        link: impl FnOnce() -> Arc<Mailbox>,
-    ) -> (Arc<RemoteNode>, bool, Option<Arc<RemoteNode>>) {
+    /// The node `name` at `epoch`, created with `link` when new; see [`Upsert`].
+    pub(crate) fn upsert(&self, name: &str, epoch: u64, link: impl FnOnce() -> Link) -> Upsert {
         let mut nodes = self.nodes.lock();
+        let mut departed = self.departed.lock();
+        let mut replaced = None;
         if let Some(node) = nodes.get(name) {
             if node.epoch == epoch {
-                return (node.clone(), false, None);
+                return Upsert::Known(node.clone());
+            }
+            if epoch < node.epoch {
+                return Upsert::Stale;
+            }
+            replaced = nodes.remove(name);
+        } else if let Some(gone) = departed.get(name) {
+            if epoch == gone.epoch && gone.bye.is_some() {
+                return match &gone.node {
+                    Some(node) => Upsert::Leaving(node.clone()),
+                    None => Upsert::Stale,
+                };
+            }
+            if epoch < gone.epoch || (epoch == gone.epoch && gone.node.is_none()) {
+                return Upsert::Stale;
+            }
+            if let Some(gone) = departed.remove(name) {
+                match gone.node {
+                    Some(node) if node.epoch == epoch => {
+                        node.live.store(true, Ordering::Release);
+                        *node.last_seen.lock() = Instant::now();
+                        nodes.insert(name.to_string(), node.clone());
+                        drop((nodes, departed));
+                        let agents: Vec<AgentId> = node.agents.lock().iter().copied().collect();
+                        self.map(&node, &agents);
+                        return Upsert::Revived(node);
+                    }
+                    retained => replaced = retained,
+                }
             }
         }
         let node = Arc::new(RemoteNode {
@@ -109,30 +320,50 @@ impl Directory {
             link: link(),
             last_seen: Mutex::new(Instant::now()),
             agents: Mutex::new(HashSet::new()),
-            next_seq: AtomicU64::new(1),
             heard: AtomicU64::new(0),
+            live: AtomicBool::new(true),
+            control: Mutex::default(),
+            streams: Mutex::new([StreamRx::default(); STREAMS]),
         });
-        let old = nodes.insert(name.to_string(), node.clone());
-        drop(nodes);
-        if let Some(old) = &old {
-            self.forget_agents(old);
+        nodes.insert(name.to_string(), node.clone());
+        drop((nodes, departed));
+        if let Some(old) = &replaced {
+            old.live.store(false, Ordering::Release);
+            self.unmap_all(old);
         }
-        (node, true, old)
+        Upsert::New { node, replaced }
     }
 
-    /// Replaces the node's agent list.
-    pub(crate) fn set_agents(&self, node: &Arc<RemoteNode>, agents: &[AgentId]) {
-        let old: Vec<AgentId> = node.agents.lock().drain().collect();
-        self.unmap(node, &old);
-        self.add_agents(node, agents);
-    }
-
-    pub(crate) fn add_agents(&self, node: &Arc<RemoteNode>, agents: &[AgentId]) {
+    /// Adds agents claimed by `node`. An id that another live hub holds, or that
+    /// `is_local` says is ours, is refused.
+    pub(crate) fn add_agents(
+        &self,
+        node: &Arc<RemoteNode>,
+        agents: &[AgentId],
+        is_local: impl Fn(AgentId) -> bool,
+    ) -> Refused {
+        let mut refused = Refused::default();
         let mut mine = node.agents.lock();
         for &id in agents {
-            mine.insert(id);
-            self.shard(&id).write().insert(id, node.clone());
+            if is_local(id) {
+                refused.count += 1;
+                continue;
+            }
+            let mut shard = self.shard(&id).write();
+            match shard.get(&id) {
+                Some(owner) if !Arc::ptr_eq(owner, node) && owner.is_live() => {
+                    refused.count += 1;
+                    if !refused.owners.iter().any(|o| Arc::ptr_eq(o, owner)) {
+                        refused.owners.push(owner.clone());
+                    }
+                }
+                _ => {
+                    shard.insert(id, node.clone());
+                    mine.insert(id);
+                }
+            }
         }
+        refused
     }
 
     pub(crate) fn remove_agents(&self, node: &Arc<RemoteNode>, agents: &[AgentId]) {
@@ -145,6 +376,55 @@ impl Directory {
         self.unmap(node, agents);
     }
 
+    /// Takes one part of a hello (its sequence number `seq`). Agents of every part are
+    /// added at once; when the last part arrives, agents the hello did not name are
+    /// removed. A part out of order abandons the hello (the next beat's count asks again).
+    /// Returns the refused claims.
+    pub(crate) fn hello_part(
+        &self,
+        node: &Arc<RemoteNode>,
+        seq: u64,
+        part: u32,
+        parts: u32,
+        agents: &[AgentId],
+        is_local: impl Fn(AgentId) -> bool,
+    ) -> Refused {
+        let refused = self.add_agents(node, agents, is_local);
+        let complete = {
+            let mut control = node.control.lock();
+            let mut hello = match control.hello.take() {
+                Some(h) if h.next_seq == seq && h.next_part == part && h.parts == parts => h,
+                _ if part == 0 && parts > 0 => PartialHello {
+                    next_seq: seq,
+                    next_part: 0,
+                    parts,
+                    agents: HashSet::new(),
+                },
+                _ => return refused,
+            };
+            hello.agents.extend(agents.iter().copied());
+            hello.next_part += 1;
+            hello.next_seq = seq.saturating_add(1);
+            if hello.next_part < hello.parts {
+                control.hello = Some(hello);
+                None
+            } else {
+                Some(hello.agents)
+            }
+        };
+        if let Some(named) = complete {
+            let stale: Vec<AgentId> = node
+                .agents
+                .lock()
+                .iter()
+                .filter(|id| !named.contains(id))
+                .copied()
+                .collect();
+            self.remove_agents(node, &stale);
+        }
+        refused
+    }
+
     /// Removes `agents` from the map where they still point at `node`.
     fn unmap(&self, node: &Arc<RemoteNode>, agents: &[AgentId]) {
         for id in agents {
@@ -155,40 +435,163 @@ impl Directory {
         }
     }
 
-    /// Removes a node and its agents; returns it for closing its link.
-    pub(crate) fn remove_node(&self, name: &str, epoch: Option<u64>) -> Option<Arc<RemoteNode>> {
-        let mut nodes = self.nodes.lock();
-        if epoch.is_some_and(|e| nodes.get(name).is_some_and(|n| n.epoch != e)) {
-            return None;
+    /// Puts `agents` (already in the node's set) back in the map, where free.
+    fn map(&self, node: &Arc<RemoteNode>, agents: &[AgentId]) {
+        for &id in agents {
+            let mut shard = self.shard(&id).write();
+            match shard.get(&id) {
+                Some(owner) if owner.is_live() && !Arc::ptr_eq(owner, node) => {}
+                _ => {
+                    shard.insert(id, node.clone());
+                }
+            }
         }
-        let node = nodes.remove(name)?;
-        drop(nodes);
-        self.forget_agents(&node);
-        Some(node)
     }
 
-    fn forget_agents(&self, node: &Arc<RemoteNode>) {
+    fn unmap_all(&self, node: &Arc<RemoteNode>) {
         let ids: Vec<AgentId> = node.agents.lock().iter().copied().collect();
-        self.remove_agents(node, &ids);
+        self.unmap(node, &ids);
     }
 
-    /// Nodes silent for longer than `timeout`.
-    pub(crate) fn silent_for(&self, timeout: std::time::Duration) -> Vec<String> {
+    /// A node said bye: its agents become unknown at once; its last frames are accepted
+    /// until [`sweep`](Self::sweep) finds its grace over. Returns whether it was live.
+    pub(crate) fn remove_node(&self, name: &str, epoch: u64, ends: Vec<StreamEnd>) -> bool {
+        self.depart(name, Some(epoch), Some(ends))
+    }
+
+    /// A node went silent: its agents become unknown, its link is kept (see the module
+    /// docs). Returns whether it was live.
+    pub(crate) fn expire(&self, name: &str) -> bool {
+        self.depart(name, None, None)
+    }
+
+    fn depart(&self, name: &str, epoch: Option<u64>, bye: Option<Vec<StreamEnd>>) -> bool {
+        let mut nodes = self.nodes.lock();
+        if nodes
+            .get(name)
+            .is_none_or(|n| epoch.is_some_and(|e| n.epoch != e))
+        {
+            return false;
+        }
+        let Some(node) = nodes.remove(name) else {
+            return false;
+        };
+        let mut departed = self.departed.lock();
+        bury(&mut departed, name, node.epoch, Some(node.clone()), bye);
+        drop((nodes, departed));
+        node.live.store(false, Ordering::Release);
+        self.unmap_all(&node);
+        true
+    }
+
+    /// Departed nodes whose time is up: bye'd ones after `grace`, expired ones after
+    /// `retention`. They become tombstones and are returned for closing their links.
+    pub(crate) fn sweep(&self, grace: Duration, retention: Duration) -> Vec<Swept> {
+        let mut departed = self.departed.lock();
+        let mut out = Vec::new();
+        for gone in departed.values_mut() {
+            let wait = if gone.bye.is_some() { grace } else { retention };
+            if gone.node.is_some() && gone.at.elapsed() >= wait {
+                if let Some(node) = gone.node.take() {
+                    out.push(Swept {
+                        node,
+                        bye: gone.bye.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Live nodes silent for longer than `timeout`, counting silence only from `floor`
+    /// (this hub's last reconnection or pause: before it, nobody could be heard).
+    pub(crate) fn silent_for(&self, timeout: Duration, floor: Instant) -> Vec<String> {
         self.nodes
             .lock()
             .values()
-            .filter(|n| n.last_seen.lock().elapsed() > timeout)
+            .filter(|n| {
+                let seen = (*n.last_seen.lock()).max(floor);
+                seen.elapsed() > timeout
+            })
             .map(|n| n.name.clone())
             .collect()
     }
 
+    /// Live nodes.
     pub(crate) fn nodes(&self) -> Vec<Arc<RemoteNode>> {
         self.nodes.lock().values().cloned().collect()
+    }
+
+    /// Live nodes and expired ones whose links are retained.
+    pub(crate) fn all_links(&self) -> Vec<Arc<RemoteNode>> {
+        let mut all = self.nodes();
+        all.extend(self.departed.lock().values().filter_map(|d| d.node.clone()));
+        all
     }
 
     /// (remote hubs, remote agents).
     pub(crate) fn size(&self) -> (usize, usize) {
         let agents = self.shards.iter().map(|s| s.read().len()).sum();
         (self.nodes.lock().len(), agents)
+    }
+}
+
+fn bury(
+    departed: &mut HashMap<String, Departed>,
+    name: &str,
+    epoch: u64,
+    node: Option<Arc<RemoteNode>>,
+    bye: Option<Vec<StreamEnd>>,
+) {
+    if departed.len() >= MAX_DEPARTED {
+        // Forget the oldest tombstone; a retained link is never forgotten here.
+        let oldest = departed
+            .iter()
+            .filter(|(_, d)| d.node.is_none())
+            .min_by_key(|(_, d)| d.at)
+            .map(|(k, _)| k.clone());
+        if let Some(key) = oldest {
+            departed.remove(&key);
+        }
+    }
+    departed.insert(
+        name.to_string(),
+        Departed {
+            epoch,
+            at: Instant::now(),
+            node,
+            bye,
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_refuse_replays_and_count_gaps() {
+        let mut rx = StreamRx::default();
+        assert_eq!(rx.accept(1, 5, 100, 10), Ok(Gap::default()));
+        assert_eq!(rx.accept(1, 5, 110, 1), Err(()), "same seq again");
+        assert_eq!(rx.accept(1, 4, 90, 1), Err(()), "older seq");
+        assert_eq!(
+            rx.accept(1, 8, 130, 5),
+            Ok(Gap {
+                frames: 2,
+                messages: 20
+            })
+        );
+        assert_eq!(rx.accept(0, 9, 135, 1), Err(()), "older link instance");
+        // A new link instance starts again at 1 / 0: not a loss.
+        assert_eq!(rx.accept(2, 1, 0, 3), Ok(Gap::default()));
+        assert_eq!(rx.accept(2, 2, 3, 1), Ok(Gap::default()));
+        // Overflowing numbers are refused, not wrapped.
+        assert_eq!(rx.accept(2, u64::MAX, u64::MAX, 1), Err(()));
+        assert_eq!(rx.accept(2, 3, 4, u64::MAX), Err(()));
+        assert_eq!(rx.accept(2, 0, 4, 1), Err(()));
+        // A bye tells where the stream ended.
+        assert_eq!(rx.settle(2, 9), 5);
+        assert_eq!(rx.settle(2, 9), 0);
     }
 }

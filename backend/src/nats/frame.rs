@@ -6,11 +6,16 @@
 //! slice of the received buffer, still compressed if it was compressed on the sender.
 //!
 //! ```text
-//! frame    = "SWB" version:u8 kind:u8 epoch:u64 seq:u64 node_len:u8 node count:u32 envelope*
+//! frame    = "SWB" version:u8 kind:u8 epoch:u64 link:u64 seq:u64 msg_seq:u64
+//!            node_len:u8 node count:u32 envelope*
 //! envelope = id:16 from:16 to:16 kind:u8 [reply_to:16] priority:u8 topic_len:u16 topic
 //!            flags:u8 original_len:u32 wire_len:u32 payload
 //! ```
-//! Integers are little-endian.
+//! Integers are little-endian. `epoch` is the sending hub's start, `link` its link
+//! instance, `seq` the frame's number in that link (from 1) and `msg_seq` the number of
+//! its first message (from 0): the receiver counts lost frames and messages from them and
+//! refuses replays (`nats/directory.rs`). When the swarm has a key, a tag over the subject
+//! and these bytes follows them (`nats/signing.rs`).
 
 use crate::envelope::Kind;
 use crate::{AgentId, Envelope, MessageId, Payload, Priority};
@@ -20,9 +25,9 @@ use uuid::Uuid;
 
 const MAGIC: &[u8; 3] = b"SWB";
 /// The only version this build reads and writes.
-pub(crate) const VERSION: u8 = 1;
+pub(crate) const VERSION: u8 = 2;
 const KIND_ENVELOPES: u8 = 1;
-const HEADER_MIN: usize = 3 + 1 + 1 + 8 + 8 + 1 + 4;
+const HEADER_MIN: usize = 3 + 1 + 1 + 8 + 8 + 8 + 8 + 1 + 4;
 /// Smallest possible envelope on the wire: a bound on `count` before reading any.
 const ENVELOPE_MIN: usize = 16 * 3 + 1 + 1 + 2 + 1 + 4 + 4;
 const MAX_NODE_LEN: usize = 64;
@@ -43,26 +48,6 @@ pub(crate) enum FrameError {
     BadField,
 }
 
-impl FrameError {
-    pub(crate) const ALL: [FrameError; 5] = [
-        FrameError::Truncated,
-        FrameError::BadMagic,
-        FrameError::UnknownVersion,
-        FrameError::TooLarge,
-        FrameError::BadField,
-    ];
-
-    pub(crate) const fn as_str(self) -> &'static str {
-        match self {
-            FrameError::Truncated => "truncated",
-            FrameError::BadMagic => "bad_magic",
-            FrameError::UnknownVersion => "unknown_version",
-            FrameError::TooLarge => "too_large",
-            FrameError::BadField => "bad_field",
-        }
-    }
-}
-
 /// Bounds a decoder enforces.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
@@ -70,30 +55,54 @@ pub(crate) struct Limits {
     pub(crate) max_payload: usize,
 }
 
+/// Bytes of a frame's header with the longest node name.
+pub(crate) const HEADER_MAX: usize = HEADER_MIN + MAX_NODE_LEN;
+
+/// Where a frame comes from and where it stands in its link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Numbers {
+    pub(crate) epoch: u64,
+    pub(crate) link: u64,
+    pub(crate) seq: u64,
+    pub(crate) msg_seq: u64,
+}
+
 /// A decoded frame.
 #[derive(Debug)]
 pub(crate) struct Frame {
     pub(crate) node: String,
-    pub(crate) epoch: u64,
-    pub(crate) seq: u64,
+    pub(crate) numbers: Numbers,
     pub(crate) envelopes: Vec<Envelope>,
 }
 
+/// Bytes an envelope takes in a frame besides its payload, at most.
+pub(crate) const ENVELOPE_FIXED_MAX: usize = ENVELOPE_MIN + 16 + MAX_TOPIC_LEN;
+
+/// Bytes one envelope takes in a frame.
+pub(crate) fn envelope_len(e: &Envelope) -> usize {
+    let reply_to = if matches!(e.kind, Kind::Reply(_)) {
+        16
+    } else {
+        0
+    };
+    ENVELOPE_MIN
+        + reply_to
+        + e.topic().map_or(0, |t| t.len().min(MAX_TOPIC_LEN))
+        + e.payload.wire_len()
+}
+
 /// Encodes envelopes from one node into a frame.
-pub(crate) fn encode(node: &str, epoch: u64, seq: u64, envelopes: &[Envelope]) -> Bytes {
+pub(crate) fn encode(node: &str, numbers: Numbers, envelopes: &[Envelope]) -> Bytes {
     let node = &node.as_bytes()[..node.len().min(MAX_NODE_LEN)];
-    let size: usize = HEADER_MIN
-        + node.len()
-        + envelopes
-            .iter()
-            .map(|e| ENVELOPE_MIN + 16 + e.topic().map_or(0, str::len) + e.payload.wire_len())
-            .sum::<usize>();
+    let size: usize = HEADER_MIN + node.len() + envelopes.iter().map(envelope_len).sum::<usize>();
     let mut out = BytesMut::with_capacity(size);
     out.put_slice(MAGIC);
     out.put_u8(VERSION);
     out.put_u8(KIND_ENVELOPES);
-    out.put_u64_le(epoch);
-    out.put_u64_le(seq);
+    out.put_u64_le(numbers.epoch);
+    out.put_u64_le(numbers.link);
+    out.put_u64_le(numbers.seq);
+    out.put_u64_le(numbers.msg_seq);
     out.put_u8(node.len() as u8);
     out.put_slice(node);
     out.put_u32_le(envelopes.len() as u32);
@@ -144,8 +153,12 @@ pub(crate) fn decode(mut buf: Bytes, limits: Limits, sent_at: u64) -> Result<Fra
     if buf.get_u8() != KIND_ENVELOPES {
         return Err(FrameError::BadField);
     }
-    let epoch = buf.get_u64_le();
-    let seq = buf.get_u64_le();
+    let numbers = Numbers {
+        epoch: buf.get_u64_le(),
+        link: buf.get_u64_le(),
+        seq: buf.get_u64_le(),
+        msg_seq: buf.get_u64_le(),
+    };
     let node_len = buf.get_u8() as usize;
     if node_len > MAX_NODE_LEN {
         return Err(FrameError::BadField);
@@ -168,8 +181,7 @@ pub(crate) fn decode(mut buf: Bytes, limits: Limits, sent_at: u64) -> Result<Fra
     }
     Ok(Frame {
         node,
-        epoch,
-        seq,
+        numbers,
         envelopes,
     })
 }
@@ -212,7 +224,9 @@ fn decode_envelope(buf: &mut Bytes, limits: Limits, sent_at: u64) -> Result<Enve
     let flags = buf.get_u8();
     let original_len = buf.get_u32_le() as usize;
     let wire_len = buf.get_u32_le() as usize;
-    if original_len > limits.max_payload {
+    // Both sizes are bounded: a compressed payload claiming a small original size must not
+    // smuggle a large stored one.
+    if original_len > limits.max_payload || wire_len > limits.max_payload {
         return Err(FrameError::TooLarge);
     }
     let payload = match flags {
@@ -283,6 +297,15 @@ mod tests {
         }
     }
 
+    fn nums(seq: u64) -> Numbers {
+        Numbers {
+            epoch: 1,
+            link: 1,
+            seq,
+            msg_seq: 0,
+        }
+    }
+
     fn same(a: &Envelope, b: &Envelope) {
         assert_eq!(a.id, b.id);
         assert_eq!(a.from, b.from);
@@ -312,12 +335,19 @@ mod tests {
             ),
             env(Kind::Message, Some("plans.a"), gz, Priority::Critical),
         ];
-        let bytes = encode("node-a", 7, 42, &envs);
-        let frame = decode(bytes, LIMITS, 0).unwrap();
+        let numbers = Numbers {
+            epoch: 7,
+            link: 3,
+            seq: 42,
+            msg_seq: 9,
+        };
+        let bytes = encode("node-a", numbers, &envs);
         assert_eq!(
-            (frame.node.as_str(), frame.epoch, frame.seq),
-            ("node-a", 7, 42)
+            bytes.len(),
+            HEADER_MIN + 6 + envs.iter().map(envelope_len).sum::<usize>()
         );
+        let frame = decode(bytes, LIMITS, 0).unwrap();
+        assert_eq!((frame.node.as_str(), frame.numbers), ("node-a", numbers));
         assert_eq!(frame.envelopes.len(), 4);
         for (a, b) in envs.iter().zip(&frame.envelopes) {
             same(a, b);
@@ -328,8 +358,7 @@ mod tests {
     fn refuses_bad_frames_with_the_right_reason() {
         let good = encode(
             "n",
-            1,
-            1,
+            nums(1),
             &[env(
                 Kind::Message,
                 None,
@@ -358,6 +387,17 @@ mod tests {
             decode(good.clone(), small, now).map(|_| ()),
             Err(FrameError::TooLarge)
         );
+        // A compressed payload whose stored size is over the limit, whatever it claims.
+        let big = env(
+            Kind::Message,
+            None,
+            Payload::from_compressed(vec![0u8; 70_000], 10),
+            Priority::Normal,
+        );
+        assert_eq!(
+            decode(encode("n", nums(1), &[big]), LIMITS, now).map(|_| ()),
+            Err(FrameError::TooLarge)
+        );
         // A count that claims a million envelopes is refused before allocating.
         let mut v = good.to_vec();
         let count_at = HEADER_MIN - 4 + 1;
@@ -379,9 +419,9 @@ mod tests {
             let envs: Vec<Envelope> = bodies.into_iter()
                 .map(|b| env(Kind::Message, topic.as_deref(), Payload::from(b), priority))
                 .collect();
-            let frame = decode(encode("node", 3, seq, &envs), LIMITS, 0).unwrap();
+            let frame = decode(encode("node", nums(seq), &envs), LIMITS, 0).unwrap();
             prop_assert_eq!(frame.envelopes.len(), envs.len());
-            prop_assert_eq!(frame.seq, seq);
+            prop_assert_eq!(frame.numbers.seq, seq);
             for (a, b) in envs.iter().zip(&frame.envelopes) {
                 prop_assert_eq!(&a.payload, &b.payload);
                 prop_assert_eq!(a.id, b.id);
@@ -402,7 +442,7 @@ mod tests {
             let envs: Vec<Envelope> = (0..5)
                 .map(|i| env(Kind::Message, Some("t"), Payload::from(vec![i as u8; 50]), Priority::Normal))
                 .collect();
-            let mut v = encode("node", 1, 1, &envs).to_vec();
+            let mut v = encode("node", nums(1), &envs).to_vec();
             for (i, x) in flips {
                 let i = i.index(v.len());
                 v[i] ^= x;

@@ -1,0 +1,116 @@
+//! Frames from other hubs: verified, decoded, checked against the sender's stream, then
+//! delivered to local agents.
+//!
+//! A frame is refused, and counted by reason, when its tag does not verify, when it does
+//! not decode, when its epoch is stale or its sequence numbers were seen before (a replay),
+//! when it claims a sender that is ours or another hub's, or when it carries a kind of
+//! message its subject does not carry. Gaps in the sequence numbers are counted as lost
+//! frames and lost messages (`lost_in_transit`).
+
+use super::link::Stream;
+use super::stats::{BridgeStats, Refusal};
+use super::Bridge;
+use crate::envelope::Kind;
+use crate::hub::Shared;
+use crate::metrics::DropReason;
+use crate::{AgentId, Envelope};
+use std::sync::{Arc, Weak};
+
+/// Decodes frames from one subscription and delivers their envelopes to local agents.
+pub(super) async fn run(
+    shared: Weak<Shared>,
+    bridge: Arc<Bridge>,
+    mut sub: async_nats::Subscriber,
+    stream: Stream,
+) {
+    use futures_util::StreamExt;
+    while let Some(message) = sub.next().await {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let stats = &bridge.stats;
+        BridgeStats::add(&stats.bytes_received, message.payload.len() as u64);
+        if let Err(why) = receive(&shared, &bridge, stream, &message.subject, message.payload) {
+            stats.refuse(why);
+            tracing::debug!(target: "swarmbus::nats", "refused a frame on {}: {why:?}", message.subject);
+        }
+    }
+}
+
+fn receive(
+    shared: &Arc<Shared>,
+    bridge: &Arc<Bridge>,
+    stream: Stream,
+    subject: &str,
+    payload: bytes::Bytes,
+) -> Result<(), Refusal> {
+    let body = bridge.open(subject, payload)?;
+    let now = crate::envelope::nanos_since_epoch(tokio::time::Instant::now());
+    let frame = super::frame::decode(body, bridge.limits, now).map_err(Refusal::Frame)?;
+    let numbers = frame.numbers;
+    if frame.node == bridge.config.node {
+        if numbers.epoch != bridge.epoch {
+            bridge.clash(numbers.epoch);
+        }
+        // Our own broadcast or topic frame: local agents already have it.
+        return Ok(());
+    }
+    if frame.envelopes.iter().any(|e| !fits_stream(e, stream)) {
+        return Err(Refusal::Frame(super::frame::FrameError::BadField));
+    }
+    let node = bridge
+        .node_entry(shared, &frame.node, numbers.epoch, true)
+        .ok_or(Refusal::Replayed)?;
+    // A sender must be this hub's agent, or one nobody else claims (it may have joined
+    // a moment ago): never ours, never another hub's.
+    let foreign = |id: AgentId| {
+        shared.registry.with_mailbox(id, |_| ()).is_some()
+            || bridge
+                .directory
+                .owner(id)
+                .is_some_and(|owner| !Arc::ptr_eq(&owner, &node))
+    };
+    if frame.envelopes.iter().any(|e| foreign(e.from)) {
+        return Err(Refusal::BadSender);
+    }
+    let count = frame.envelopes.len() as u64;
+    let gap = node.streams.lock()[stream as usize]
+        .accept(numbers.link, numbers.seq, numbers.msg_seq, count)
+        .map_err(|()| Refusal::Replayed)?;
+    node.seen(bridge.generation());
+    let stats = &bridge.stats;
+    BridgeStats::add(&stats.frames_received, 1);
+    BridgeStats::add(&stats.messages_in, count);
+    if gap.frames > 0 || gap.messages > 0 {
+        BridgeStats::add(&stats.frames_lost, gap.frames);
+        BridgeStats::add(&stats.messages_lost, gap.messages);
+        shared
+            .metrics
+            .drop_n(DropReason::LostInTransit, gap.messages);
+        tracing::warn!(
+            target: "swarmbus::nats",
+            "{} frames ({} messages) from hub {} were lost in transit",
+            gap.frames, gap.messages, frame.node
+        );
+    }
+    for env in frame.envelopes {
+        match stream {
+            Stream::Direct => shared.deliver_inbound(env),
+            Stream::Everyone => shared.deliver_fan_out_inbound(env, None),
+            Stream::Topics => {
+                let topic = env.topic().map(str::to_owned);
+                shared.deliver_fan_out_inbound(env, topic.as_deref());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether an envelope is of a kind that travels on `stream`.
+fn fits_stream(env: &Envelope, stream: Stream) -> bool {
+    match stream {
+        Stream::Direct => !matches!(env.kind, Kind::Topic(_)),
+        Stream::Everyone => env.kind == Kind::Message,
+        Stream::Topics => matches!(env.kind, Kind::Topic(_)),
+    }
+}

@@ -1,0 +1,145 @@
+//! The publisher of one link: takes its batches, splits them into frames that fit the
+//! server, waits while the destination cannot hear, and publishes.
+//!
+//! Every message leaves counted once: handed to the client (`forwarded`), or dropped with a
+//! reason (`frame_too_large`, `publish_failed`, `hub_gone`; `unsent` at shutdown).
+
+use super::directory::RemoteNode;
+use super::frame::{self, Numbers};
+use super::link::Link;
+use super::stats::BridgeStats;
+use super::Bridge;
+use crate::hub::Shared;
+use crate::metrics::DropReason;
+use crate::Envelope;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// Whose link a publisher drains.
+#[derive(Debug)]
+pub(super) enum Target {
+    Node(Arc<RemoteNode>),
+    Everyone,
+    Topics,
+}
+
+/// Publishes the link's batches until it is sealed and empty, or closed.
+pub(super) async fn run(shared: Weak<Shared>, bridge: Arc<Bridge>, target: Target) {
+    let link = match &target {
+        Target::Node(node) => &node.link,
+        Target::Everyone => &bridge.everyone,
+        Target::Topics => &bridge.topics,
+    };
+    let budget = bridge
+        .max_message
+        .saturating_sub(frame::HEADER_MAX + super::signing_room());
+    while let Some(batch) = link.mailbox.next_batch().await {
+        link.take_in_hand(batch.len() as u64);
+        let mut rest = &batch[..];
+        while !rest.is_empty() {
+            let end = frame_end(rest, budget, matches!(target, Target::Topics));
+            let (part, tail) = rest.split_at(end);
+            rest = tail;
+            let n = part.len() as u64;
+            let fits = part.iter().map(frame::envelope_len).sum::<usize>() <= budget;
+            if !fits {
+                // Refused at send when it cannot fit; this is a frame limit that shrank.
+                lose(&shared, link, n, DropReason::FrameTooLarge);
+                continue;
+            }
+            if !wait_until_open(&bridge, &target, link).await {
+                // The link closed while we waited (its hub is gone).
+                lose(&shared, link, n + rest.len() as u64, DropReason::HubGone);
+                break;
+            }
+            let subject = match &target {
+                Target::Node(node) => Ok(bridge.subjects.node(&node.name)),
+                Target::Everyone => Ok(bridge.subjects.all()),
+                Target::Topics => bridge.subjects.topic(part[0].topic().unwrap_or("")),
+            };
+            let Ok(subject) = subject else {
+                lose(&shared, link, n, DropReason::PublishFailed);
+                continue;
+            };
+            let (seq, msg_seq) = link.number(n);
+            let numbers = Numbers {
+                epoch: bridge.epoch,
+                link: link.instance,
+                seq,
+                msg_seq,
+            };
+            let frame = frame::encode(&bridge.config.node, numbers, part);
+            let sealed = bridge.seal(&subject, frame.into());
+            let len = sealed.len() as u64;
+            match bridge.client.publish(subject, sealed).await {
+                Ok(()) => {
+                    let stats = &bridge.stats;
+                    BridgeStats::add(&stats.frames_sent, 1);
+                    BridgeStats::add(&stats.bytes_sent, len);
+                    BridgeStats::add(&stats.messages_out, n);
+                    if let Some(shared) = shared.upgrade() {
+                        shared.metrics.forwarded.fetch_add(n, Ordering::Relaxed);
+                    }
+                    link.release_in_hand(n);
+                }
+                Err(e) => {
+                    // Nothing went out: give the numbers back, so the receiver does not
+                    // count these as lost on top of our count.
+                    link.unnumber(n);
+                    tracing::warn!(target: "swarmbus::nats", "frame publish failed: {e}");
+                    lose(&shared, link, n, DropReason::PublishFailed);
+                }
+            }
+        }
+    }
+}
+
+/// How many of `rest` go in the next frame: as many as fit `budget` (at least one), and
+/// for topic links only messages of the first one's topic (one subject per frame).
+fn frame_end(rest: &[Envelope], budget: usize, by_topic: bool) -> usize {
+    let topic = rest[0].topic();
+    let mut size = 0;
+    let mut end = 0;
+    while end < rest.len() {
+        let len = frame::envelope_len(&rest[end]);
+        if end > 0 && (size + len > budget || (by_topic && rest[end].topic() != topic)) {
+            break;
+        }
+        size += len;
+        end += 1;
+    }
+    end
+}
+
+/// Counts `n` messages the publisher held as dropped.
+fn lose(shared: &Weak<Shared>, link: &Link, n: u64, reason: DropReason) {
+    link.release_in_hand(n);
+    if let Some(shared) = shared.upgrade() {
+        shared
+            .metrics
+            .lost_before_mailbox
+            .fetch_add(n, Ordering::Relaxed);
+        shared.metrics.drop_n(reason, n);
+    }
+}
+
+/// Waits until the destination can hear: connected, and (for a remote hub) the hub live
+/// and heard since the last reconnection, since before that its subscription may not be
+/// back and the server would drop the frame. False once the link is closed.
+async fn wait_until_open(bridge: &Bridge, target: &Target, link: &Link) -> bool {
+    loop {
+        if link.mailbox.is_gone() {
+            return false;
+        }
+        let open = bridge.is_connected()
+            && match target {
+                Target::Node(node) => node.is_live() && node.heard_in() >= bridge.generation(),
+                Target::Everyone | Target::Topics => bridge.fan_out_ready(),
+            };
+        if open {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
