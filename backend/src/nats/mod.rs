@@ -21,6 +21,7 @@
 pub mod config;
 mod directory;
 pub(crate) mod frame;
+pub(crate) mod signing;
 mod subjects;
 
 pub use config::NatsConfig;
