@@ -220,7 +220,7 @@ impl SwarmKey {
                 at + 1
             )));
         }
-        if text.len() % 2 != 0 {
+        if !text.len().is_multiple_of(2) {
             return Err(Error::Config(
                 "swarm key must have an even number of hex digits".into(),
             ));
@@ -327,8 +327,9 @@ fn nibble(c: u8) -> Option<u8> {
 
 // ===== Tag =====
 
-/// The tag of one message: `"SWS" version key_id mac`, [`TAG_LEN`] bytes.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// The tag of one message: `"SWS" version key_id mac`, [`TAG_LEN`] bytes. Not comparable
+/// with `==`: check tags with [`Keyring::verify`], which compares in constant time.
+#[derive(Clone, Copy)]
 pub struct Tag([u8; TAG_LEN]);
 
 impl Tag {
@@ -697,7 +698,7 @@ type ByNode<T> = HashMap<String, HashMap<(u64, u64), T>>;
 /// so frames reordered by up to [`REPLAY_WINDOW`] numbers are accepted once each, while a
 /// duplicate, or a number more than the window behind, is refused.
 ///
-/// Memory is bounded: at most `max_streams` windows (about 180 bytes each plus the node
+/// Memory is bounded: at most `max_streams` windows (about 200 bytes each plus the node
 /// name). When a new stream needs room, the least recently used window is evicted and
 /// shrinks to a floor (about 40 bytes): if that stream is seen again, numbers at or below
 /// what it had reached are refused ([`ReplayError::TooOld`]; an unseen straggler in its old
@@ -1319,6 +1320,16 @@ mod tests {
         assert_eq!(g.check("d", 1, 0, 10), Err(ReplayError::TooOld));
         let labels: Vec<_> = ReplayError::ALL.iter().map(|e| e.as_str()).collect();
         assert_eq!(labels, ["duplicate", "too_old"]);
+    }
+
+    #[test]
+    fn sizes_behind_the_documented_memory_bound() {
+        // 160 + a 16-byte key + map overhead ≈ 200 bytes a stream; 32 + overhead ≈ 40 a floor.
+        assert_eq!(std::mem::size_of::<Window>(), 160);
+        assert_eq!(
+            std::mem::size_of::<Floor>() + std::mem::size_of::<(u64, u64)>(),
+            32
+        );
     }
 
     fn counts_agree(g: &ReplayGuard) -> bool {
