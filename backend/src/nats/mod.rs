@@ -32,6 +32,7 @@ pub(crate) mod frame;
 mod inbound;
 mod link;
 mod outbound;
+pub(crate) mod signing;
 mod stats;
 mod subjects;
 
