@@ -756,3 +756,124 @@ async fn forged_directory_messages_cannot_hijack_agents_or_flood() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+fn signed(url: &str, node: &str, swarm: &str, key: &str, previous: &[&str]) -> HubConfig {
+    let mut c = config(url, node, swarm);
+    if let Some(n) = c.nats.as_mut() {
+        n.swarm_key = Some(key.to_string());
+        n.previous_keys = previous.iter().map(|k| k.to_string()).collect();
+    }
+    c
+}
+
+const KEY_1: &str = "9d5c1f0e3a7b2c4d6e8f00112233445566778899aabbccddeeff0011223344ff";
+const KEY_2: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_swarm_refuses_what_the_key_did_not_sign() {
+    use futures_util::StreamExt;
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let a = Hub::connect(signed(&server.url(), "a", "s1", KEY_1, &[]))
+        .await
+        .unwrap();
+    let b = Hub::connect(signed(&server.url(), "b", "s1", KEY_1, &[]))
+        .await
+        .unwrap();
+    let tx = a.register("tx").unwrap();
+    let mut rx = b.register("rx").unwrap();
+    until("a to learn rx", || a.knows(rx.id())).await;
+    // The attacker reads b's real announcements and forges a bye and a hijacking hello in
+    // b's name with b's epoch and a later sequence number.
+    let evil = async_nats::connect(server.url()).await.unwrap();
+    let mut dir = evil.subscribe("swarmbus.s1.dir").await.unwrap();
+    let seen: serde_json::Value = loop {
+        let m = tokio::time::timeout(Duration::from_secs(5), dir.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let body = &m.payload[..m.payload.len().saturating_sub(40)];
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+            if v["node"] == "b" {
+                break v;
+            }
+        }
+    };
+    let epoch = seen["epoch"].as_u64().unwrap();
+    let bye =
+        format!(r#"{{"node":"b","epoch":{epoch},"seq":999999,"body":{{"t":"bye","sent":[]}}}}"#);
+    let hello = format!(
+        r#"{{"node":"mallory","epoch":1,"seq":1,"body":{{"t":"hello","part":0,"parts":1,"total":1,"agents":["{}"],"reply":false}}}}"#,
+        rx.id()
+    );
+    let mut forged_tag = bye.clone().into_bytes();
+    forged_tag.extend_from_slice(&seen_tag_like());
+    for f in [bye.into_bytes(), hello.into_bytes(), forged_tag] {
+        evil.publish("swarmbus.s1.dir", f.into()).await.unwrap();
+    }
+    evil.publish("swarmbus.s1.node.b", "SWB\x02 unsigned frame".into())
+        .await
+        .unwrap();
+    evil.flush().await.unwrap();
+    until("a to refuse the forgeries", || {
+        let r = &nats_stats(&a).frames_rejected;
+        r["unsigned"] + r["bad_tag"] + r["unknown_key"] >= 3
+    })
+    .await;
+    until("b to refuse the unsigned frame", || {
+        nats_stats(&b).frames_rejected["unsigned"] >= 1
+    })
+    .await;
+    assert!(a.knows(rx.id()), "a forged bye or hello took effect");
+    tx.send(rx.id(), "signed").await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(text(&e), "signed");
+    // A hub with another key is not part of the swarm.
+    let c = Hub::connect(signed(&server.url(), "c", "s1", KEY_2, &[]))
+        .await
+        .unwrap();
+    let c_agent = c.register("c1").unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!a.knows(c_agent.id()) && !c.knows(rx.id()));
+    assert!(nats_stats(&a).frames_rejected["unknown_key"] >= 2);
+    for hub in [a, b, c] {
+        hub.shutdown().await.unwrap();
+    }
+}
+
+/// 40 bytes shaped like a tag, made without the key.
+fn seen_tag_like() -> Vec<u8> {
+    let mut t = b"SWS\x01".to_vec();
+    t.extend_from_slice(&[0u8; 36]);
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubs_in_the_middle_of_a_key_rotation_still_talk() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    // Step two of the documented rotation: one hub seals with the new key, one still with
+    // the old one, each accepting both.
+    let a = Hub::connect(signed(&server.url(), "a", "s2", KEY_2, &[KEY_1]))
+        .await
+        .unwrap();
+    let b = Hub::connect(signed(&server.url(), "b", "s2", KEY_1, &[KEY_2]))
+        .await
+        .unwrap();
+    let tx = a.register("tx").unwrap();
+    let mut rx = b.register("rx").unwrap();
+    until("a to learn rx", || a.knows(rx.id())).await;
+    tx.send(rx.id(), "rotating").await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(text(&e), "rotating");
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}

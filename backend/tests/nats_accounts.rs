@@ -186,11 +186,10 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
 /// the directory protocol, `Control::Hello` in nats/mod.rs).
 fn forged_hello(agent: AgentId) -> bytes::Bytes {
     serde_json::json!({
-        "t": "hello",
         "node": "mallory",
         "epoch": 3,
-        "agents": [agent],
-        "reply": false,
+        "seq": 1,
+        "body": {"t": "hello", "part": 0, "parts": 1, "total": 1, "agents": [agent], "reply": false},
     })
     .to_string()
     .into()

@@ -41,6 +41,16 @@ pub struct NatsConfig {
     pub tls_client_cert: Option<PathBuf>,
     /// Client key (PEM) for mutual TLS.
     pub tls_client_key: Option<PathBuf>,
+    /// The swarm key, as hex (at least 32 bytes: `openssl rand -hex 32`). With a key, every
+    /// frame and directory message carries an HMAC-SHA256 tag over its subject and bytes,
+    /// and what arrives without a valid tag is refused and counted. Every hub of a swarm
+    /// needs the same key. Default none (unsigned; see `docs/scale-out.md`).
+    pub swarm_key: Option<String>,
+    /// The swarm key read from a file (hex; the file must not be readable by others).
+    /// Exclusive with `swarm_key`.
+    pub swarm_key_file: Option<PathBuf>,
+    /// Older keys still accepted on receipt (at most 4), for rotation without downtime.
+    pub previous_keys: Vec<String>,
     /// Messages buffered per remote hub while it cannot be reached (the NATS connection is
     /// down or slow); beyond it sends fail with `MailboxFull`. Default 100,000.
     pub outage_buffer: usize,
@@ -87,6 +97,9 @@ impl Default for NatsConfig {
             tls_ca_file: None,
             tls_client_cert: None,
             tls_client_key: None,
+            swarm_key: None,
+            swarm_key_file: None,
+            previous_keys: Vec::new(),
             outage_buffer: 100_000,
             frame_messages: 1_000,
             max_frame_bytes: 1_000_000,
@@ -170,7 +183,16 @@ impl NatsConfig {
         if self.tls_client_cert.is_some() != self.tls_client_key.is_some() {
             return bad("nats.tls_client_cert and nats.tls_client_key go together".into());
         }
-        Ok(())
+        self.keyring().map(|_| ())
+    }
+
+    /// The swarm's keys, `None` for an unsigned swarm.
+    pub(crate) fn keyring(&self) -> Result<Option<super::signing::Keyring>> {
+        super::signing::Keyring::from_config(
+            self.swarm_key.as_deref(),
+            self.swarm_key_file.as_deref(),
+            &self.previous_keys,
+        )
     }
 }
 
@@ -201,6 +223,12 @@ impl std::fmt::Debug for NatsConfig {
             .field("tls_ca_file", &self.tls_ca_file)
             .field("tls_client_cert", &self.tls_client_cert)
             .field("tls_client_key", &self.tls_client_key)
+            .field("swarm_key", &secret(&self.swarm_key))
+            .field("swarm_key_file", &self.swarm_key_file)
+            .field(
+                "previous_keys",
+                &format_args!("[{} redacted]", self.previous_keys.len()),
+            )
             .field("outage_buffer", &self.outage_buffer)
             .field("frame_messages", &self.frame_messages)
             .field("max_frame_bytes", &self.max_frame_bytes)

@@ -91,11 +91,17 @@ pub(crate) fn envelope_len(e: &Envelope) -> usize {
         + e.payload.wire_len()
 }
 
-/// Encodes envelopes from one node into a frame.
-pub(crate) fn encode(node: &str, numbers: Numbers, envelopes: &[Envelope]) -> Bytes {
+/// Encodes envelopes from one node into a frame, with `spare` bytes of capacity left for
+/// a tag.
+pub(crate) fn encode_with_room(
+    node: &str,
+    numbers: Numbers,
+    envelopes: &[Envelope],
+    spare: usize,
+) -> BytesMut {
     let node = &node.as_bytes()[..node.len().min(MAX_NODE_LEN)];
     let size: usize = HEADER_MIN + node.len() + envelopes.iter().map(envelope_len).sum::<usize>();
-    let mut out = BytesMut::with_capacity(size);
+    let mut out = BytesMut::with_capacity(size + spare);
     out.put_slice(MAGIC);
     out.put_u8(VERSION);
     out.put_u8(KIND_ENVELOPES);
@@ -128,7 +134,13 @@ pub(crate) fn encode(node: &str, numbers: Numbers, envelopes: &[Envelope]) -> By
         out.put_u32_le(e.payload.wire_len() as u32);
         out.put_slice(e.payload.wire_bytes());
     }
-    out.freeze()
+    out
+}
+
+/// Encodes envelopes from one node into a frame.
+#[cfg(test)]
+pub(crate) fn encode(node: &str, numbers: Numbers, envelopes: &[Envelope]) -> Bytes {
+    encode_with_room(node, numbers, envelopes, 0).freeze()
 }
 
 /// Decodes a frame; `sent_at` is stamped on every envelope (clocks differ across hosts).

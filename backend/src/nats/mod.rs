@@ -32,7 +32,7 @@ pub(crate) mod frame;
 mod inbound;
 mod link;
 mod outbound;
-pub(crate) mod signing;
+pub mod signing;
 mod stats;
 mod subjects;
 
@@ -98,12 +98,15 @@ pub(crate) struct Bridge {
     floor: Mutex<Instant>,
     /// When a node-name clash was last logged.
     clash_logged: Mutex<Option<Instant>>,
+    /// The swarm's keys; `None` for an unsigned swarm.
+    keyring: Option<signing::Keyring>,
 }
 
 /// Connects, subscribes, checks that the node name is free, announces this hub, and starts
 /// the bridge's tasks.
 pub(crate) async fn start(shared: &Arc<Shared>, config: NatsConfig) -> Result<Arc<Bridge>> {
     config.validate()?;
+    let keyring = config.keyring()?;
     let stats = Arc::new(BridgeStats::default());
     let (events_tx, events_rx) = flume::unbounded::<async_nats::Event>();
     let mut options = async_nats::ConnectOptions::new()
@@ -176,6 +179,7 @@ pub(crate) async fn start(shared: &Arc<Shared>, config: NatsConfig) -> Result<Ar
         announced: AtomicU64::new(0),
         floor: Mutex::new(Instant::now()),
         clash_logged: Mutex::new(None),
+        keyring,
         config,
     });
     let sub_err = |e: async_nats::SubscribeError| nats_error("NATS subscribe", &e.to_string());
@@ -531,7 +535,9 @@ impl Bridge {
         let result = match serde_json::to_vec(&message) {
             Ok(body) if body.len() + signing_room() <= self.max_message => {
                 let subject = self.subjects.directory();
-                let sealed = self.seal(&subject, Bytes::from(body));
+                let mut buf = bytes::BytesMut::with_capacity(body.len() + signing_room());
+                buf.extend_from_slice(&body);
+                let sealed = self.seal(&subject, buf);
                 self.client
                     .publish(subject, sealed)
                     .await
@@ -550,20 +556,30 @@ impl Bridge {
         }
     }
 
-    /// Adds the swarm key's tag, when the swarm has a key.
-    fn seal(&self, _subject: &str, body: Bytes) -> Bytes {
-        body
+    /// Adds the swarm key's tag, when the swarm has a key (in place: `body` has room).
+    fn seal(&self, subject: &str, mut body: bytes::BytesMut) -> Bytes {
+        if let Some(keyring) = &self.keyring {
+            keyring.seal_in_place(subject, &mut body);
+        }
+        body.freeze()
     }
 
     /// Checks and strips the tag, when the swarm has a key.
-    fn open(&self, _subject: &str, message: Bytes) -> std::result::Result<Bytes, Refusal> {
-        Ok(message)
+    fn open(&self, subject: &str, message: Bytes) -> std::result::Result<Bytes, Refusal> {
+        match &self.keyring {
+            None => Ok(message),
+            Some(keyring) => keyring.open(subject, message).map_err(|e| match e {
+                signing::SignError::Unsigned => Refusal::Unsigned,
+                signing::SignError::BadTag => Refusal::BadTag,
+                signing::SignError::UnknownKey => Refusal::UnknownKey,
+            }),
+        }
     }
 }
 
 /// Room a tag takes at the end of a message.
 const fn signing_room() -> usize {
-    64
+    signing::TAG_LEN
 }
 
 /// A link, by who owns it.

@@ -69,8 +69,9 @@ pub(super) async fn run(shared: Weak<Shared>, bridge: Arc<Bridge>, target: Targe
                 seq,
                 msg_seq,
             };
-            let frame = frame::encode(&bridge.config.node, numbers, part);
-            let sealed = bridge.seal(&subject, frame.into());
+            let frame =
+                frame::encode_with_room(&bridge.config.node, numbers, part, super::signing_room());
+            let sealed = bridge.seal(&subject, frame);
             let len = sealed.len() as u64;
             match bridge.client.publish(subject, sealed).await {
                 Ok(()) => {
