@@ -428,23 +428,20 @@ fn grafana_and_docs_match_the_metric_table() {
 /// recently active idle connection, so `/healthz` keeps answering.
 #[test]
 fn idle_connections_cannot_exhaust_the_hubs_file_descriptors() {
-    let hub = HubProcess::spawn_with_fd_limit(
-        &["--agents", "2", "--metrics-addr", "127.0.0.1:0"],
-        256,
-    );
+    let hub =
+        HubProcess::spawn_with_fd_limit(&["--agents", "2", "--metrics-addr", "127.0.0.1:0"], 256);
     hub.wait_healthy();
     // 372 idle sockets (the count from the issue), opened within a bounded time: against
     // the old server the listen backlog fills and connects start to hang.
     let started = Instant::now();
     let mut idle = Vec::new();
     while idle.len() < 372 && started.elapsed() < Duration::from_secs(15) {
-        if let Ok(s) = std::net::TcpStream::connect_timeout(&hub.addr, Duration::from_millis(500))
-        {
+        if let Ok(s) = std::net::TcpStream::connect_timeout(&hub.addr, Duration::from_millis(500)) {
             idle.push(s);
         }
     }
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut last = String::from("no attempt");
+    let mut last: String;
     loop {
         match common::try_request_within(
             hub.addr,
@@ -527,7 +524,10 @@ fn with_a_token_any_host_may_ask() {
     let r = get(
         hub.addr,
         "/api/stats",
-        &[("Host", "hub.example:443"), ("Authorization", "Bearer t0ken")],
+        &[
+            ("Host", "hub.example:443"),
+            ("Authorization", "Bearer t0ken"),
+        ],
     );
     assert_eq!(r.status, 200);
     let r = get(hub.addr, "/api/stats", &[("Host", "hub.example:443")]);
@@ -551,7 +551,10 @@ fn an_empty_auth_token_in_the_config_file_is_refused() {
         .expect("run swarmbus");
     let _ = std::fs::remove_dir_all(&dir);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "started with an empty token: {stderr}");
+    assert!(
+        !out.status.success(),
+        "started with an empty token: {stderr}"
+    );
     assert!(stderr.contains("auth_token"), "{stderr}");
 }
 
@@ -561,9 +564,15 @@ fn an_empty_auth_token_in_the_config_file_is_refused() {
 fn out_of_range_numeric_flags_exit_with_a_message_not_a_panic() {
     for (args, expect) in [
         (&["--agents", "18446744073709551615"][..], "--agents"),
-        (&["--agents", "10000001", "--duration", "1s"][..], "10000000"),
+        (
+            &["--agents", "10000001", "--duration", "1s"][..],
+            "10000000",
+        ),
         (&["--agents=-1"][..], "--agents"),
-        (&["--demo", "--agents", "99999999999", "--duration", "1s"][..], "--agents"),
+        (
+            &["--demo", "--agents", "99999999999", "--duration", "1s"][..],
+            "--agents",
+        ),
         (&["--duration", "8761h"][..], "8760h"),
         (&["--duration", "5000000000000h"][..], "--duration"),
         (&["--duration", "18446744073709551615s"][..], "--duration"),
@@ -583,7 +592,10 @@ fn out_of_range_numeric_flags_exit_with_a_message_not_a_panic() {
             if let Some(status) = child.0.try_wait().expect("wait") {
                 break status;
             }
-            assert!(Instant::now() < deadline, "{args:?} still running after 20 s");
+            assert!(
+                Instant::now() < deadline,
+                "{args:?} still running after 20 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         let mut stderr = String::new();
@@ -591,6 +603,9 @@ fn out_of_range_numeric_flags_exit_with_a_message_not_a_panic() {
             .expect("read stderr");
         assert!(!status.success(), "{args:?} exited 0: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
-        assert!(stderr.contains(expect), "{args:?}: no `{expect}` in {stderr}");
+        assert!(
+            stderr.contains(expect),
+            "{args:?}: no `{expect}` in {stderr}"
+        );
     }
 }
