@@ -489,9 +489,12 @@ impl Activity {
     }
 
     fn instant(&self, ms: u64) -> Instant {
+        // A deadline past what `Instant` holds (an absurd configured timeout) is an hour
+        // away, looked at again then.
         self.base
             .checked_add(Duration::from_millis(ms))
-            .unwrap_or_else(|| self.base + Duration::from_secs(86_400 * 365))
+            .or_else(|| Instant::now().checked_add(Duration::from_secs(3600)))
+            .unwrap_or_else(Instant::now)
     }
 }
 
