@@ -115,6 +115,9 @@ impl HubConfig {
         if self.max_payload == 0 {
             return bad("max_payload must be at least 1");
         }
+        if self.auth_token.as_deref() == Some("") {
+            return bad("auth_token must not be empty (leave it out for no token)");
+        }
         if let Some(nats) = &self.nats {
             nats.validate()?;
         }

@@ -3,10 +3,16 @@
 //! It runs on the hub's tokio runtime and starts with [`Hub::start`](crate::Hub::start) when
 //! `HubConfig::metrics_addr` is set. Every answer is computed from a fresh
 //! [`MetricsSnapshot`](crate::MetricsSnapshot); nothing here can change the hub.
+//!
+//! Connections are capped and timed out ([`HttpLimits`], see `conn.rs`); without an auth
+//! token, requests must name the hub in their `Host` header (see `auth.rs`).
 
 mod auth;
+mod conn;
 pub mod dashboard;
 pub mod prometheus;
+
+pub use conn::{HttpLimits, HttpStats};
 
 use crate::hub::Shared;
 use crate::Result;
@@ -21,6 +27,9 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use auth::{AuthState, HostRule};
+use conn::HttpCounters;
+
 /// How long `stop` waits for open connections before cutting them.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
@@ -29,6 +38,7 @@ pub(crate) struct Server {
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
+    counters: Arc<HttpCounters>,
 }
 
 impl std::fmt::Debug for Server {
@@ -38,30 +48,71 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Binds `addr` now (so a bad address fails `Hub::start`) and serves on `runtime`.
+    /// Binds `addr` now (so a bad address fails `Hub::start`) and serves on `runtime` with
+    /// the default [`HttpLimits`].
     pub(crate) fn start(
         addr: SocketAddr,
         hub: Weak<Shared>,
         token: Option<String>,
         runtime: &tokio::runtime::Handle,
     ) -> Result<Server> {
+        Self::start_with(addr, hub, token, HttpLimits::default(), runtime)
+    }
+
+    /// [`Server::start`] with explicit connection limits.
+    pub(crate) fn start_with(
+        addr: SocketAddr,
+        hub: Weak<Shared>,
+        token: Option<String>,
+        limits: HttpLimits,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Server> {
+        limits.validate()?;
+        if token.as_deref() == Some("") {
+            return Err(crate::Error::Config("auth_token must not be empty".into()));
+        }
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        if exposed_without_token(addr, token.is_some()) {
+            tracing::warn!(
+                %addr,
+                "http server on a non-loopback address without an auth token: anyone who can \
+                 reach it can read /metrics, /api/stats and the dashboard; set --auth-token \
+                 (auth_token) or bind 127.0.0.1"
+            );
+        }
         let _enter = runtime.enter();
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let app = router(hub, token.map(Arc::from));
+        let counters = Arc::new(HttpCounters::default());
+        let auth = AuthState {
+            hosts: token.is_none().then(|| HostRule::new(addr)),
+            token: token.map(Arc::from),
+            counters: counters.clone(),
+        };
+        let app = router(hub, auth);
+        let cap = conn::effective_cap(limits.max_connections);
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = runtime.spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "http server failed");
-            }
-        });
-        tracing::info!(%addr, "http server listening");
-        Ok(Server { addr, stop, task })
+        let task = runtime.spawn(conn::serve(
+            listener,
+            app,
+            limits,
+            cap,
+            counters.clone(),
+            stopped,
+        ));
+        tracing::info!(%addr, cap, "http server listening");
+        Ok(Server {
+            addr,
+            stop,
+            task,
+            counters,
+        })
+    }
+
+    /// What the server counted so far (connections, timeouts, refusals).
+    pub(crate) fn stats(&self) -> HttpStats {
+        self.counters.snapshot()
     }
 
     /// The bound address (with the real port when asked for port 0).
@@ -71,6 +122,17 @@ impl Server {
 
     /// Stops accepting, lets open requests finish for a short grace period, then aborts.
     pub(crate) async fn stop(self) {
+        let stats = self.stats();
+        tracing::info!(
+            accepted = stats.connections_accepted,
+            over_cap = stats.connections_over_cap,
+            evicted = stats.connections_evicted,
+            header_timeout = stats.connections_header_timeout,
+            idle_timeout = stats.connections_idle_timeout,
+            accept_errors = stats.accept_errors,
+            refused_host = stats.requests_refused_host,
+            "http server stopping"
+        );
         let _ = self.stop.send(());
         let mut task = self.task;
         if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
@@ -81,7 +143,12 @@ impl Server {
 
 type AppState = Weak<Shared>;
 
-fn router(hub: Weak<Shared>, token: Option<Arc<str>>) -> Router {
+/// Whether serving `addr` is open to other machines with nothing guarding it.
+fn exposed_without_token(addr: SocketAddr, has_token: bool) -> bool {
+    !has_token && !addr.ip().is_loopback()
+}
+
+fn router(hub: Weak<Shared>, auth: AuthState) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics))
@@ -89,7 +156,7 @@ fn router(hub: Weak<Shared>, token: Option<Arc<str>>) -> Router {
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
-            token,
+            auth,
             auth::require_token,
         ))
         .with_state(hub)
@@ -171,7 +238,164 @@ async fn not_found() -> Response {
 
 #[cfg(test)]
 mod tests {
+    use super::{HttpLimits, HttpStats, Server};
     use crate::{Hub, HubConfig};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// A server with `limits` and no hub behind it (routes that need the hub answer 503).
+    fn server(limits: HttpLimits) -> Server {
+        Server::start_with(
+            "127.0.0.1:0".parse().unwrap(),
+            std::sync::Weak::new(),
+            None,
+            limits,
+            &tokio::runtime::Handle::current(),
+        )
+        .unwrap()
+    }
+
+    /// Reads until the server closes the connection; what it sent, or `None` when it was
+    /// still open after 10 s.
+    async fn read_until_closed(stream: &mut TcpStream) -> Option<Vec<u8>> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let read_all = async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), read_all)
+            .await
+            .ok()
+            .map(|()| got)
+    }
+
+    /// Polls the server's counters (at most 5 s) until `done` holds.
+    async fn stats_until(server: &Server, done: impl Fn(&HttpStats) -> bool) -> HttpStats {
+        for _ in 0..500 {
+            let stats = server.stats();
+            if done(&stats) {
+                return stats;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        server.stats()
+    }
+
+    fn short_header_timeout() -> HttpLimits {
+        HttpLimits {
+            header_read_timeout: Duration::from_millis(300),
+            ..HttpLimits::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_partial_header_is_closed_after_the_header_timeout() {
+        let server = server(short_header_timeout());
+        let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1")
+            .await
+            .unwrap();
+        let got = read_until_closed(&mut stream).await;
+        assert!(got.is_some(), "a partial header kept its connection open");
+        let stats = stats_until(&server, |s| s.connections_header_timeout == 1).await;
+        assert_eq!(stats.connections_header_timeout, 1, "{stats:?}");
+        assert_eq!(stats.connections_open, 0, "{stats:?}");
+        server.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_connection_is_closed_after_the_header_timeout() {
+        let server = server(short_header_timeout());
+        let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+        let got = read_until_closed(&mut stream).await;
+        assert_eq!(
+            got.as_deref(),
+            Some(&b""[..]),
+            "a silent connection stayed open"
+        );
+        let stats = stats_until(&server, |s| s.connections_header_timeout == 1).await;
+        assert_eq!(stats.connections_header_timeout, 1, "{stats:?}");
+        server.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+        let server = server(HttpLimits {
+            idle_timeout: Duration::from_millis(300),
+            ..HttpLimits::default()
+        });
+        let addr = server.local_addr();
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let head = format!("GET /nope HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let got = read_until_closed(&mut stream)
+            .await
+            .expect("an idle keep-alive connection stayed open");
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+        let stats = stats_until(&server, |s| s.connections_keep_alive_expired == 1).await;
+        assert_eq!(stats.connections_keep_alive_expired, 1, "{stats:?}");
+        assert_eq!(stats.connections_header_timeout, 0, "{stats:?}");
+        server.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_connections_over_the_cap_make_room_for_a_client() {
+        let cap = 8;
+        let server = server(HttpLimits {
+            max_connections: cap,
+            ..HttpLimits::default()
+        });
+        let addr = server.local_addr();
+        let mut idle = Vec::new();
+        for _ in 0..cap + 100 {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        // Each newcomer past the cap displaced one idle connection. (A newcomer whose
+        // victim did not let go of its permit within a second would be closed instead:
+        // counted as over the cap, which only a stalled runtime would cause.)
+        let stats = stats_until(&server, |s| {
+            s.connections_accepted + s.connections_over_cap == 108
+        })
+        .await;
+        assert_eq!(
+            stats.connections_accepted + stats.connections_over_cap,
+            108,
+            "{stats:?}"
+        );
+        assert!(stats.connections_open <= 8, "{stats:?}");
+        assert_eq!(stats.connections_evicted, 100, "{stats:?}");
+        assert_eq!(stats.connections_cap, 8, "{stats:?}");
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let head = format!("GET /nope HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        client.write_all(head.as_bytes()).await.unwrap();
+        let got = read_until_closed(&mut client)
+            .await
+            .expect("no answer with the cap full of idle connections");
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+        assert!(server.stats().connections_open <= 8);
+        drop(idle);
+        server.stop().await;
+    }
+
+    #[test]
+    fn a_non_loopback_bind_without_a_token_is_flagged() {
+        let open = |a: &str, token| super::exposed_without_token(a.parse().unwrap(), token);
+        assert!(open("0.0.0.0:9464", false));
+        assert!(open("[::]:9464", false));
+        assert!(open("192.0.2.7:9464", false));
+        assert!(!open("192.0.2.7:9464", true));
+        assert!(!open("127.0.0.1:9464", false));
+        assert!(!open("[::1]:9464", false));
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn serves_on_port_zero_and_stops_with_the_hub() {

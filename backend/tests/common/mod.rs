@@ -18,9 +18,27 @@ pub struct HubProcess {
 impl HubProcess {
     /// Starts `swarmbus hub <args>` and waits (at most 30 s) for its `listening on` line.
     pub fn spawn(args: &[&str]) -> HubProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_swarmbus"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_swarmbus"));
+        command.arg("hub").args(args);
+        Self::spawn_command(command)
+    }
+
+    /// Like [`HubProcess::spawn`], with the hub's file-descriptor limit (`ulimit -n`) set to
+    /// `nofile`. `sh` execs the hub, so the child's PID is the hub's.
+    pub fn spawn_with_fd_limit(args: &[&str], nofile: u32) -> HubProcess {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg("ulimit -n \"$0\" && exec \"$@\"")
+            .arg(nofile.to_string())
+            .arg(env!("CARGO_BIN_EXE_swarmbus"))
             .arg("hub")
-            .args(args)
+            .args(args);
+        Self::spawn_command(command)
+    }
+
+    fn spawn_command(mut command: Command) -> HubProcess {
+        let mut child = command
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -137,7 +155,8 @@ pub fn request(
         .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
 }
 
-/// One HTTP/1.1 request with `Connection: close`; reads the whole answer (10 s timeouts).
+/// One HTTP/1.1 request with `Connection: close`; reads the whole answer (60 s read timeout).
+/// `Host` is `addr` unless `headers` name one.
 pub fn try_request(
     addr: SocketAddr,
     method: &str,
@@ -145,10 +164,26 @@ pub fn try_request(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> std::io::Result<Response> {
+    try_request_within(addr, method, path, headers, body, Duration::from_secs(60))
+}
+
+/// [`try_request`] with its own read timeout.
+pub fn try_request_within(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+    read_timeout: Duration,
+) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    stream.set_read_timeout(Some(read_timeout))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
+    head.push_str("Connection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }

@@ -14,6 +14,13 @@ use tracing_subscriber::EnvFilter;
 /// Where `--demo` serves when no address is given.
 const DEMO_METRICS_ADDR: &str = "127.0.0.1:9464";
 
+/// The most agents `--agents` takes (documented in docs/operations.md). Ten million idle
+/// agents already need several GiB; more is a typo, not a plan.
+const MAX_AGENTS: usize = 10_000_000;
+
+/// The longest `--duration` (365 days); without `--duration` the hub runs until stopped.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "swarmbus",
@@ -35,12 +42,14 @@ enum Command {
 struct HubArgs {
     /// Agents to register: the demo swarm's size with --demo (default 50), otherwise idle
     /// agents that only sit in the registry (for footprint measurements).
-    #[arg(long, value_name = "N")]
+    /// At most 10,000,000.
+    #[arg(long, value_name = "N", value_parser = parse_agents)]
     agents: Option<usize>,
     /// Start a demo swarm that exercises every feature, so the dashboard has live data.
     #[arg(long)]
     demo: bool,
-    /// Stop after this long ("500ms", "10s", "2m"); default: run until Ctrl-C or SIGTERM.
+    /// Stop after this long ("500ms", "10s", "2m"; at most 8760h); default: run until
+    /// Ctrl-C or SIGTERM.
     #[arg(long, value_name = "D", value_parser = parse_duration)]
     duration: Option<Duration>,
     /// Serve /metrics, /api/stats, / and /healthz here (port 0 picks a free port).
@@ -64,9 +73,29 @@ struct HubArgs {
     swarm: String,
 }
 
-/// Parses "500ms", "10s", "2m", "1h" or "1.5s".
+/// Parses "500ms", "10s", "2m", "1h" or "1.5s", at most [`MAX_DURATION`].
 fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    swarmbus::config::parse_duration(text).map_err(|e| e.to_string())
+    let d = swarmbus::config::parse_duration(text).map_err(|e| e.to_string())?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "`{text}` is too long: --duration takes at most 8760h (365 days); leave it out to run until stopped"
+        ));
+    }
+    Ok(d)
+}
+
+/// Parses a whole number of agents, at most [`MAX_AGENTS`].
+fn parse_agents(text: &str) -> std::result::Result<usize, String> {
+    let n: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a whole number of agents"))?;
+    match usize::try_from(n) {
+        Ok(n) if n <= MAX_AGENTS => Ok(n),
+        _ => Err(format!(
+            "{n} is too many: --agents takes at most {MAX_AGENTS}"
+        )),
+    }
 }
 
 fn main() -> Result<()> {
@@ -191,8 +220,20 @@ async fn wait_for_stop(duration: Option<Duration>) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{parse_agents, parse_duration, MAX_AGENTS};
     use std::time::Duration;
+
+    #[test]
+    fn agents_are_range_checked() {
+        assert_eq!(parse_agents("0"), Ok(0));
+        assert_eq!(parse_agents("50"), Ok(50));
+        assert_eq!(parse_agents("10000000"), Ok(MAX_AGENTS));
+        assert!(parse_agents("10000001").is_err());
+        assert!(parse_agents("18446744073709551615").is_err());
+        assert!(parse_agents("18446744073709551616").is_err());
+        assert!(parse_agents("-1").is_err());
+        assert!(parse_agents("many").is_err());
+    }
 
     #[test]
     fn durations() {
@@ -203,5 +244,11 @@ mod tests {
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert_eq!(
+            parse_duration("8760h"),
+            Ok(Duration::from_secs(365 * 24 * 3600))
+        );
+        assert!(parse_duration("8761h").is_err());
+        assert!(parse_duration("5000000000000h").is_err());
     }
 }
