@@ -582,3 +582,85 @@ async fn wait_and_run_histograms_are_recorded() {
     assert_eq!(s.wait_seconds.count, 10);
     assert!(s.run_seconds.quantile(0.5) >= 0.001, "{:?}", s.run_seconds);
 }
+
+// ===== config ranges =====
+
+/// Just over the one-hour bound on durations.
+const OVER_HOUR: Duration = Duration::from_millis(3_600_001);
+
+#[test]
+fn validate_refuses_every_out_of_range_value_naming_the_field() {
+    type Set = fn(&mut WorkerConfig);
+    let cases: &[(&str, Set)] = &[
+        ("min_workers", |c| c.min_workers = 0),
+        ("min_workers", |c| {
+            c.min_workers = 5_000;
+            c.max_workers = 5_000;
+        }),
+        ("max_workers", |c| c.max_workers = 4_097),
+        ("max_workers", |c| c.max_workers = c.min_workers - 1),
+        ("fixed_workers", |c| c.fixed_workers = Some(0)),
+        ("fixed_workers", |c| c.fixed_workers = Some(4_097)),
+        ("sample_interval", |c| c.sample_interval = Duration::ZERO),
+        ("sample_interval", |c| c.sample_interval = OVER_HOUR),
+        ("sample_interval", |c| c.sample_interval = Duration::MAX),
+        ("grow_below_cpu", |c| c.grow_below_cpu = f64::NAN),
+        ("grow_below_cpu", |c| c.grow_below_cpu = 0.99),
+        ("shrink_above_cpu", |c| c.shrink_above_cpu = 1.5),
+        ("grow_after", |c| c.grow_after = 0),
+        ("grow_after", |c| c.grow_after = u32::MAX),
+        ("shrink_after", |c| c.shrink_after = 0),
+        ("shrink_after", |c| c.shrink_after = u32::MAX),
+        ("idle_after", |c| c.idle_after = 0),
+        ("idle_after", |c| c.idle_after = u32::MAX),
+        ("grow_step", |c| c.grow_step = 0),
+        ("grow_step", |c| c.grow_step = usize::MAX),
+        ("shrink_step", |c| c.shrink_step = 0),
+        ("shrink_step", |c| c.shrink_step = usize::MAX),
+        ("cooldown", |c| c.cooldown = OVER_HOUR),
+        ("cooldown", |c| c.cooldown = Duration::MAX),
+        ("starvation_bound", |c| c.starvation_bound = OVER_HOUR),
+        ("starvation_bound", |c| c.starvation_bound = Duration::MAX),
+        ("promotion_interval", |c| c.promotion_interval = 0),
+        ("promotion_interval", |c| c.promotion_interval = u32::MAX),
+        ("idle_spin", |c| c.idle_spin = Duration::from_secs(1)),
+        ("idle_spin", |c| c.idle_spin = Duration::MAX),
+        ("chunks_per_worker", |c| c.chunks_per_worker = 0),
+        ("chunks_per_worker", |c| c.chunks_per_worker = usize::MAX),
+        ("history_len", |c| c.history_len = usize::MAX),
+        ("shutdown_timeout", |c| c.shutdown_timeout = Duration::ZERO),
+        ("shutdown_timeout", |c| c.shutdown_timeout = OVER_HOUR),
+        ("shutdown_timeout", |c| c.shutdown_timeout = Duration::MAX),
+    ];
+    let mut accepted = Vec::new();
+    for (field, set) in cases {
+        let mut c = WorkerConfig::default();
+        // Elastic bounds that are valid on any machine, so each case breaks one value.
+        c.min_workers = 2;
+        c.max_workers = 8;
+        set(&mut c);
+        match c.validate() {
+            Err(Error::Config(m)) if m.contains(field) => {}
+            other => accepted.push(format!("{field}: {other:?} for {c:?}")),
+        }
+    }
+    assert!(accepted.is_empty(), "{}", accepted.join("\n"));
+    // The documented upper bounds themselves are accepted.
+    let mut c = WorkerConfig::default();
+    c.min_workers = 1;
+    c.max_workers = 4_096;
+    c.sample_interval = Duration::from_secs(3600);
+    c.cooldown = Duration::from_secs(3600);
+    c.starvation_bound = Duration::from_secs(3600);
+    c.idle_spin = Duration::from_millis(10);
+    c.grow_after = 100_000;
+    c.promotion_interval = 1_024;
+    c.chunks_per_worker = 1_024;
+    c.history_len = 10_000;
+    c.shutdown_timeout = Duration::from_secs(3600);
+    c.validate().unwrap();
+    // A huge idle_spin used to reach `Instant + Duration` in a worker and panic it.
+    let mut c = WorkerConfig::fixed(1);
+    c.idle_spin = Duration::MAX;
+    assert!(matches!(WorkerPool::start(&c), Err(Error::Config(m)) if m.contains("idle_spin")));
+}
