@@ -582,3 +582,368 @@ async fn wait_and_run_histograms_are_recorded() {
     assert_eq!(s.wait_seconds.count, 10);
     assert!(s.run_seconds.quantile(0.5) >= 0.001, "{:?}", s.run_seconds);
 }
+
+// ===== panics a unit can cause outside its closure body =====
+
+/// Panics when dropped while armed (never during an unwind, which would abort the test).
+struct PanicOnDrop(bool);
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        if self.0 && !std::thread::panicking() {
+            panic!("drop bomb");
+        }
+    }
+}
+
+/// A panic payload whose own `Drop` panics again with a payload one shorter, `n` times.
+struct PayloadBomb(u32);
+
+impl Drop for PayloadBomb {
+    fn drop(&mut self) {
+        if self.0 > 0 && !std::thread::panicking() {
+            std::panic::panic_any(PayloadBomb(self.0 - 1));
+        }
+    }
+}
+
+/// Hang guard: an old-code hang becomes a test failure, not a stuck suite.
+const HANG: Duration = Duration::from_secs(20);
+
+fn fixed_manual(workers: usize) -> WorkerPool {
+    WorkerPool::manual(&WorkerConfig::fixed(workers), Box::new(Scripted::default())).unwrap()
+}
+
+/// The pool still runs work on its only worker and shuts down.
+async fn still_serves(pool: &WorkerPool) {
+    for i in 0..5u32 {
+        assert_eq!(pool.submit(Priority::Normal, move || i).await.unwrap(), i);
+    }
+    let s = pool.stats();
+    assert_eq!((s.workers, s.target_workers), (1, 1), "{s:?}");
+}
+
+#[tokio::test]
+async fn captured_value_panicking_in_drop_keeps_the_worker() {
+    tokio::time::timeout(HANG, async {
+        let pool = fixed_manual(1);
+        // The closure owns the bomb; it is dropped when the closure body ends.
+        let bomb = PanicOnDrop(true);
+        let err = pool
+            .submit(Priority::Normal, move || {
+                let _keep = &bomb;
+                1u32
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::TaskPanicked(m) if m == "drop bomb"),
+            "{err:?}"
+        );
+        still_serves(&pool).await;
+        // A captured value whose Drop panics with a payload that panics again when dropped.
+        let bomb = PayloadBomb(1_000);
+        let err = pool
+            .submit(Priority::Normal, move || {
+                let _keep = &bomb;
+                2u32
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::TaskPanicked(_)), "{err:?}");
+        still_serves(&pool).await;
+        // The closure itself panicking with such a payload.
+        let err = pool
+            .submit(Priority::Normal, || -> u32 {
+                std::panic::panic_any(PayloadBomb(3))
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::TaskPanicked(_)), "{err:?}");
+        still_serves(&pool).await;
+        assert_eq!(pool.stats().tasks_panicked, 3);
+        pool.shutdown().await;
+        assert_eq!(pool.stats().workers, 0);
+    })
+    .await
+    .expect("the pool hung after a unit panicked outside its body");
+}
+
+#[tokio::test]
+async fn result_panicking_in_drop_keeps_the_worker() {
+    tokio::time::timeout(HANG, async {
+        let pool = fixed_manual(1);
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let abandoned = pool.submit(Priority::Normal, move || {
+            let _ = started_tx.send(());
+            let _ = release_rx.recv();
+            PanicOnDrop(true)
+        });
+        started_rx.await.unwrap();
+        // The submitter gives up: the result is dropped on the worker, and its Drop panics.
+        drop(abandoned);
+        release_tx.send(()).unwrap();
+        still_serves(&pool).await;
+        pool.shutdown().await;
+        assert_eq!(pool.stats().workers, 0);
+    })
+    .await
+    .expect("the pool hung after a result panicked in Drop");
+}
+
+#[tokio::test]
+async fn batch_with_a_result_panicking_in_drop_keeps_the_worker() {
+    tokio::time::timeout(HANG, async {
+        let pool = fixed_manual(1);
+        // Unit 7 panics, so the batch fails and the other results are dropped, unit 3's
+        // Drop panicking.
+        let units = (0..10).map(|i| {
+            move || {
+                if i == 7 {
+                    panic!("unit 7");
+                }
+                PanicOnDrop(i == 3)
+            }
+        });
+        let err = pool
+            .submit_batch(Priority::Low, units)
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::TaskPanicked(m) if m == "unit 7"),
+            "{err:?}"
+        );
+        still_serves(&pool).await;
+        // A batch whose submitter gave up: every result is dropped on the worker.
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let mut gate = Some((started_tx, release_rx));
+        let units: Vec<_> = (0..4)
+            .map(|i| {
+                let gate = gate.take();
+                move || {
+                    if let Some((started, release)) = gate {
+                        let _ = started.send(());
+                        let _ = release.recv();
+                    }
+                    PanicOnDrop(i == 2)
+                }
+            })
+            .collect();
+        let abandoned = pool.submit_batch(Priority::Low, units);
+        started_rx.await.unwrap();
+        drop(abandoned);
+        release_tx.send(()).unwrap();
+        still_serves(&pool).await;
+        pool.shutdown().await;
+        assert_eq!(pool.stats().workers, 0);
+    })
+    .await
+    .expect("the pool hung after a batch result panicked in Drop");
+}
+
+#[tokio::test]
+async fn shutdown_is_bounded_when_a_unit_is_stuck() {
+    tokio::time::timeout(HANG, async {
+        let mut config = WorkerConfig::fixed(1);
+        config.shutdown_timeout = Duration::from_millis(200);
+        let pool = WorkerPool::manual(&config, Box::new(Scripted::default())).unwrap();
+        let (release, blocker) = block_worker(&pool).await;
+        let queued: Vec<_> = (0..3)
+            .map(|i| pool.submit(Priority::Low, move || i))
+            .collect();
+        let batch = pool.submit_batch(Priority::Low, (0..5).map(|i| move || i));
+        // The blocker does not finish while shutdown waits; shutdown must still return.
+        let report = tokio::time::timeout(Duration::from_secs(5), pool.shutdown())
+            .await
+            .expect("shutdown hung on a stuck worker");
+        assert!(!report.is_clean());
+        assert_eq!((report.stuck_threads, report.cancelled_units), (1, 8));
+        for q in queued {
+            assert!(matches!(q.await, Err(Error::ShuttingDown)));
+        }
+        assert!(matches!(batch.await, Err(Error::ShuttingDown)));
+        let s = pool.stats();
+        assert_eq!((s.tasks_cancelled, s.shutdown_timeouts), (8, 1), "{s:?}");
+        // The stuck unit still completes for its submitter, and then its thread exits.
+        drop(release);
+        blocker.await;
+        assert!(pool.shutdown().await.is_clean());
+        assert_eq!(pool.stats().workers, 0);
+    })
+    .await
+    .expect("hung");
+}
+
+#[tokio::test]
+async fn clean_shutdown_reports_clean_and_cancels_nothing() {
+    let pool = fixed_manual(2);
+    let units: Vec<_> = (0..50)
+        .map(|i| pool.submit(Priority::Normal, move || i))
+        .collect();
+    let report = pool.shutdown().await;
+    assert!(report.is_clean(), "{report:?}");
+    for (i, u) in units.into_iter().enumerate() {
+        assert_eq!(u.await.unwrap(), i);
+    }
+    let s = pool.stats();
+    assert_eq!(
+        (s.tasks_cancelled, s.shutdown_timeouts, s.workers),
+        (0, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn hub_shutdown_completes_after_units_panic_outside_their_body() {
+    tokio::time::timeout(HANG, async {
+        let mut config = swarmbus::HubConfig::default();
+        config.workers = WorkerConfig::fixed(1);
+        let hub = swarmbus::Hub::start(config).unwrap();
+        let bomb = PayloadBomb(10);
+        let err = hub
+            .submit(Priority::Normal, move || {
+                let _keep = &bomb;
+                1u32
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::TaskPanicked(_)), "{err:?}");
+        // A caller that gives up while its unit runs: the result drops on the worker.
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let h = hub.clone();
+        let caller = tokio::spawn(async move {
+            h.submit(Priority::Normal, move || {
+                let _ = started_tx.send(());
+                let _ = release_rx.recv();
+                PanicOnDrop(true)
+            })
+            .await
+            .map(std::mem::forget)
+        });
+        started_rx.await.unwrap();
+        caller.abort();
+        assert!(caller.await.unwrap_err().is_cancelled());
+        release_tx.send(()).unwrap();
+        assert_eq!(hub.submit(Priority::High, || 3).await.unwrap(), 3);
+        let m = hub.metrics();
+        assert_eq!(m.workers.workers, 1, "{:?}", m.workers);
+        assert!(m.workers.drop_panics >= 1, "{:?}", m.workers);
+        hub.shutdown().await.unwrap();
+    })
+    .await
+    .expect("hub.shutdown() hung after a unit panicked outside its body");
+}
+
+#[tokio::test]
+async fn a_panicking_sampler_does_not_stop_the_controller_or_hang_shutdown() {
+    struct Flaky(u32);
+    impl LoadSampler for Flaky {
+        fn sample(&mut self) -> LoadSample {
+            self.0 += 1;
+            if self.0 % 2 == 1 {
+                panic!("sampler broke");
+            }
+            LoadSample::default()
+        }
+    }
+    tokio::time::timeout(HANG, async {
+        let mut config = WorkerConfig::fixed(1);
+        config.sample_interval = Duration::from_millis(1);
+        let pool = WorkerPool::with_sampler(&config, Box::new(Flaky(0))).unwrap();
+        // Samples keep coming after the first panic: the controller is still alive.
+        wait_until(&pool, "samples after a sampler panic", |s| {
+            s.history.len() >= 3
+        })
+        .await;
+        assert!(pool.stats().controller_panics >= 3);
+        assert_eq!(pool.submit(Priority::Normal, || 5).await.unwrap(), 5);
+        assert!(pool.shutdown().await.is_clean());
+    })
+    .await
+    .expect("the pool hung after its sampler panicked");
+}
+
+// ===== config ranges =====
+
+/// Just over the one-hour bound on durations.
+const OVER_HOUR: Duration = Duration::from_millis(3_600_001);
+
+#[test]
+fn validate_refuses_every_out_of_range_value_naming_the_field() {
+    type Set = fn(&mut WorkerConfig);
+    let cases: &[(&str, Set)] = &[
+        ("min_workers", |c| c.min_workers = 0),
+        ("min_workers", |c| {
+            c.min_workers = 5_000;
+            c.max_workers = 5_000;
+        }),
+        ("max_workers", |c| c.max_workers = 4_097),
+        ("max_workers", |c| c.max_workers = c.min_workers - 1),
+        ("fixed_workers", |c| c.fixed_workers = Some(0)),
+        ("fixed_workers", |c| c.fixed_workers = Some(4_097)),
+        ("sample_interval", |c| c.sample_interval = Duration::ZERO),
+        ("sample_interval", |c| c.sample_interval = OVER_HOUR),
+        ("sample_interval", |c| c.sample_interval = Duration::MAX),
+        ("grow_below_cpu", |c| c.grow_below_cpu = f64::NAN),
+        ("grow_below_cpu", |c| c.grow_below_cpu = 0.99),
+        ("shrink_above_cpu", |c| c.shrink_above_cpu = 1.5),
+        ("grow_after", |c| c.grow_after = 0),
+        ("grow_after", |c| c.grow_after = u32::MAX),
+        ("shrink_after", |c| c.shrink_after = 0),
+        ("shrink_after", |c| c.shrink_after = u32::MAX),
+        ("idle_after", |c| c.idle_after = 0),
+        ("idle_after", |c| c.idle_after = u32::MAX),
+        ("grow_step", |c| c.grow_step = 0),
+        ("grow_step", |c| c.grow_step = usize::MAX),
+        ("shrink_step", |c| c.shrink_step = 0),
+        ("shrink_step", |c| c.shrink_step = usize::MAX),
+        ("cooldown", |c| c.cooldown = OVER_HOUR),
+        ("cooldown", |c| c.cooldown = Duration::MAX),
+        ("starvation_bound", |c| c.starvation_bound = OVER_HOUR),
+        ("starvation_bound", |c| c.starvation_bound = Duration::MAX),
+        ("promotion_interval", |c| c.promotion_interval = 0),
+        ("promotion_interval", |c| c.promotion_interval = u32::MAX),
+        ("idle_spin", |c| c.idle_spin = Duration::from_secs(1)),
+        ("idle_spin", |c| c.idle_spin = Duration::MAX),
+        ("chunks_per_worker", |c| c.chunks_per_worker = 0),
+        ("chunks_per_worker", |c| c.chunks_per_worker = usize::MAX),
+        ("history_len", |c| c.history_len = usize::MAX),
+        ("shutdown_timeout", |c| c.shutdown_timeout = Duration::ZERO),
+        ("shutdown_timeout", |c| c.shutdown_timeout = OVER_HOUR),
+        ("shutdown_timeout", |c| c.shutdown_timeout = Duration::MAX),
+    ];
+    let mut accepted = Vec::new();
+    for (field, set) in cases {
+        let mut c = WorkerConfig::default();
+        // Elastic bounds that are valid on any machine, so each case breaks one value.
+        c.min_workers = 2;
+        c.max_workers = 8;
+        set(&mut c);
+        match c.validate() {
+            Err(Error::Config(m)) if m.contains(field) => {}
+            other => accepted.push(format!("{field}: {other:?} for {c:?}")),
+        }
+    }
+    assert!(accepted.is_empty(), "{}", accepted.join("\n"));
+    // The documented upper bounds themselves are accepted.
+    let mut c = WorkerConfig::default();
+    c.min_workers = 1;
+    c.max_workers = 4_096;
+    c.sample_interval = Duration::from_secs(3600);
+    c.cooldown = Duration::from_secs(3600);
+    c.starvation_bound = Duration::from_secs(3600);
+    c.idle_spin = Duration::from_millis(10);
+    c.grow_after = 100_000;
+    c.promotion_interval = 1_024;
+    c.chunks_per_worker = 1_024;
+    c.history_len = 10_000;
+    c.shutdown_timeout = Duration::from_secs(3600);
+    c.validate().unwrap();
+    // A huge idle_spin used to reach `Instant + Duration` in a worker and panic it.
+    let mut c = WorkerConfig::fixed(1);
+    c.idle_spin = Duration::MAX;
+    assert!(matches!(WorkerPool::start(&c), Err(Error::Config(m)) if m.contains("idle_spin")));
+}

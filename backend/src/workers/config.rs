@@ -10,7 +10,13 @@ use std::time::Duration;
 /// load sampled every 100 ms, grow by `C` workers after 2 samples with queued work and CPU
 /// under 75 %, shrink by 1 after 3 samples with CPU at or over 95 % or after 20 samples with
 /// idle workers and nothing queued, at most one resize per 500 ms, and a unit that waited
-/// 100 ms is promoted past higher priorities (at most one promotion per 4 dispatches).
+/// 100 ms is promoted past higher priorities (at most one promotion per 4 dispatches);
+/// a shutdown waits at most 10 s for the pool threads.
+///
+/// Every count and duration has a range, given in its field's doc and enforced by
+/// [`validate`](Self::validate) (which [`WorkerPool`](super::WorkerPool) runs at start):
+/// worker counts and steps at most 4096, durations at most one hour, `idle_spin` at most
+/// 10 ms, so no accepted value can overflow an `Instant`, a multiplication or an allocation.
 ///
 /// ```
 /// use swarmbus::workers::WorkerConfig;
@@ -24,56 +30,73 @@ use std::time::Duration;
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct WorkerConfig {
-    /// Fewest worker threads the controller keeps. Default 2 × CPU count.
+    /// Fewest worker threads the controller keeps. Default 2 × CPU count (at most 4096).
+    /// Range 1..=4096 (`WorkerConfig::MAX_WORKERS`).
     pub min_workers: usize,
-    /// Most worker threads the controller starts. Default 4 × CPU count.
+    /// Most worker threads the controller starts. Default 4 × CPU count (at most 4096).
+    /// Range `min_workers`..=4096.
     pub max_workers: usize,
     /// Fixed mode: exactly this many workers, never resized (overrides min and max).
-    /// Default none (elastic).
+    /// Default none (elastic). Range 1..=4096.
     pub fixed_workers: Option<usize>,
-    /// How often the controller samples the load. Default 100 ms.
+    /// How often the controller samples the load. Default 100 ms. Range 1 ms..=1 h.
     #[serde(with = "crate::config::duration_serde")]
     pub sample_interval: Duration,
     /// System CPU (0..=1) below which the pool may grow when work is queued. Default 0.75.
+    /// Must be below `shrink_above_cpu`.
     pub grow_below_cpu: f64,
     /// System CPU (0..=1) at or above which the pool shrinks (saturated). Default 0.95.
     pub shrink_above_cpu: f64,
     /// Consecutive samples with queued work and CPU headroom before growing. Default 2.
+    /// Range 1..=100,000.
     pub grow_after: u32,
-    /// Consecutive saturated samples before shrinking. Default 3.
+    /// Consecutive saturated samples before shrinking. Default 3. Range 1..=100,000.
     pub shrink_after: u32,
     /// Consecutive samples with idle workers and an empty queue before shrinking. Default 20.
+    /// Range 1..=100,000.
     pub idle_after: u32,
-    /// Workers added per grow. Default CPU count.
+    /// Workers added per grow. Default CPU count (at most 4096). Range 1..=4096.
     pub grow_step: usize,
-    /// Workers retired per shrink. Default 1.
+    /// Workers retired per shrink. Default 1. Range 1..=4096.
     pub shrink_step: usize,
-    /// Least time between two resizes. Default 500 ms.
+    /// Least time between two resizes. Default 500 ms. Range 0..=1 h.
     #[serde(with = "crate::config::duration_serde")]
     pub cooldown: Duration,
     /// A queued unit that has waited this long is served before higher priorities
-    /// (anti-starvation). Default 100 ms.
+    /// (anti-starvation). Default 100 ms. Range 0..=1 h.
     #[serde(with = "crate::config::duration_serde")]
     pub starvation_bound: Duration,
     /// At most one aged unit is promoted past higher lanes per this many dispatches, so
     /// aged low-priority work cannot crowd out higher lanes under overload. Default 4.
+    /// Range 1..=1024.
     pub promotion_interval: u32,
     /// How long one worker that ran out of work spins before it sleeps, so a quick next
-    /// submit skips the thread wake-up. Default 50 µs; zero disables spinning.
+    /// submit skips the thread wake-up. Default 50 µs; zero disables spinning. Range
+    /// 0..=10 ms (a longer spin only burns a core).
     #[serde(with = "crate::config::duration_serde")]
     pub idle_spin: Duration,
     /// `submit_batch` splits a batch into about this many chunks per worker. Default 4.
+    /// Range 1..=1024.
     pub chunks_per_worker: usize,
-    /// Load samples kept for the workers-vs-load chart. Default 120.
+    /// Load samples kept for the workers-vs-load chart (allocated up front and copied into
+    /// every stats snapshot). Default 120. Range 0..=10,000.
     pub history_len: usize,
+    /// How long [`WorkerPool::shutdown`](super::WorkerPool::shutdown) waits for the pool
+    /// threads to finish the queued units and exit. When it runs out, the units still
+    /// queued are cancelled (their submitters get `Error::ShuttingDown`), the threads still
+    /// busy are left running detached, and the shutdown returns and reports them.
+    /// Default 10 s. Range 1 ms..=1 h.
+    #[serde(with = "crate::config::duration_serde")]
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
         let cpus = cpu_count();
+        let workers = |n: usize| n.clamp(1, Self::MAX_WORKERS);
         Self {
-            min_workers: 2 * cpus,
-            max_workers: 4 * cpus,
+            min_workers: workers(cpus.saturating_mul(2)),
+            max_workers: workers(cpus.saturating_mul(4)),
             fixed_workers: None,
             sample_interval: Duration::from_millis(100),
             grow_below_cpu: 0.75,
@@ -81,7 +104,7 @@ impl Default for WorkerConfig {
             grow_after: 2,
             shrink_after: 3,
             idle_after: 20,
-            grow_step: cpus,
+            grow_step: workers(cpus),
             shrink_step: 1,
             cooldown: Duration::from_millis(500),
             starvation_bound: Duration::from_millis(100),
@@ -89,14 +112,27 @@ impl Default for WorkerConfig {
             idle_spin: Duration::from_micros(50),
             chunks_per_worker: 4,
             history_len: 120,
+            shutdown_timeout: Duration::from_secs(10),
         }
     }
 }
 
-/// Upper bound on workers; more threads than this is a configuration mistake.
-const MAX_THREADS: usize = 4096;
+/// Longest accepted duration for the interval-like settings.
+const HOUR: Duration = Duration::from_secs(3600);
 
 impl WorkerConfig {
+    /// Most worker threads a pool may have; more is a configuration mistake.
+    pub const MAX_WORKERS: usize = 4096;
+    /// Most consecutive samples a resize may wait for (`grow_after`, `shrink_after`,
+    /// `idle_after`): about 2.8 hours at the default 100 ms sample interval.
+    pub const MAX_STREAK: u32 = 100_000;
+    /// Longest `idle_spin`.
+    pub const MAX_IDLE_SPIN: Duration = Duration::from_millis(10);
+    /// Most `promotion_interval` and `chunks_per_worker`.
+    pub const MAX_PER: usize = 1024;
+    /// Most `history_len`.
+    pub const MAX_HISTORY: usize = 10_000;
+
     /// A fixed-size pool of `workers` threads, other settings default.
     pub fn fixed(workers: usize) -> Self {
         Self {
@@ -113,41 +149,99 @@ impl WorkerConfig {
         }
     }
 
-    /// Checks that the values make sense together.
+    /// Checks that every value is within its documented range and that the values make
+    /// sense together.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the first field out of range, e.g.
+    /// `workers: idle_spin must be at most 10ms, got 1s`.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: &str| Err(Error::Config(format!("workers: {m}")));
-        let (min, max) = self.bounds();
-        if min == 0 {
-            return bad("min_workers (or fixed_workers) must be at least 1");
+        let bad = |field: &str, m: String| Err(Error::Config(format!("workers: {field} {m}")));
+        let count = |field: &str, v: usize, min: usize, max: usize| {
+            if (min..=max).contains(&v) {
+                Ok(())
+            } else {
+                bad(field, format!("must be within {min}..={max}, got {v}"))
+            }
+        };
+        let duration = |field: &str, v: Duration, min: Duration, max: Duration| {
+            if v < min {
+                bad(field, format!("must be at least {min:?}, got {v:?}"))
+            } else if v > max {
+                bad(field, format!("must be at most {max:?}, got {v:?}"))
+            } else {
+                Ok(())
+            }
+        };
+        let streak = |field: &str, v: u32| count(field, v as usize, 1, Self::MAX_STREAK as usize);
+        let ms = Duration::from_millis(1);
+        count("min_workers", self.min_workers, 1, Self::MAX_WORKERS)?;
+        count("max_workers", self.max_workers, 1, Self::MAX_WORKERS)?;
+        match self.fixed_workers {
+            Some(n) => count("fixed_workers", n, 1, Self::MAX_WORKERS)?,
+            None if self.max_workers < self.min_workers => {
+                return bad(
+                    "max_workers",
+                    format!(
+                        "must be at least min_workers ({}), got {}",
+                        self.min_workers, self.max_workers
+                    ),
+                );
+            }
+            None => {}
         }
-        if max < min {
-            return bad("max_workers must be at least min_workers");
-        }
-        if max > MAX_THREADS {
-            return bad("max_workers must be at most 4096");
-        }
-        if self.sample_interval.is_zero() {
-            return bad("sample_interval must be positive");
-        }
-        let unit = |x: f64| x.is_finite() && (0.0..=1.0).contains(&x);
-        if !unit(self.grow_below_cpu) || !unit(self.shrink_above_cpu) {
-            return bad("grow_below_cpu and shrink_above_cpu must be within 0..=1");
-        }
+        duration("sample_interval", self.sample_interval, ms, HOUR)?;
+        let unit = |field: &str, x: f64| {
+            if x.is_finite() && (0.0..=1.0).contains(&x) {
+                Ok(())
+            } else {
+                bad(field, format!("must be within 0..=1, got {x}"))
+            }
+        };
+        unit("grow_below_cpu", self.grow_below_cpu)?;
+        unit("shrink_above_cpu", self.shrink_above_cpu)?;
         if self.grow_below_cpu >= self.shrink_above_cpu {
-            return bad("grow_below_cpu must be below shrink_above_cpu");
+            return bad(
+                "grow_below_cpu",
+                format!(
+                    "must be below shrink_above_cpu ({}), got {}",
+                    self.shrink_above_cpu, self.grow_below_cpu
+                ),
+            );
         }
-        if self.grow_after == 0 || self.shrink_after == 0 || self.idle_after == 0 {
-            return bad("grow_after, shrink_after and idle_after must be at least 1");
-        }
-        if self.grow_step == 0 || self.shrink_step == 0 {
-            return bad("grow_step and shrink_step must be at least 1");
-        }
-        if self.promotion_interval == 0 {
-            return bad("promotion_interval must be at least 1");
-        }
-        if self.chunks_per_worker == 0 {
-            return bad("chunks_per_worker must be at least 1");
-        }
+        streak("grow_after", self.grow_after)?;
+        streak("shrink_after", self.shrink_after)?;
+        streak("idle_after", self.idle_after)?;
+        count("grow_step", self.grow_step, 1, Self::MAX_WORKERS)?;
+        count("shrink_step", self.shrink_step, 1, Self::MAX_WORKERS)?;
+        duration("cooldown", self.cooldown, Duration::ZERO, HOUR)?;
+        duration(
+            "starvation_bound",
+            self.starvation_bound,
+            Duration::ZERO,
+            HOUR,
+        )?;
+        count(
+            "promotion_interval",
+            self.promotion_interval as usize,
+            1,
+            Self::MAX_PER,
+        )?;
+        duration(
+            "idle_spin",
+            self.idle_spin,
+            Duration::ZERO,
+            Self::MAX_IDLE_SPIN,
+        )?;
+        count(
+            "chunks_per_worker",
+            self.chunks_per_worker,
+            1,
+            Self::MAX_PER,
+        )?;
+        count("history_len", self.history_len, 0, Self::MAX_HISTORY)?;
+        duration("shutdown_timeout", self.shutdown_timeout, ms, HOUR)?;
         Ok(())
     }
 }

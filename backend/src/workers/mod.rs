@@ -26,8 +26,22 @@
 //! | nothing queued, a worker idle, above min                            | shrink by `shrink_step` (idle) |
 //!
 //! A retiring worker finishes its current unit first and only retires when it next looks
-//! for work, under the queue lock, so a shrink never loses or duplicates a unit. A unit
-//! that panics resolves to [`Error::TaskPanicked`] and the worker keeps running.
+//! for work, under the queue lock, so a shrink never loses or duplicates a unit.
+//!
+//! **Panics.** A unit that panics resolves to [`Error::TaskPanicked`] and the worker keeps
+//! running, wherever the panic comes from: the closure body, the `Drop` of a value it
+//! captured, the `Drop` of its result when nobody waits for it any more (or when its batch
+//! failed), or the `Drop` of the panic payload (nested payload panics are caught up to 8
+//! deep, then the payload is leaked). Those caught outside the body are counted in
+//! [`WorkerStats::drop_panics`]. The one thing no library can catch is a `Drop` that
+//! panics while the body is already unwinding: Rust aborts the process. The worker loop
+//! itself runs under `catch_unwind` too; if it ever panics (a bug), the worker is counted
+//! in [`WorkerStats::worker_deaths`] and a replacement is started.
+//!
+//! **Shutdown.** [`WorkerPool::shutdown`] lets the workers finish the queued units, but
+//! waits at most [`WorkerConfig::shutdown_timeout`] (default 10 s). Then the units still
+//! queued are cancelled (their submitters get [`Error::ShuttingDown`]), the threads still
+//! busy are left running detached, and the returned [`WorkerShutdown`] reports both.
 //!
 //! ```
 //! use swarmbus::workers::{WorkerConfig, WorkerPool};
@@ -47,6 +61,7 @@
 
 mod config;
 mod controller;
+mod panics;
 mod queue;
 mod sampler;
 mod stats;
@@ -58,14 +73,14 @@ pub use sampler::{LoadSample, LoadSampler, SysinfoSampler};
 pub use stats::{ByPriority, LoadPoint, ResizeCounts, WorkerStats};
 
 use crate::{Error, Priority, Result};
-use std::any::Any;
+use serde::Serialize;
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
-use worker::{Shared, Task, WorkerLocal};
+use worker::{Finish, Shared, Task};
 
 /// A handle to the worker pool; clones share the pool. Dropping the last handle stops the
 /// pool after the queued units have run (without waiting); call
@@ -86,14 +101,46 @@ impl Drop for Handle {
     }
 }
 
+/// What [`WorkerPool::shutdown`] saw. A clean shutdown is `waited` with nothing stuck or
+/// cancelled ([`is_clean`](Self::is_clean)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[non_exhaustive]
+pub struct WorkerShutdown {
+    /// `false` when called from a unit on a pool thread: it only signalled, since waiting
+    /// for its own thread would deadlock.
+    pub waited: bool,
+    /// Pool threads still running when [`WorkerConfig::shutdown_timeout`] ran out (each
+    /// one busy in a unit); they are left running, detached. 0 in a clean shutdown.
+    pub stuck_threads: usize,
+    /// Queued units dropped unrun when the bound ran out; their submitters got
+    /// [`Error::ShuttingDown`]. 0 in a clean shutdown.
+    pub cancelled_units: usize,
+}
+
+impl WorkerShutdown {
+    /// Waited, and every thread exited in time with every queued unit run.
+    pub fn is_clean(&self) -> bool {
+        self.waited && self.stuck_threads == 0 && self.cancelled_units == 0
+    }
+}
+
 impl WorkerPool {
     /// Starts a pool that samples the real machine load ([`SysinfoSampler`]).
     /// Works inside or outside a tokio runtime: workers and controller are OS threads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if `config` is out of range ([`WorkerConfig::validate`]);
+    /// [`Error::Io`] if the sampler or a thread cannot be started.
     pub fn start(config: &WorkerConfig) -> Result<WorkerPool> {
         Self::with_sampler(config, Box::new(SysinfoSampler::new()?))
     }
 
     /// Starts a pool whose controller thread reads load from `sampler`.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
     pub fn with_sampler(
         config: &WorkerConfig,
         sampler: Box<dyn LoadSampler>,
@@ -103,6 +150,10 @@ impl WorkerPool {
 
     /// Starts a pool without a controller thread: it only resizes when [`step`](Self::step)
     /// is called (deterministic tests, or an embedding that drives its own clock).
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
     pub fn manual(config: &WorkerConfig, sampler: Box<dyn LoadSampler>) -> Result<WorkerPool> {
         Self::launch(config, sampler, true)
     }
@@ -121,8 +172,13 @@ impl WorkerPool {
     }
 
     /// Runs `f` on a worker at `priority`. The unit is queued at once; the future resolves
-    /// to its result, [`Error::TaskPanicked`] if it panicked, or [`Error::ShuttingDown`] if
-    /// the pool no longer accepts work.
+    /// to its result.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TaskPanicked`] if the unit panicked (in its body or while dropping what it
+    /// captured); [`Error::ShuttingDown`] if the pool no longer accepts work, or shut down
+    /// and cancelled the unit before it ran (see [`WorkerConfig::shutdown_timeout`]).
     pub fn submit<F, T>(
         &self,
         priority: Priority,
@@ -133,30 +189,43 @@ impl WorkerPool {
         T: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let task: Task = Box::new(move |local: &mut WorkerLocal| {
-            let start = Instant::now();
-            let out = catch_unwind(AssertUnwindSafe(f)).map_err(panic_error);
-            local.finish(
-                priority,
-                usize::from(out.is_ok()),
-                usize::from(out.is_err()),
-                start,
-            );
-            // The submitter may have dropped its future; then nobody wants the result.
-            let _ = tx.send(out);
+        let task: Task = Box::new(move |finish: Finish<'_>| match finish {
+            Finish::Run(local) => {
+                let start = Instant::now();
+                // Captured values drop at the end of the call, inside the catch.
+                let out =
+                    catch_unwind(AssertUnwindSafe(f)).map_err(|p| local.contain().panic_error(p));
+                local.finish(
+                    priority,
+                    usize::from(out.is_ok()),
+                    usize::from(out.is_err()),
+                    start,
+                );
+                // If the submitter dropped its future, the result drops here, contained.
+                local.contain().send(tx, out);
+            }
+            Finish::Cancel(contain) => {
+                contain.drop_value(f);
+                contain.send(tx, Err(Error::ShuttingDown));
+            }
         });
         let queued = self.inner.shared.push([(priority, 1, task)]);
         async move {
             queued?;
-            rx.await.map_err(|_| Error::ShuttingDown)?
+            rx.await.unwrap_or_else(|_| Err(worker_died()))
         }
     }
 
     /// Runs every unit at `priority`, in parallel across workers, and resolves to the
     /// results in input order. The units are split into about `chunks_per_worker` chunks
     /// per worker and queued with one lock, so a batch of thousands of tiny units costs a
-    /// few queue operations. If units panic, the other units still run and the batch
-    /// resolves to the first panic's [`Error::TaskPanicked`].
+    /// few queue operations.
+    ///
+    /// # Errors
+    ///
+    /// If units panic, the other units still run and the batch resolves to the first
+    /// panic's [`Error::TaskPanicked`] (the other results are dropped, contained);
+    /// [`Error::ShuttingDown`] as for [`submit`](Self::submit).
     pub fn submit_batch<I, F, T>(
         &self,
         priority: Priority,
@@ -173,7 +242,10 @@ impl WorkerPool {
         let chunks = if n == 0 {
             0
         } else {
-            (shared.target() * shared.config().chunks_per_worker).clamp(1, n)
+            (shared
+                .target()
+                .saturating_mul(shared.config().chunks_per_worker))
+            .clamp(1, n)
         };
         let (base, extra) = (n / chunks.max(1), n % chunks.max(1));
         let mut receivers = Vec::with_capacity(chunks);
@@ -189,21 +261,28 @@ impl WorkerPool {
         receivers.reverse();
         tasks.reverse();
         let queued = if n == 0 { Ok(()) } else { shared.push(tasks) };
+        let contain = Arc::clone(shared.containment());
         async move {
             queued?;
             let mut out = Vec::with_capacity(n);
-            let mut first_panic = None;
+            let mut first_error = None;
             for rx in receivers {
-                match rx.await.map_err(|_| Error::ShuttingDown)? {
-                    Ok(values) => out.extend(values),
+                match rx.await.unwrap_or_else(|_| Err(worker_died())) {
+                    Ok(values) if first_error.is_none() => out.extend(values),
+                    Ok(values) => contain.drop_value(values),
                     Err(e) => {
-                        first_panic.get_or_insert(e);
+                        first_error.get_or_insert(e);
                     }
                 }
             }
-            match first_panic {
+            match first_error {
                 None => Ok(out),
-                Some(e) => Err(e),
+                Some(e) => {
+                    // The results of the other chunks are not handed out; drop them here
+                    // without letting a panicking Drop escape into the caller.
+                    contain.drop_value(out);
+                    Err(e)
+                }
             }
         }
     }
@@ -226,21 +305,27 @@ impl WorkerPool {
     }
 
     /// Stops accepting work (later submits fail with [`Error::ShuttingDown`]), lets the
-    /// workers finish every queued unit, and waits for all pool threads to exit.
+    /// workers finish every queued unit, and waits for all pool threads to exit, at most
+    /// [`WorkerConfig::shutdown_timeout`]: if that runs out, the units still queued are
+    /// cancelled and the busy threads left running, and the report says how many.
+    /// The wait runs on tokio's blocking pool, so it never blocks the async threads.
     /// Idempotent; from inside a unit it only signals (waiting would deadlock).
-    pub async fn shutdown(&self) {
+    pub async fn shutdown(&self) -> WorkerShutdown {
         self.inner.shared.begin_shutdown();
-        if !worker::on_worker_thread() {
-            self.inner.shared.join_async().await;
+        if worker::on_worker_thread() {
+            return WorkerShutdown::default();
         }
+        self.inner.shared.join_async().await
     }
 
-    /// [`shutdown`](Self::shutdown) for synchronous code: blocks until the threads exit.
-    pub fn shutdown_blocking(&self) {
+    /// [`shutdown`](Self::shutdown) for synchronous code: blocks until the threads exit or
+    /// the bound runs out.
+    pub fn shutdown_blocking(&self) -> WorkerShutdown {
         self.inner.shared.begin_shutdown();
-        if !worker::on_worker_thread() {
-            self.inner.shared.join_blocking();
+        if worker::on_worker_thread() {
+            return WorkerShutdown::default();
         }
+        self.inner.shared.join_blocking()
     }
 }
 
@@ -256,41 +341,47 @@ impl fmt::Debug for WorkerPool {
 }
 
 /// One batch chunk: runs its units in order, each under `catch_unwind`, and sends the
-/// results (or the first panic) back.
+/// results (or the first panic) back. Everything it leaves behind drops contained.
 fn chunk_task<F, T>(priority: Priority, chunk: Vec<F>, tx: oneshot::Sender<Result<Vec<T>>>) -> Task
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    Box::new(move |local: &mut WorkerLocal| {
-        let start = Instant::now();
-        let mut values = Vec::with_capacity(chunk.len());
-        let mut panic = None;
-        let mut panicked = 0;
-        for f in chunk {
-            match catch_unwind(AssertUnwindSafe(f)) {
-                Ok(v) => values.push(v),
-                Err(payload) => {
-                    panicked += 1;
-                    panic.get_or_insert_with(|| panic_error(payload));
+    Box::new(move |finish: Finish<'_>| match finish {
+        Finish::Run(local) => {
+            let start = Instant::now();
+            let mut values = Vec::with_capacity(chunk.len());
+            let mut panic = None;
+            let mut panicked = 0;
+            for f in chunk {
+                match catch_unwind(AssertUnwindSafe(f)) {
+                    Ok(v) => values.push(v),
+                    Err(payload) => {
+                        panicked += 1;
+                        let e = local.contain().panic_error(payload);
+                        panic.get_or_insert(e);
+                    }
                 }
             }
+            local.finish(priority, values.len(), panicked, start);
+            let out = match panic {
+                None => Ok(values),
+                Some(e) => {
+                    local.contain().drop_value(values);
+                    Err(e)
+                }
+            };
+            local.contain().send(tx, out);
         }
-        local.finish(priority, values.len(), panicked, start);
-        let _ = tx.send(match panic {
-            None => Ok(values),
-            Some(e) => Err(e),
-        });
+        Finish::Cancel(contain) => {
+            contain.drop_value(chunk);
+            contain.send(tx, Err(Error::ShuttingDown));
+        }
     })
 }
 
-fn panic_error(payload: Box<dyn Any + Send>) -> Error {
-    let msg = if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_string()
-    };
-    Error::TaskPanicked(msg)
+/// What a submitter gets if its unit's sender vanished unsent: only a worker whose own
+/// loop panicked mid-unit (a bug) drops a unit that way.
+fn worker_died() -> Error {
+    Error::TaskPanicked("the worker running this unit died".to_string())
 }

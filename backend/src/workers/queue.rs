@@ -59,7 +59,7 @@ impl<T> Lanes<T> {
         let top = (0..4).rev().find(|&i| !self.lanes[i].is_empty())?;
         let mut pick = top;
         let mut oldest: Option<Instant> = None;
-        let may_promote = self.since_promotion + 1 >= self.promotion_interval;
+        let may_promote = self.since_promotion.saturating_add(1) >= self.promotion_interval;
         let lower = if may_promote { top } else { 0 };
         for (i, lane) in self.lanes[..lower].iter().enumerate() {
             if let Some(head) = lane.front() {
@@ -79,6 +79,16 @@ impl<T> Lanes<T> {
         let entry = self.lanes[pick].pop_front()?;
         self.units[pick] -= entry.units;
         Some(entry)
+    }
+
+    /// Takes every queued entry out, highest lane first (for cancellation).
+    pub(crate) fn drain(&mut self) -> Vec<Entry<T>> {
+        self.units = [0; 4];
+        self.lanes
+            .iter_mut()
+            .rev()
+            .flat_map(|l| l.drain(..))
+            .collect()
     }
 
     /// Queued units per priority, lowest first.
@@ -187,6 +197,19 @@ mod tests {
         let pattern = [true, false, false, false];
         assert_eq!(first, pattern.repeat(3));
         assert_eq!(q.promoted(), 14);
+    }
+
+    #[test]
+    fn huge_promotion_interval_does_not_overflow() {
+        let t0 = Instant::now();
+        let mut q = Lanes::new(Duration::ZERO, u32::MAX);
+        q.push(entry(Low, t0, 0));
+        q.push(entry(High, t0, 1));
+        assert_eq!(drain(&mut q, t0), vec![0, 1]);
+        q.push(entry(Low, t0, 2));
+        q.push(entry(Critical, t0, 3));
+        assert_eq!(q.drain().iter().map(|e| e.item).collect::<Vec<_>>(), [3, 2]);
+        assert_eq!((q.total_units(), q.entries()), (0, 0));
     }
 
     #[test]

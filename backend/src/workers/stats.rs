@@ -118,6 +118,19 @@ pub struct WorkerStats {
     pub task_queue_entries: usize,
     /// Queue entries served ahead of a higher priority by the anti-starvation rule.
     pub starvation_promotions: u64,
+    /// Units dropped unrun because a shutdown's `shutdown_timeout` ran out (their
+    /// submitters got `Error::ShuttingDown`).
+    pub tasks_cancelled: u64,
+    /// Panics caught on a worker while dropping what a unit left behind: a result nobody
+    /// waited for, the results of a failed batch, a panic payload (the worker survives).
+    pub drop_panics: u64,
+    /// Worker threads whose own loop panicked (a bug: units cannot cause it); each one was
+    /// replaced while the pool still wanted it.
+    pub worker_deaths: u64,
+    /// Panics of the load sampler caught on the controller thread (the controller goes on).
+    pub controller_panics: u64,
+    /// Shutdowns that gave up waiting after `shutdown_timeout` with threads still busy.
+    pub shutdown_timeouts: u64,
     /// Seconds from submit to start, per unit.
     pub wait_seconds: HistogramSnapshot,
     /// Seconds of run time, per unit (a batch chunk's time is spread over its units).

@@ -1,22 +1,34 @@
 //! The worker threads, the controller thread, and the state they share.
 
 use super::controller::{decide, ControllerState, Decision, Observation, ResizeReason};
+use super::panics::Containment;
 use super::queue::{Entry, Lanes};
 use super::stats::{ByPriority, LoadPoint, ResizeCounts, WorkerStats};
-use super::{LoadSample, LoadSampler, WorkerConfig};
+use super::{LoadSample, LoadSampler, WorkerConfig, WorkerShutdown};
 use crate::metrics::histogram::{self, Histogram, LocalHistogram};
 use crate::{Error, Priority, Result};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::cell::Cell;
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
-use tokio::sync::watch;
+use std::time::{Duration, Instant};
 
 /// What a queued entry runs: a unit or a chunk, which reports through the worker's counters.
-pub(crate) type Task = Box<dyn FnOnce(&mut WorkerLocal) + Send>;
+/// It never panics out (see `panics.rs`); if it does, that is a bug and the worker is
+/// treated as dead and replaced.
+pub(crate) type Task = Box<dyn FnOnce(Finish<'_>) + Send>;
+
+/// How a queued entry ends.
+pub(crate) enum Finish<'a> {
+    /// Run it on this worker.
+    Run(&'a mut WorkerLocal),
+    /// Drop it unrun (shutdown bound ran out, or the pool no longer accepts work): the
+    /// entry sends `Error::ShuttingDown` to its submitter and drops its closures contained.
+    Cancel(&'a Containment),
+}
 
 /// Local histograms are merged into the shared ones after this many units.
 const MERGE_EVERY: u64 = 64;
@@ -44,6 +56,14 @@ struct State {
     shutdown: bool,
     min_seen: usize,
     max_seen: usize,
+    /// Worker threads whose loop panicked (a bug, never a unit); each was replaced.
+    deaths: u64,
+    /// Panics of the load sampler caught on the controller thread.
+    controller_panics: u64,
+    /// Units dropped unrun because the shutdown bound ran out.
+    cancelled: u64,
+    /// Shutdowns whose bound ran out with pool threads still running.
+    shutdown_timeouts: u64,
 }
 
 /// Counters one worker owns; only that worker writes them, so the adds never contend.
@@ -86,9 +106,12 @@ pub(crate) struct Shared {
     /// Controller stop flag; the controller sleeps on `stop_cv` between samples.
     stop: Mutex<bool>,
     stop_cv: Condvar,
-    /// Pool threads (workers and controller) still running.
-    threads: watch::Sender<usize>,
+    /// Pool threads (workers and controller) still running; `exited` is notified each time
+    /// one exits.
+    threads: Mutex<usize>,
+    exited: Condvar,
     handles: Mutex<Vec<JoinHandle<()>>>,
+    contain: Arc<Containment>,
 }
 
 /// A worker's private accumulators, handed to each task it runs.
@@ -97,9 +120,15 @@ pub(crate) struct WorkerLocal {
     counters: Arc<WorkerCounters>,
     wait: LocalHistogram,
     run: LocalHistogram,
+    contain: Arc<Containment>,
 }
 
 impl WorkerLocal {
+    /// Where the unit drops what it leaves behind (results, payloads), contained.
+    pub(crate) fn contain(&self) -> &Containment {
+        &self.contain
+    }
+
     /// Records a finished unit or chunk; call it before sending the result, so stats read
     /// after the submit resolves already include it.
     pub(crate) fn finish(
@@ -140,6 +169,10 @@ impl Shared {
                 shutdown: false,
                 min_seen: usize::MAX,
                 max_seen: 0,
+                deaths: 0,
+                controller_panics: 0,
+                cancelled: 0,
+                shutdown_timeouts: 0,
             }),
             work: Condvar::new(),
             pending: AtomicUsize::new(0),
@@ -157,10 +190,17 @@ impl Shared {
             started: Instant::now(),
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
-            threads: watch::Sender::new(0),
+            threads: Mutex::new(0),
+            exited: Condvar::new(),
             handles: Mutex::new(Vec::new()),
+            contain: Arc::default(),
             config,
         }
+    }
+
+    /// Drops values contained; shared with the submit futures.
+    pub(crate) fn containment(&self) -> &Arc<Containment> {
+        &self.contain
     }
 
     pub(crate) fn config(&self) -> &WorkerConfig {
@@ -179,6 +219,11 @@ impl Shared {
     ) -> Result<()> {
         let mut st = self.state.lock();
         if st.shutdown {
+            drop(st);
+            // Dropped here, in the submitter's thread: contained like on a worker.
+            for (_, _, item) in entries {
+                item(Finish::Cancel(&self.contain));
+            }
             return Err(Error::ShuttingDown);
         }
         let now = Instant::now();
@@ -217,17 +262,17 @@ impl Shared {
         }
         if !manual {
             let shared = Arc::clone(self);
-            self.threads.send_modify(|n| *n += 1);
+            *self.threads.lock() += 1;
             let spawned = std::thread::Builder::new()
                 .name("swarmbus-workers-ctl".into())
                 .spawn(move || {
                     shared.control_loop();
-                    shared.threads.send_modify(|n| *n -= 1);
+                    shared.thread_exited();
                 });
             match spawned {
                 Ok(h) => self.handles.lock().push(h),
                 Err(e) => {
-                    self.threads.send_modify(|n| *n -= 1);
+                    self.thread_exited();
                     self.begin_shutdown();
                     return Err(Error::Io(e));
                 }
@@ -245,19 +290,21 @@ impl Shared {
         self.registry.lock().live.push(Arc::clone(&counters));
         let shared = Arc::clone(self);
         let mine = Arc::clone(&counters);
-        self.threads.send_modify(|n| *n += 1);
+        *self.threads.lock() += 1;
         let spawned = std::thread::Builder::new()
             .name("swarmbus-worker".into())
             .spawn(move || shared.worker_main(mine));
         match spawned {
             Ok(h) => {
                 let mut handles = self.handles.lock();
+                // Pool threads never unwind out (their result is `()`), so dropping a
+                // finished handle cannot run a panicking payload's Drop.
                 handles.retain(|h| !h.is_finished());
                 handles.push(h);
                 Ok(())
             }
             Err(e) => {
-                self.threads.send_modify(|n| *n -= 1);
+                self.thread_exited();
                 let mut st = self.state.lock();
                 st.live -= 1;
                 st.target -= 1;
@@ -271,34 +318,85 @@ impl Shared {
         }
     }
 
+    /// A worker thread: runs entries until told to retire or stop. Its loop runs under
+    /// `catch_unwind`, so the thread itself never unwinds: if the loop panics (a bug; units
+    /// cannot make it), the worker is counted dead and replaced, and the pool's head-count
+    /// stays right.
     fn worker_main(self: Arc<Self>, counters: Arc<WorkerCounters>) {
         IS_WORKER.with(|w| w.set(true));
         let mut local = WorkerLocal {
             counters,
             wait: self.wait_hist.local(),
             run: self.run_hist.local(),
+            contain: Arc::clone(&self.contain),
         };
-        while let Some(entry) = self.next_entry(&mut local) {
+        let died = match catch_unwind(AssertUnwindSafe(|| self.work_loop(&mut local))) {
+            Ok(()) => false,
+            Err(payload) => {
+                self.contain.drop_value(payload);
+                true
+            }
+        };
+        self.retire_counters(&local.counters);
+        if died {
+            self.replace_dead_worker();
+        }
+        self.thread_exited();
+    }
+
+    fn work_loop(&self, local: &mut WorkerLocal) {
+        while let Some(entry) = self.next_entry(local) {
             let waited = entry.enqueued.elapsed().as_secs_f64();
             local.wait.observe_n(waited, entry.units as u64);
-            (entry.item)(&mut local);
+            (entry.item)(Finish::Run(local));
             if local.run.count() >= MERGE_EVERY {
-                local.flush(&self);
+                local.flush(self);
             }
         }
-        local.flush(&self);
+        local.flush(self);
+    }
+
+    /// Moves a finished worker's counters into the retired totals.
+    fn retire_counters(&self, counters: &Arc<WorkerCounters>) {
         let mut reg = self.registry.lock();
-        reg.live.retain(|c| !Arc::ptr_eq(c, &local.counters));
-        for (total, c) in reg
-            .retired_completed
-            .iter_mut()
-            .zip(&local.counters.completed)
-        {
+        reg.live.retain(|c| !Arc::ptr_eq(c, counters));
+        for (total, c) in reg.retired_completed.iter_mut().zip(&counters.completed) {
             *total += c.load(Relaxed);
         }
-        reg.retired_panicked += local.counters.panicked.load(Relaxed);
-        drop(reg);
-        self.threads.send_modify(|n| *n -= 1);
+        reg.retired_panicked += counters.panicked.load(Relaxed);
+    }
+
+    /// A worker's loop panicked: it is still counted in `live`. Start a replacement if the
+    /// pool still wants this worker (not retiring, and not shutting down with nothing left
+    /// to run); otherwise count it gone.
+    fn replace_dead_worker(self: &Arc<Self>) {
+        let respawn = {
+            let mut st = self.state.lock();
+            st.deaths += 1;
+            let wanted = st.live <= st.target && (!st.shutdown || st.lanes.entries() > 0);
+            if !wanted {
+                st.live -= 1;
+                st.min_seen = st.min_seen.min(st.live);
+            }
+            wanted
+        };
+        tracing::error!(
+            target: "swarmbus::workers",
+            respawn,
+            "a worker thread's loop panicked; the worker was counted dead"
+        );
+        // On failure `spawn_worker` takes the worker out of `live` and `target` itself.
+        if respawn && self.spawn_worker().is_err() {
+            tracing::error!(target: "swarmbus::workers", "starting a replacement worker failed");
+        }
+    }
+
+    /// Counts one pool thread out and wakes a waiting shutdown.
+    fn thread_exited(&self) {
+        let mut n = self.threads.lock();
+        *n = n.saturating_sub(1);
+        drop(n);
+        self.exited.notify_all();
     }
 
     /// The next entry to run, or `None` when this worker should exit (retire or shutdown).
@@ -349,7 +447,7 @@ impl Shared {
     }
 
     fn spin(&self) {
-        let deadline = Instant::now() + self.config.idle_spin;
+        let deadline = deadline_after(Instant::now(), self.config.idle_spin);
         loop {
             for _ in 0..16 {
                 if self.pending.load(Relaxed) > 0 || self.stopping.load(Relaxed) {
@@ -377,7 +475,13 @@ impl Shared {
                 return;
             }
             MutexGuard::unlocked(&mut stop, || {
-                self.step();
+                // The sampler is the embedder's code: a panic in it must not end the
+                // controller (a dead controller would never resize again).
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.step())) {
+                    self.contain.drop_value(payload);
+                    self.state.lock().controller_panics += 1;
+                    tracing::error!(target: "swarmbus::workers", "the load sampler panicked");
+                }
             });
         }
     }
@@ -418,7 +522,7 @@ impl Shared {
             Decision::Hold => {}
         }
         let point = LoadPoint {
-            elapsed_ms: obs.now.as_millis() as u64,
+            elapsed_ms: u64::try_from(obs.now.as_millis()).unwrap_or(u64::MAX),
             workers: self.target(),
             busy: obs.workers.saturating_sub(obs.idle),
             queued: obs.queued,
@@ -484,32 +588,75 @@ impl Shared {
         self.stop_cv.notify_all();
     }
 
-    /// Waits for every pool thread to exit (blocking).
-    pub(crate) fn join_blocking(&self) {
-        loop {
-            let handles = std::mem::take(&mut *self.handles.lock());
-            let none_left = handles.is_empty();
-            for h in handles {
-                // A worker never panics (units run under catch_unwind); nothing to report.
-                let _ = h.join();
-            }
-            if none_left {
-                if *self.threads.borrow() == 0 {
-                    return;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
+    /// Waits, at most `shutdown_timeout`, for every pool thread to exit (blocking). If the
+    /// bound runs out, cancels the units still queued and leaves the busy threads running,
+    /// detached; the returned report says so.
+    pub(crate) fn join_blocking(&self) -> WorkerShutdown {
+        let deadline = deadline_after(Instant::now(), self.config.shutdown_timeout);
+        let mut n = self.threads.lock();
+        // Bounded by the deadline: each wait ends at an exit or at the deadline.
+        while *n > 0 && !self.exited.wait_until(&mut n, deadline).timed_out() {}
+        let stuck = *n;
+        drop(n);
+        let handles = std::mem::take(&mut *self.handles.lock());
+        let (done, running): (Vec<_>, Vec<_>) = handles
+            .into_iter()
+            .partition(|h| stuck == 0 || h.is_finished());
+        for h in done {
+            // Pool threads never unwind out (see `worker_main`): nothing to report.
+            let _ = h.join();
+        }
+        self.handles.lock().extend(running);
+        if stuck == 0 {
+            return WorkerShutdown {
+                waited: true,
+                ..WorkerShutdown::default()
+            };
+        }
+        let cancelled = self.cancel_queued();
+        self.state.lock().shutdown_timeouts += 1;
+        tracing::warn!(
+            target: "swarmbus::workers",
+            stuck_threads = stuck,
+            cancelled_units = cancelled,
+            timeout = ?self.config.shutdown_timeout,
+            "worker pool shutdown timed out; busy threads left running"
+        );
+        WorkerShutdown {
+            waited: true,
+            stuck_threads: stuck,
+            cancelled_units: cancelled,
         }
     }
 
-    /// Waits for every pool thread to exit without blocking the async runtime.
-    pub(crate) async fn join_async(&self) {
-        let mut rx = self.threads.subscribe();
-        // The sender lives in `self`, so the channel cannot close while we wait.
-        let _ = rx.wait_for(|n| *n == 0).await;
-        for h in std::mem::take(&mut *self.handles.lock()) {
-            let _ = h.join();
+    /// [`join_blocking`](Self::join_blocking) from async code: on tokio's blocking pool
+    /// when there is a runtime, so the async threads keep running.
+    pub(crate) async fn join_async(self: &Arc<Self>) -> WorkerShutdown {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let shared = Arc::clone(self);
+            if let Ok(report) = tokio::task::spawn_blocking(move || shared.join_blocking()).await {
+                return report;
+            }
         }
+        // No runtime, or it is shutting down and refused the task: wait here (bounded).
+        self.join_blocking()
+    }
+
+    /// Drops every queued entry unrun; returns the units they held.
+    fn cancel_queued(&self) -> usize {
+        let (entries, units) = {
+            let mut st = self.state.lock();
+            let entries = st.lanes.drain();
+            self.pending.store(0, Relaxed);
+            let units: usize = entries.iter().map(|e| e.units).sum();
+            st.cancelled = st.cancelled.saturating_add(units as u64);
+            (entries, units)
+        };
+        // Outside the lock: cancelling drops the embedder's closures.
+        for entry in entries {
+            (entry.item)(Finish::Cancel(&self.contain));
+        }
+        units
     }
 
     pub(crate) fn stats(&self) -> WorkerStats {
@@ -526,6 +673,10 @@ impl Shared {
                 task_queue_depth_by_priority: ByPriority::from_array(st.lanes.depth()),
                 task_queue_entries: st.lanes.entries(),
                 starvation_promotions: st.lanes.promoted(),
+                worker_deaths: st.deaths,
+                controller_panics: st.controller_panics,
+                tasks_cancelled: st.cancelled,
+                shutdown_timeouts: st.shutdown_timeouts,
                 ..WorkerStats::default()
             }
         };
@@ -542,6 +693,7 @@ impl Shared {
             stats.tasks_completed = ByPriority::from_array(completed);
             stats.tasks_panicked = panicked;
         }
+        stats.drop_panics = self.contain.caught();
         stats.wait_seconds = self.wait_hist.snapshot();
         stats.run_seconds = self.run_hist.snapshot();
         let ctl = self.control.lock();
@@ -550,5 +702,88 @@ impl Shared {
         stats.resizes = ctl.resizes;
         stats.history = ctl.history.iter().copied().collect();
         stats
+    }
+}
+
+impl Drop for Shared {
+    /// Entries still queued when the last thread and handle are gone (only if every worker
+    /// is gone): cancelled, so their submitters hear `Error::ShuttingDown` and their
+    /// closures drop contained.
+    fn drop(&mut self) {
+        for entry in self.state.get_mut().lanes.drain() {
+            (entry.item)(Finish::Cancel(&self.contain));
+        }
+    }
+}
+
+/// `now + d`, or a far-future instant if that overflows (never a panic).
+fn deadline_after(now: Instant, d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(d)
+        .or_else(|| now.checked_add(FAR))
+        .unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workers::WorkerPool;
+    use std::time::Duration;
+
+    struct Idle;
+
+    impl LoadSampler for Idle {
+        fn sample(&mut self) -> LoadSample {
+            LoadSample::default()
+        }
+    }
+
+    #[test]
+    fn spin_with_a_huge_idle_spin_does_not_overflow() {
+        // Unvalidated on purpose: `Instant + Duration::MAX` used to panic the worker.
+        let mut config = WorkerConfig::fixed(1);
+        config.idle_spin = Duration::MAX;
+        let shared = Shared::new(config, Box::new(Idle));
+        shared.stopping.store(true, Relaxed);
+        shared.spin();
+    }
+
+    /// A panic payload whose `Drop` panics again (std aborts if a thread ends with one).
+    struct Bomb;
+
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                std::panic::panic_any(Bomb);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dead_worker_is_noticed_and_replaced() {
+        let run = async {
+            let pool = WorkerPool::manual(&WorkerConfig::fixed(1), Box::new(Idle)).unwrap();
+            let shared = &pool.inner.shared;
+            // Tasks are built inside the crate; one that panics itself stands for a bug in
+            // the worker loop, which no unit can reach.
+            let die: Task = Box::new(|_| panic!("worker bug"));
+            let bomb: Task = Box::new(|_| std::panic::panic_any(Bomb));
+            shared.push([(Priority::Normal, 1, die)]).unwrap();
+            assert_eq!(pool.submit(Priority::Normal, || 1).await.unwrap(), 1);
+            shared.push([(Priority::Normal, 1, bomb)]).unwrap();
+            assert_eq!(pool.submit(Priority::Normal, || 2).await.unwrap(), 2);
+            let s = pool.stats();
+            assert_eq!((s.workers, s.target_workers), (1, 1), "{s:?}");
+            assert_eq!(s.worker_deaths, 2, "{s:?}");
+            assert!(
+                s.drop_panics >= 1,
+                "the bomb payload was dropped contained: {s:?}"
+            );
+            assert!(pool.shutdown().await.is_clean());
+            assert_eq!(pool.stats().workers, 0);
+        };
+        tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .expect("the pool hung after its worker died");
     }
 }
