@@ -38,13 +38,10 @@ pub(crate) enum Wait {
 }
 
 impl Shared {
-    /// Checks the size and compresses when it pays.
+    /// Checks the sizes (declared and stored) and compresses when it pays.
     pub(crate) fn prepare(&self, mut payload: Payload) -> Result<Payload> {
-        if payload.len() > self.config.max_payload {
-            return self.metrics.fail(Error::PayloadTooLarge {
-                size: payload.len(),
-                max: self.config.max_payload,
-            });
+        if let Err(e) = payload.check_size(self.config.max_payload) {
+            return self.metrics.fail(e);
         }
         if payload.len() > self.config.compress_over {
             let counter = if payload.compress_if_worth(

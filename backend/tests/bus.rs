@@ -651,3 +651,36 @@ async fn concurrent_shutdowns_agree() {
     );
     assert_eq!((r1.delivered, r1.undelivered), (1010, 0));
 }
+
+/// A compressed payload is bounded by its stored size too, not only by the size it declares:
+/// 20 MiB of "gzip" that claims to expand to 10 bytes is refused before it is queued.
+#[tokio::test]
+async fn compressed_payload_is_bounded_by_its_stored_size() {
+    let hub = Hub::start(config()).unwrap();
+    let a = hub.register("a").unwrap();
+    let b = hub.register("b").unwrap();
+    let max = hub.config().max_payload;
+    let huge = Payload::from_compressed(vec![0u8; 20 * 1024 * 1024], 10);
+    let err = a.send(b.id(), huge.clone()).await;
+    assert!(
+        matches!(err, Err(Error::PayloadTooLarge { size, max: m }) if size == 20 * 1024 * 1024 && m == max),
+        "{err:?}"
+    );
+    assert!(matches!(
+        a.try_send(b.id(), huge.clone()),
+        Err(Error::PayloadTooLarge { .. })
+    ));
+    assert!(matches!(
+        a.broadcast(huge).await,
+        Err(Error::PayloadTooLarge { .. })
+    ));
+    // Under max_payload but far beyond what 1,000 bytes can compress to: a lie, refused.
+    let padded = Payload::from_compressed(vec![0u8; 64 * 1024], 1000);
+    assert!(matches!(
+        a.send(b.id(), padded).await,
+        Err(Error::PayloadTooLarge { size: 65_536, .. })
+    ));
+    assert_eq!(hub.metrics().send_errors["payload_too_large"], 4);
+    assert_eq!(hub.metrics().messages_sent, 0);
+    hub.shutdown().await.unwrap();
+}
