@@ -108,14 +108,19 @@ impl Shared {
         }
         let priority = env.priority;
         let opened = batch.push(env, &self.pools.batches);
+        // `validate` keeps linger within a minute; a deadline that still overflowed would
+        // mean "flush now".
+        let linger_at = batch.opened.checked_add(config.linger);
         let due = if flush_now {
             Some(FlushReason::Explicit)
         } else {
-            batch.due(
-                priority,
-                mailbox.max_batch.unwrap_or(config.max_messages),
-                config,
-            )
+            batch
+                .due(
+                    priority,
+                    mailbox.max_batch.unwrap_or(config.max_messages),
+                    config,
+                )
+                .or(linger_at.is_none().then_some(FlushReason::Linger))
         };
         let schedule = match due {
             Some(reason) => {
@@ -124,7 +129,7 @@ impl Shared {
             }
             None if opened && !batch.scheduled => {
                 batch.scheduled = true;
-                Some(batch.opened + config.linger)
+                linger_at
             }
             None => None,
         };
@@ -245,7 +250,7 @@ impl Shared {
             let deadline = match (wait, mailbox.policy, deadline) {
                 (_, _, Some(d)) => d,
                 (Wait::Policy, OverflowPolicy::Block { timeout }, None) => {
-                    *deadline.insert(Instant::now() + timeout)
+                    *deadline.insert(deadline_after(timeout))
                 }
                 _ => return self.metrics.fail(Error::MailboxFull(to)),
             };
@@ -386,4 +391,11 @@ impl Shared {
             self.metrics.drop_n(DropReason::ReplyOrphaned, 1);
         }
     }
+}
+
+/// `now + timeout`; a sum that would overflow (`validate` keeps timeouts within an hour)
+/// is "now": the wait fails at once rather than panicking.
+pub(crate) fn deadline_after(timeout: std::time::Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout).unwrap_or(now)
 }

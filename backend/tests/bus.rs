@@ -617,7 +617,7 @@ async fn request_reply_echo_of_mixed_payloads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_shutdowns_agree() {
     let mut c = config();
-    c.linger = Duration::from_secs(3600); // only shutdown flushes the open batch
+    c.linger = Duration::from_secs(60); // only shutdown flushes the open batch
     let hub = Hub::start(c).unwrap();
     let a = hub.register("a").unwrap();
     let b = hub.register("b").unwrap();
@@ -683,4 +683,28 @@ async fn compressed_payload_is_bounded_by_its_stored_size() {
     assert_eq!(hub.metrics().send_errors["payload_too_large"], 4);
     assert_eq!(hub.metrics().messages_sent, 0);
     hub.shutdown().await.unwrap();
+}
+
+/// A linger or Block timeout of 10^19 s used to pass `validate` and then panic on the first
+/// send (`Instant + Duration` overflow); now `Hub::start` refuses it by name.
+#[tokio::test]
+async fn absurd_durations_are_refused_at_start() {
+    let huge = Duration::from_secs(10_000_000_000_000_000_000);
+    let mut linger = config();
+    linger.linger = huge;
+    let mut block = small_mailbox(OverflowPolicy::Block { timeout: huge });
+    block.mailbox_capacity = 1;
+    for (field, c) in [("linger", linger), ("overflow.timeout", block)] {
+        match Hub::start(c) {
+            Err(Error::Config(m)) => assert!(m.contains(field), "{m}"),
+            Err(e) => panic!("{field}: {e}"),
+            Ok(hub) => {
+                let a = hub.register("a").unwrap();
+                let b = hub.register("b").unwrap();
+                let _ = a.send(b.id(), "1").await;
+                let _ = a.send(b.id(), "2").await;
+                panic!("{field}: a hub started and sent with it");
+            }
+        }
+    }
 }
