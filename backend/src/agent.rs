@@ -129,11 +129,9 @@ impl AgentSender {
         let payload = self.shared.prepare(payload.into())?;
         let env = self.message(to, Kind::Request, Priority::High, payload);
         let id = env.id;
-        let reply = self.shared.requests.insert(id);
-        if let Err(e) = self.shared.send_one(env, Wait::Policy, true).await {
-            self.shared.requests.take(id);
-            return Err(e);
-        }
+        // Dropping this future at any await below drops `_pending`, which removes the entry.
+        let (_pending, reply) = self.shared.requests.insert(id);
+        self.shared.send_one(env, Wait::Policy, true).await?;
         self.shared.metrics.requests.fetch_add(1, Ordering::Relaxed);
         self.shared.await_reply(id, reply, timeout).await
     }

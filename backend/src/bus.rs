@@ -367,11 +367,10 @@ impl Shared {
         match tokio::time::timeout(timeout, reply).await {
             Ok(Ok(env)) => Ok(env),
             Ok(Err(_)) => self.metrics.fail(Error::ShuttingDown),
-            Err(_) => {
-                self.requests.take(id);
-                self.metrics
-                    .fail(Error::RequestTimeout { id, after: timeout })
-            }
+            // The caller's `Pending` guard removes the entry.
+            Err(_) => self
+                .metrics
+                .fail(Error::RequestTimeout { id, after: timeout }),
         }
     }
 

@@ -343,6 +343,7 @@ impl Shared {
             deepest_mailboxes: depths,
             requests: m.requests.load(Ordering::Relaxed),
             replies: m.replies.load(Ordering::Relaxed),
+            pending_requests: self.requests.len() as u64,
             workers: self.workers.stats(),
             nats: self.remote.get().map(|b| b.stats()),
         }

@@ -125,6 +125,7 @@ metric_table! {
     MailboxDepthMax: "mailbox_depth_max", None, Gauge, [], "Depth of the deepest mailbox.";
     Requests: "requests", None, Counter, [], "Requests sent.";
     Replies: "replies", None, Counter, [], "Replies sent.";
+    PendingRequests: "pending_requests", None, Gauge, [], "Requests waiting for their reply.";
     Workers: "workers", None, Gauge, [], "Worker threads in the elastic pool.";
     WorkersBusy: "workers_busy", None, Gauge, [], "Workers running a unit now.";
     CpuLoad: "cpu_load", Some("ratio"), Gauge, [], "System CPU load the worker pool steers by (0-1).";
@@ -251,6 +252,7 @@ impl Collector for SnapshotCollector {
         gauge(&mut enc, M::MailboxDepthMax, s.mailbox_depth_max)?;
         counter(&mut enc, M::Requests, s.requests)?;
         counter(&mut enc, M::Replies, s.replies)?;
+        gauge(&mut enc, M::PendingRequests, s.pending_requests)?;
         encode_workers(&mut enc, &s.workers)?;
         if let Some(n) = &s.nats {
             encode_nats(&mut enc, n)?;

@@ -61,6 +61,9 @@ pub struct MetricsSnapshot {
     pub requests: u64,
     /// Replies sent.
     pub replies: u64,
+    /// Requests waiting for their reply now (each holds an entry until it is answered,
+    /// times out, or its future is dropped).
+    pub pending_requests: u64,
     /// The worker pool.
     pub workers: crate::workers::WorkerStats,
     /// The NATS bridge, when the hub is part of a multi-host swarm.
