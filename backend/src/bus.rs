@@ -220,17 +220,33 @@ impl Shared {
     }
 
     /// Sends one envelope, waiting for room per the policy; `flush_now` sends its batch at
-    /// once (requests).
+    /// once (requests). Errors are counted.
     pub(crate) async fn send_one(
+        &self,
+        env: Envelope,
+        wait: Wait,
+        flush_now: bool,
+    ) -> Result<MessageId> {
+        match self
+            .send_until(env, wait, flush_now, &mut Deadline::default())
+            .await
+        {
+            Ok(id) => Ok(id),
+            Err(e) => self.metrics.fail(e),
+        }
+    }
+
+    /// `send_one` against a deadline that may be shared with other sends (the recipients of
+    /// one fan-out), without counting the error.
+    async fn send_until(
         &self,
         mut env: Envelope,
         wait: Wait,
         flush_now: bool,
+        deadline: &mut Deadline,
     ) -> Result<MessageId> {
         let id = env.id;
         let to = env.to;
-        // Read the clock only once the mailbox turns out to be full.
-        let mut deadline = None;
         loop {
             let outcome = self.route(to, |mailbox| {
                 match self.try_enqueue(mailbox, env, flush_now) {
@@ -240,28 +256,27 @@ impl Shared {
             });
             let mailbox = match outcome {
                 Some(Ok(())) => return Ok(id),
-                None => return self.metrics.fail(Error::UnknownAgent(to)),
-                Some(Err((Refused::Error(e), _))) => return self.metrics.fail(e),
+                None => return Err(Error::UnknownAgent(to)),
+                Some(Err((Refused::Error(e), _))) => return Err(e),
                 Some(Err((Refused::Full(back), mailbox))) => {
                     env = *back;
                     mailbox
                 }
             };
-            let deadline = match (wait, mailbox.policy, deadline) {
-                (_, _, Some(d)) => d,
-                (Wait::Policy, OverflowPolicy::Block { timeout }, None) => {
-                    *deadline.insert(deadline_after(timeout))
-                }
-                _ => return self.metrics.fail(Error::MailboxFull(to)),
+            let at = match (wait, mailbox.policy) {
+                (Wait::Policy, OverflowPolicy::Block { timeout }) => deadline.get(timeout),
+                _ => return Err(Error::MailboxFull(to)),
             };
-            if !mailbox.wait_for_room(deadline).await {
-                return self.metrics.fail(Error::MailboxFull(to));
+            if !mailbox.wait_for_room(at).await {
+                return Err(Error::MailboxFull(to));
             }
         }
     }
 
     /// Sends one payload to many recipients, sharing it. Returns how many accepted it;
-    /// recipients whose mailbox stayed full are counted as dropped (`mailbox_full`).
+    /// recipients whose mailbox stayed full are counted as dropped (`mailbox_full`). Under
+    /// `Block` the full recipients share one deadline: the fan-out waits at most one
+    /// timeout in all, however many of them are full.
     pub(crate) async fn fan_out(
         &self,
         from: AgentId,
@@ -331,6 +346,7 @@ impl Shared {
                 return self.metrics.fail(e);
             }
         }
+        let mut deadline = Deadline::default();
         for &to in full.iter() {
             let env = self.envelope(
                 from,
@@ -340,9 +356,14 @@ impl Shared {
                 topic.clone(),
                 payload.clone(),
             );
-            match self.send_one(env, Wait::Policy, false).await {
+            match self
+                .send_until(env, Wait::Policy, false, &mut deadline)
+                .await
+            {
                 Ok(_) => accepted += 1,
-                Err(Error::ShuttingDown) => return Err(Error::ShuttingDown),
+                Err(Error::ShuttingDown) => return self.metrics.fail(Error::ShuttingDown),
+                // Left while we waited: not a recipient any more.
+                Err(Error::UnknownAgent(_)) => {}
                 Err(_) => self.metrics.drop_n(DropReason::MailboxFull, 1),
             }
         }
@@ -389,6 +410,17 @@ impl Shared {
         if !delivered {
             self.metrics.drop_n(DropReason::ReplyOrphaned, 1);
         }
+    }
+}
+
+/// When a send stops waiting for room: read from the clock only once the first wait
+/// begins, and shared by every recipient of one fan-out.
+#[derive(Debug, Default)]
+pub(crate) struct Deadline(Option<Instant>);
+
+impl Deadline {
+    fn get(&mut self, timeout: std::time::Duration) -> Instant {
+        *self.0.get_or_insert_with(|| deadline_after(timeout))
     }
 }
 

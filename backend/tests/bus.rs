@@ -753,3 +753,34 @@ async fn dropped_requests_leave_no_pending_entry() {
     assert_eq!(m.messages_dropped["reply_orphaned"], 1);
     hub.shutdown().await.unwrap();
 }
+
+/// A broadcast to 100 full mailboxes under `Block { 100 ms }` waits 100 ms in all, not
+/// 100 ms per full recipient one after another (10.1 s before).
+#[tokio::test(start_paused = true)]
+async fn a_fan_out_waits_one_timeout_for_all_full_recipients() {
+    let timeout = Duration::from_millis(100);
+    let mut c = small_mailbox(OverflowPolicy::Block { timeout });
+    c.mailbox_capacity = 1;
+    let hub = Hub::start(c).unwrap();
+    let sender = hub.register("sender").unwrap();
+    let idle: Vec<Agent> = (0..100)
+        .map(|i| hub.register(format!("idle{i}")).unwrap())
+        .collect();
+    for agent in &idle {
+        sender.send(agent.id(), "fills it").await.unwrap();
+    }
+    let started = tokio::time::Instant::now();
+    assert_eq!(sender.broadcast("to everyone").await.unwrap(), 0);
+    let waited = started.elapsed();
+    assert!(waited >= timeout, "gave up before the timeout: {waited:?}");
+    assert!(
+        waited < Duration::from_millis(200),
+        "one deadline for the whole fan-out, waited {waited:?}"
+    );
+    let m = hub.metrics();
+    assert_eq!(m.messages_dropped["mailbox_full"], 100);
+    // The broadcast itself succeeded: its drops are not also call errors.
+    assert_eq!(m.send_errors["mailbox_full"], 0);
+    drop(idle);
+    hub.shutdown().await.unwrap();
+}
