@@ -74,6 +74,24 @@ impl Batch {
         opened
     }
 
+    /// Removes and returns the oldest message of priority `index` (its lane index), keeping
+    /// the batch's counters true.
+    pub(crate) fn remove_oldest(&mut self, index: usize) -> Option<Envelope> {
+        let at = self
+            .envelopes
+            .iter()
+            .position(|e| e.priority.index() == index)?;
+        let env = self.envelopes.remove(at);
+        self.raw_bytes = self.raw_bytes.saturating_sub(env.payload.len() as u64);
+        self.wire_bytes = self
+            .wire_bytes
+            .saturating_sub(env.payload.wire_len() as u64);
+        if !self.envelopes.iter().any(|e| e.priority.index() == index) {
+            self.mask &= !(1 << index);
+        }
+        Some(env)
+    }
+
     /// Takes the messages out, leaving an empty batch.
     pub(crate) fn take(&mut self) -> Taken {
         let taken = Taken {

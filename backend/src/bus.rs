@@ -100,9 +100,13 @@ impl Shared {
             return Err(Refused::Error(Error::UnknownAgent(env.to)));
         }
         if !mailbox.has_room_for(&batch) {
-            // Whatever waits in the batch must become receivable so room can appear.
-            mailbox.flush(&mut batch, FlushReason::Explicit, &self.metrics);
-            if mailbox.policy != OverflowPolicy::DropOldest {
+            if mailbox.policy == OverflowPolicy::DropOldest {
+                // Make room in place and keep filling the open batch: flushing it here made
+                // every send under saturation its own 64-slot batch (8 KiB per message).
+                mailbox.evict_one(&mut batch, &self.metrics);
+            } else {
+                // Whatever waits in the batch must become receivable so room can appear.
+                mailbox.flush(&mut batch, FlushReason::Explicit, &self.metrics);
                 return Err(Refused::Full(Box::new(env)));
             }
         }
@@ -429,4 +433,40 @@ impl Deadline {
 pub(crate) fn deadline_after(timeout: std::time::Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(timeout).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Hub, HubConfig};
+
+    fn mailbox_of(hub: &Hub, id: AgentId) -> Arc<Mailbox> {
+        hub.shared()
+            .route(id, |mailbox| mailbox.clone())
+            .expect("registered")
+    }
+
+    /// Under `DropOldest` a saturated mailbox used to hold one 64-slot batch per message
+    /// (8 KiB each): every send flushed the open batch to make room. Evicting in place keeps
+    /// the queue in full batches.
+    #[tokio::test(start_paused = true)]
+    async fn a_saturated_drop_oldest_mailbox_keeps_few_batches() {
+        let mut config = HubConfig::default();
+        config.mailbox_capacity = 1_000;
+        config.overflow = OverflowPolicy::DropOldest;
+        let hub = Hub::start(config).unwrap();
+        let a = hub.register("a").unwrap();
+        let b = hub.register("b").unwrap();
+        let mailbox = mailbox_of(&hub, b.id());
+        for i in 0..20_000u32 {
+            a.send(b.id(), i.to_be_bytes().to_vec()).await.unwrap();
+        }
+        let batches = mailbox.queued_batches();
+        // 1,000 queued messages in batches of 50: 20, plus one partly evicted at the front.
+        assert!(batches <= 1_000 / 50 + 1, "{batches} batches queued");
+        hub.flush();
+        assert!(mailbox.queued_batches() <= 1_000 / 50 + 2);
+        assert_eq!(mailbox.depth(), 1_000);
+        hub.shutdown().await.unwrap();
+    }
 }

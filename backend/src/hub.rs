@@ -283,6 +283,14 @@ impl Hub {
     }
 }
 
+#[cfg(test)]
+impl Hub {
+    /// The core, for the crate's unit tests.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
 impl Shared {
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         let m = &self.metrics;

@@ -98,6 +98,13 @@ impl Mailbox {
         self.queued.load(Ordering::Relaxed)
     }
 
+    /// Batches in the queue (each a `Vec` with its own allocation).
+    #[cfg(test)]
+    pub(crate) fn queued_batches(&self) -> usize {
+        let mut lanes = self.lanes.lock();
+        lanes.iter_mut().map(|lane| lane.len()).sum()
+    }
+
     /// Moves the open batch into the queue and counts it. Call with the batch locked.
     pub(crate) fn flush(&self, open: &mut Batch, reason: FlushReason, metrics: &Metrics) {
         if open.is_empty() {
@@ -142,6 +149,46 @@ impl Mailbox {
         };
         self.queued.store(lanes.queued, Ordering::Release);
         evicted
+    }
+
+    /// Full under `DropOldest`: drops the oldest message of the lowest priority waiting for
+    /// this mailbox, queued or in the open batch (queued ones are older at equal priority),
+    /// so one more fits. Call with the batch locked.
+    pub(crate) fn evict_one(&self, open: &mut Batch, metrics: &Metrics) {
+        let in_open = (open.mask != 0).then(|| open.mask.trailing_zeros() as usize);
+        {
+            let mut lanes = self.lanes.lock();
+            let queued = lanes.iter_mut().position(|lane| !lane.is_empty());
+            if let Some(lane) = queued.filter(|&q| in_open.is_none_or(|o| q <= o)) {
+                let lane = lanes.lane(lane);
+                if let Some(front) = lane.front_mut() {
+                    // At most one batch (max_messages envelopes) moves up.
+                    drop(front.remove(0));
+                    if front.is_empty() {
+                        lane.pop_front();
+                    }
+                }
+                lanes.queued -= 1;
+                self.queued.store(lanes.queued, Ordering::Release);
+                metrics.drop_n(DropReason::DropOldest, 1);
+                return;
+            }
+        }
+        let Some(priority) = in_open else {
+            return;
+        };
+        if let Some(env) = open.remove_oldest(priority) {
+            // Accepted but never flushed: counted as sent, then as dropped (as `close` does).
+            metrics.sent.fetch_add(1, Ordering::Relaxed);
+            metrics
+                .bytes_raw
+                .fetch_add(env.payload.len() as u64, Ordering::Relaxed);
+            metrics
+                .bytes_wire
+                .fetch_add(env.payload.wire_len() as u64, Ordering::Relaxed);
+            metrics.lost_before_mailbox.fetch_add(1, Ordering::Relaxed);
+            metrics.drop_n(DropReason::DropOldest, 1);
+        }
     }
 
     /// Takes the oldest batch of the highest non-empty lane.

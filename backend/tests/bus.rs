@@ -784,3 +784,35 @@ async fn a_fan_out_waits_one_timeout_for_all_full_recipients() {
     drop(idle);
     hub.shutdown().await.unwrap();
 }
+
+/// A saturated `DropOldest` mailbox keeps the newest messages, in order, in full batches:
+/// saturation used to turn every send into its own flushed batch.
+#[tokio::test(start_paused = true)]
+async fn drop_oldest_under_saturation_keeps_the_newest_in_full_batches() {
+    const SENT: u32 = 10_000;
+    let mut c = small_mailbox(OverflowPolicy::DropOldest);
+    c.mailbox_capacity = 100;
+    let hub = Hub::start(c).unwrap();
+    let a = hub.register("a").unwrap();
+    let mut b = hub.register("b").unwrap();
+    for i in 0..SENT {
+        a.send(b.id(), format!("{i}")).await.unwrap();
+    }
+    hub.flush();
+    let m = hub.metrics();
+    assert_eq!(m.messages_dropped["drop_oldest"], u64::from(SENT) - 100);
+    assert!(
+        m.batches_total() <= u64::from(SENT) / 50 + 2,
+        "{} batches for {SENT} messages",
+        m.batches_total()
+    );
+    let mut got = Vec::new();
+    while let Some(env) = b.try_recv() {
+        got.push(text(&env));
+    }
+    let newest: Vec<String> = (SENT - 100..SENT).map(|i| i.to_string()).collect();
+    assert_eq!(got, newest);
+    let report = hub.shutdown().await.unwrap();
+    assert_eq!(report.undelivered, 0);
+    assert_eq!(report.sent, u64::from(SENT));
+}
