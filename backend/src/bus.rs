@@ -4,13 +4,20 @@
 //! per-pair FIFO hold and what lets shutdown flush without losing a message: a send that
 //! took the lock before shutdown did lands in a batch that shutdown flushes; one that takes
 //! it after sees `closing` and is refused.
+//!
+//! Two bounds apply under that lock: the mailbox's capacity in messages (the overflow
+//! policy) and the hub's budget in queued bytes (the budget policy; see `budget.rs`).
+//! Messages from remote hubs never wait on either: they are dropped and counted.
 
+use crate::budget::MemoryBudget;
 use crate::envelope::Kind;
 use crate::hub::Shared;
 use crate::linger::Schedule;
 use crate::mailbox::Mailbox;
 use crate::metrics::{DropReason, FlushReason};
-use crate::{AgentId, Envelope, Error, MessageId, OverflowPolicy, Payload, Priority, Result};
+use crate::{
+    AgentId, BudgetPolicy, Envelope, Error, MessageId, OverflowPolicy, Payload, Priority, Result,
+};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -19,6 +26,8 @@ use tokio::time::Instant;
 enum Refused {
     /// The mailbox is full; the envelope comes back for a retry.
     Full(Box<Envelope>),
+    /// The hub's queued-bytes budget has no room for it (`cost` bytes); it comes back.
+    OverBudget(Box<Envelope>, u64),
     Error(Error),
 }
 
@@ -83,13 +92,15 @@ impl Shared {
         }
     }
 
-    /// Puts one envelope in its recipient's open batch, flushing when due.
+    /// Puts one envelope in its recipient's open batch, flushing when due. `recipients`
+    /// is how many envelopes share its payload (1 unless a fan-out), for its budget charge.
     #[inline]
     fn try_enqueue(
         &self,
         mailbox: &Arc<Mailbox>,
         env: Envelope,
         flush_now: bool,
+        recipients: usize,
     ) -> Result<(), Refused> {
         let config = &self.config;
         let mut batch = mailbox.batch.lock();
@@ -99,19 +110,23 @@ impl Shared {
         if mailbox.is_gone() {
             return Err(Refused::Error(Error::UnknownAgent(env.to)));
         }
-        if !mailbox.has_room_for(&batch) {
-            if mailbox.policy == OverflowPolicy::DropOldest {
-                // Make room in place and keep filling the open batch: flushing it here made
-                // every send under saturation its own 64-slot batch (8 KiB per message).
-                mailbox.evict_one(&mut batch, &self.metrics);
-            } else {
-                // Whatever waits in the batch must become receivable so room can appear.
-                mailbox.flush(&mut batch, FlushReason::Explicit, &self.metrics);
-                return Err(Refused::Full(Box::new(env)));
-            }
+        let room = mailbox.has_room_for(&batch);
+        if !room && mailbox.policy != OverflowPolicy::DropOldest {
+            // Whatever waits in the batch must become receivable so room can appear.
+            mailbox.flush(&mut batch, FlushReason::Explicit, &self.metrics);
+            return Err(Refused::Full(Box::new(env)));
+        }
+        let cost = MemoryBudget::cost(env.payload.wire_len(), recipients);
+        if !mailbox.try_charge(cost) {
+            return Err(Refused::OverBudget(Box::new(env), cost));
+        }
+        if !room {
+            // DropOldest: make room in place and keep filling the open batch. Flushing it
+            // here made every send under saturation its own 64-slot batch (8 KiB each).
+            mailbox.evict_one(&mut batch, &self.metrics);
         }
         let priority = env.priority;
-        let opened = batch.push(env, &self.pools.batches);
+        let opened = batch.push(env, cost, &self.pools.batches);
         // `validate` keeps linger within a minute; a deadline that still overflowed would
         // mean "flush now".
         let linger_at = batch.opened.checked_add(config.linger);
@@ -167,13 +182,17 @@ impl Shared {
     /// Puts an envelope in its batch now, never waiting; drops are counted by the caller.
     fn enqueue_now(&self, env: Envelope, flush_now: bool) -> Result<(), Refused> {
         let to = env.to;
-        self.route(to, |mailbox| self.try_enqueue(mailbox, env, flush_now))
+        self.route(to, |mailbox| self.try_enqueue(mailbox, env, flush_now, 1))
             .unwrap_or(Err(Refused::Error(Error::UnknownAgent(to))))
     }
 
-    /// Delivers an envelope that came from a remote hub, without waiting: a full mailbox or
-    /// a missing recipient is a counted drop, never a stall of the NATS subscription.
+    /// Delivers an envelope that came from a remote hub, without waiting: a full mailbox,
+    /// a spent budget or a missing recipient is a counted drop, never a stall of the NATS
+    /// subscription.
     pub(crate) fn deliver_inbound(&self, env: Envelope) {
+        if !self.inbound_payload_fits(&env) {
+            return;
+        }
         if let Kind::Reply(request) = env.kind {
             self.deliver_reply(env, request);
             return;
@@ -183,40 +202,57 @@ impl Shared {
         let to = env.to;
         let outcome = self
             .registry
-            .with_mailbox(to, |mailbox| self.try_enqueue(mailbox, env, flush_now))
+            .with_mailbox(to, |mailbox| self.try_enqueue(mailbox, env, flush_now, 1))
             .unwrap_or(Err(Refused::Error(Error::UnknownAgent(to))));
         self.count_inbound_refusal(outcome);
     }
 
-    /// Delivers a remote broadcast (`topic: None`) or topic message to local agents.
+    /// Delivers a remote broadcast (`topic: None`) or topic message to local agents, each
+    /// copy charged its share of the one payload they share.
     pub(crate) fn deliver_fan_out_inbound(&self, env: Envelope, topic: Option<&str>) {
-        let deliver = |to: AgentId, mailbox: &Arc<Mailbox>| {
+        if !self.inbound_payload_fits(&env) {
+            return;
+        }
+        let deliver = |to: AgentId, mailbox: &Arc<Mailbox>, recipients: usize| {
             if to == env.from {
                 return;
             }
             let mut copy = env.clone();
             copy.to = to;
-            self.count_inbound_refusal(self.try_enqueue(mailbox, copy, false));
+            self.count_inbound_refusal(self.try_enqueue(mailbox, copy, false, recipients));
         };
         match topic {
-            None => self
-                .registry
-                .for_each(|slot| deliver(slot.id, &slot.mailbox)),
+            None => {
+                let recipients = self.registry.len();
+                self.registry
+                    .for_each(|slot| deliver(slot.id, &slot.mailbox, recipients))
+            }
             Some(name) => {
                 if let Ok((_, ids)) = self.registry.subscribers(name, &self.pools.uuids) {
                     for &to in ids.iter() {
                         self.registry
-                            .with_mailbox(to, |mailbox| deliver(to, mailbox));
+                            .with_mailbox(to, |mailbox| deliver(to, mailbox, ids.len()));
                     }
                 }
             }
         }
     }
 
+    /// The wire decoder bounds what it reads; this bounds what is queued, whatever decoded
+    /// it: a payload over `max_payload` (declared or stored) is dropped and counted.
+    fn inbound_payload_fits(&self, env: &Envelope) -> bool {
+        let fits = env.payload.check_size(self.config.max_payload).is_ok();
+        if !fits {
+            self.metrics.drop_n(DropReason::PayloadTooLarge, 1);
+        }
+        fits
+    }
+
     fn count_inbound_refusal(&self, outcome: Result<(), Refused>) {
         let reason = match outcome {
             Ok(()) => return,
             Err(Refused::Full(_)) => DropReason::MailboxFull,
+            Err(Refused::OverBudget(..)) => DropReason::MemoryBudget,
             Err(Refused::Error(Error::ShuttingDown)) => DropReason::HubClosed,
             Err(Refused::Error(_)) => DropReason::RecipientGone,
         };
@@ -232,7 +268,7 @@ impl Shared {
         flush_now: bool,
     ) -> Result<MessageId> {
         match self
-            .send_until(env, wait, flush_now, &mut Deadline::default())
+            .send_until(env, wait, flush_now, 1, &mut Deadline::default())
             .await
         {
             Ok(id) => Ok(id),
@@ -241,46 +277,64 @@ impl Shared {
     }
 
     /// `send_one` against a deadline that may be shared with other sends (the recipients of
-    /// one fan-out), without counting the error.
+    /// one fan-out, `recipients` of them), without counting the error.
     async fn send_until(
         &self,
         mut env: Envelope,
         wait: Wait,
         flush_now: bool,
+        recipients: usize,
         deadline: &mut Deadline,
     ) -> Result<MessageId> {
         let id = env.id;
         let to = env.to;
         loop {
             let outcome = self.route(to, |mailbox| {
-                match self.try_enqueue(mailbox, env, flush_now) {
+                match self.try_enqueue(mailbox, env, flush_now, recipients) {
                     Ok(()) => Ok(()),
                     Err(refused) => Err((refused, mailbox.clone())),
                 }
             });
-            let mailbox = match outcome {
+            let (refused, mailbox) = match outcome {
                 Some(Ok(())) => return Ok(id),
                 None => return Err(Error::UnknownAgent(to)),
                 Some(Err((Refused::Error(e), _))) => return Err(e),
-                Some(Err((Refused::Full(back), mailbox))) => {
+                Some(Err(refused)) => refused,
+            };
+            match refused {
+                Refused::Full(back) => {
                     env = *back;
-                    mailbox
+                    let at = match (wait, mailbox.policy) {
+                        (Wait::Policy, OverflowPolicy::Block { timeout }) => deadline.get(timeout),
+                        _ => return Err(Error::MailboxFull(to)),
+                    };
+                    if !mailbox.wait_for_room(at).await {
+                        return Err(Error::MailboxFull(to));
+                    }
                 }
-            };
-            let at = match (wait, mailbox.policy) {
-                (Wait::Policy, OverflowPolicy::Block { timeout }) => deadline.get(timeout),
-                _ => return Err(Error::MailboxFull(to)),
-            };
-            if !mailbox.wait_for_room(at).await {
-                return Err(Error::MailboxFull(to));
+                Refused::OverBudget(back, cost) => {
+                    env = *back;
+                    let overloaded = Error::Overloaded {
+                        max_queued_bytes: self.budget.limit(),
+                    };
+                    let at = match (wait, self.config.budget_policy) {
+                        (Wait::Policy, BudgetPolicy::Block { timeout }) => deadline.get(timeout),
+                        _ => return Err(overloaded),
+                    };
+                    if !self.budget.wait_for_room(cost, at).await {
+                        return Err(overloaded);
+                    }
+                }
+                Refused::Error(e) => return Err(e),
             }
         }
     }
 
     /// Sends one payload to many recipients, sharing it. Returns how many accepted it;
-    /// recipients whose mailbox stayed full are counted as dropped (`mailbox_full`). Under
-    /// `Block` the full recipients share one deadline: the fan-out waits at most one
-    /// timeout in all, however many of them are full.
+    /// recipients whose mailbox stayed full are counted as dropped (`mailbox_full`), those
+    /// the queued-bytes budget refused as `memory_budget`. Under `Block` the refused
+    /// recipients share one deadline: the fan-out waits at most one timeout in all, however
+    /// many of them are full.
     pub(crate) async fn fan_out(
         &self,
         from: AgentId,
@@ -298,8 +352,21 @@ impl Shared {
             Audience::Everyone => None,
             Audience::Topic(name) => Some(name.to_string()),
         };
+        let subscribers = match audience {
+            Audience::Everyone => None,
+            Audience::Topic(name) => match self.registry.subscribers(name, &self.pools.uuids) {
+                Ok(found) => Some(found),
+                Err(e) => return self.metrics.fail(e),
+            },
+        };
+        // How many envelopes share the payload, for their budget charge (an estimate: the
+        // sender and agents that leave meanwhile are not recipients).
+        let recipients = match &subscribers {
+            None => self.registry.len().saturating_sub(1),
+            Some((_, ids)) => ids.len(),
+        };
         let mut accepted = 0;
-        let mut full = self.pools.uuids.take();
+        let mut refused = self.pools.uuids.take();
         let mut failure = None;
         let mut each = |to: AgentId, mailbox: &Arc<Mailbox>, topic: &Option<Arc<str>>| {
             if to == from || failure.is_some() {
@@ -313,32 +380,29 @@ impl Shared {
                 topic.clone(),
                 payload.clone(),
             );
-            match self.try_enqueue(mailbox, env, false) {
+            match self.try_enqueue(mailbox, env, false, recipients) {
                 Ok(()) => accepted += 1,
-                Err(Refused::Full(_)) => full.push(to),
+                Err(Refused::Full(_) | Refused::OverBudget(..)) => refused.push(to),
                 // Left between the lookup and the lock: not a recipient any more.
                 Err(Refused::Error(Error::UnknownAgent(_))) => {}
                 Err(Refused::Error(e)) => failure = Some(e),
             }
         };
-        let topic = match audience {
-            Audience::Everyone => {
+        let topic = match &subscribers {
+            None => {
                 self.registry
                     .for_each(|slot| each(slot.id, &slot.mailbox, &None));
                 None
             }
-            Audience::Topic(name) => {
-                let (topic, ids) = match self.registry.subscribers(name, &self.pools.uuids) {
-                    Ok(found) => found,
-                    Err(e) => return self.metrics.fail(e),
-                };
+            Some((topic, ids)) => {
                 for &to in ids.iter() {
                     self.registry
-                        .with_mailbox(to, |mailbox| each(to, mailbox, &topic));
+                        .with_mailbox(to, |mailbox| each(to, mailbox, topic));
                 }
-                topic
+                topic.clone()
             }
         };
+        drop(subscribers);
         if let Some(e) = failure {
             return self.metrics.fail(e);
         }
@@ -351,7 +415,7 @@ impl Shared {
             }
         }
         let mut deadline = Deadline::default();
-        for &to in full.iter() {
+        for &to in refused.iter() {
             let env = self.envelope(
                 from,
                 to,
@@ -361,13 +425,14 @@ impl Shared {
                 payload.clone(),
             );
             match self
-                .send_until(env, Wait::Policy, false, &mut deadline)
+                .send_until(env, Wait::Policy, false, recipients, &mut deadline)
                 .await
             {
                 Ok(_) => accepted += 1,
                 Err(Error::ShuttingDown) => return self.metrics.fail(Error::ShuttingDown),
                 // Left while we waited: not a recipient any more.
                 Err(Error::UnknownAgent(_)) => {}
+                Err(Error::Overloaded { .. }) => self.metrics.drop_n(DropReason::MemoryBudget, 1),
                 Err(_) => self.metrics.drop_n(DropReason::MailboxFull, 1),
             }
         }
@@ -451,9 +516,11 @@ mod tests {
     /// the queue in full batches.
     #[tokio::test(start_paused = true)]
     async fn a_saturated_drop_oldest_mailbox_keeps_few_batches() {
-        let mut config = HubConfig::default();
-        config.mailbox_capacity = 1_000;
-        config.overflow = OverflowPolicy::DropOldest;
+        let config = HubConfig {
+            mailbox_capacity: 1_000,
+            overflow: OverflowPolicy::DropOldest,
+            ..HubConfig::default()
+        };
         let hub = Hub::start(config).unwrap();
         let a = hub.register("a").unwrap();
         let b = hub.register("b").unwrap();
@@ -467,6 +534,93 @@ mod tests {
         hub.flush();
         assert!(mailbox.queued_batches() <= 1_000 / 50 + 2);
         assert_eq!(mailbox.depth(), 1_000);
+        hub.shutdown().await.unwrap();
+    }
+
+    fn small_budget() -> HubConfig {
+        HubConfig {
+            max_payload: 16 * 1024,
+            max_queued_bytes: 64 * 1024,
+            ..HubConfig::default()
+        }
+    }
+
+    /// One inbound broadcast frame to 1,000 idle agents used to queue without bound (a
+    /// 976 KB frame: 2.5 GB in 5 s). Over the budget, copies are dropped and counted, never
+    /// waited for, and the accounting adds up.
+    #[tokio::test(start_paused = true)]
+    async fn an_inbound_fan_out_stays_within_the_budget() {
+        const AGENTS: usize = 1_000;
+        const FRAMES: usize = 20;
+        let hub = Hub::start(small_budget()).unwrap();
+        let mut agents: Vec<_> = (0..AGENTS)
+            .map(|i| hub.register(format!("idle{i}")).unwrap())
+            .collect();
+        let shared = hub.shared();
+        let remote = AgentId::new_v4();
+        let nobody = AgentId::from(uuid::Uuid::nil());
+        for _ in 0..FRAMES {
+            let payload = Payload::from(vec![7u8; 10_000]);
+            let env = shared.envelope(
+                remote,
+                nobody,
+                Kind::Message,
+                Priority::Normal,
+                None,
+                payload,
+            );
+            shared.deliver_fan_out_inbound(env, None);
+            assert!(shared.budget.used() <= 64 * 1024);
+        }
+        let m = hub.metrics();
+        assert!(m.queued_bytes <= m.queued_bytes_budget, "{m:?}");
+        assert_eq!(m.queued_bytes_budget, 64 * 1024);
+        let dropped = m.messages_dropped["memory_budget"];
+        hub.flush();
+        let m = hub.metrics();
+        // Each copy costs 128 + 10,000 / 1,000 bytes: 474 fit in 64 KiB.
+        assert_eq!(m.messages_sent, (64 * 1024 / (128 + 10)) as u64);
+        assert_eq!(m.messages_sent + dropped, (AGENTS * FRAMES) as u64);
+        assert_eq!(m.messages_delivered, m.messages_sent);
+        assert_eq!(m.mailbox_depth_total, m.messages_sent);
+        assert_eq!(m.queued_bytes, m.messages_sent * (128 + 10));
+        // Receiving releases what a message was charged; leaving releases the rest.
+        let first = agents.iter_mut().find(|a| a.pending() > 0).unwrap();
+        assert!(first.try_recv().is_some());
+        assert_eq!(
+            hub.metrics().queued_bytes,
+            (m.messages_sent - 1) * (128 + 10)
+        );
+        drop(agents);
+        assert_eq!(hub.metrics().queued_bytes, 0);
+        let report = hub.shutdown().await.unwrap();
+        assert_eq!(report.undelivered, 0);
+    }
+
+    /// A payload from the wire is bounded like a local one: a compressed payload whose
+    /// stored size exceeds `max_payload` is dropped and counted, not queued.
+    #[tokio::test]
+    async fn an_inbound_payload_over_max_payload_is_dropped() {
+        let hub = Hub::start(small_budget()).unwrap();
+        let b = hub.register("b").unwrap();
+        let shared = hub.shared();
+        let remote = AgentId::new_v4();
+        let lie = Payload::from_compressed(vec![0u8; 20 * 1024], 10);
+        let env = shared.envelope(
+            remote,
+            b.id(),
+            Kind::Message,
+            Priority::Normal,
+            None,
+            lie.clone(),
+        );
+        shared.deliver_inbound(env);
+        let env = shared.envelope(remote, b.id(), Kind::Message, Priority::Normal, None, lie);
+        shared.deliver_fan_out_inbound(env, None);
+        hub.flush();
+        let m = hub.metrics();
+        assert_eq!(m.messages_dropped["payload_too_large"], 2);
+        assert_eq!((m.messages_sent, m.queued_bytes), (0, 0));
         hub.shutdown().await.unwrap();
     }
 }

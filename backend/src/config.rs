@@ -54,6 +54,17 @@ pub struct HubConfig {
     /// What a send does when the recipient's mailbox is full. Default `Block` for 1 s; a
     /// `Block` timeout is at most 1 hour.
     pub overflow: OverflowPolicy,
+    /// Bytes every queued message together may take: the open batches and queues of all
+    /// mailboxes. A message costs its 128-byte envelope plus its share of the payload's
+    /// stored bytes (all of them for a direct send; `wire_len / recipients` for a broadcast
+    /// or topic message, whose recipients share one buffer), from the moment it is sent
+    /// until its agent takes it out of the mailbox. Default 1 GiB; at least
+    /// `max_payload + 128`, at most 1 TiB.
+    pub max_queued_bytes: u64,
+    /// What a local send does when `max_queued_bytes` is spent. Default `Block` for 1 s.
+    /// Messages from remote hubs never wait: over the budget they are dropped and counted
+    /// (`memory_budget`).
+    pub budget_policy: BudgetPolicy,
     /// Buffer pools (each at most 1,000,000 items and 1 GiB; see [`limits`]).
     pub pools: PoolConfig,
     /// The elastic worker pool behind `Hub::submit`.
@@ -77,6 +88,10 @@ impl Default for HubConfig {
             max_payload: 16 * 1024 * 1024,
             mailbox_capacity: 65_536,
             overflow: OverflowPolicy::Block {
+                timeout: Duration::from_secs(1),
+            },
+            max_queued_bytes: 1 << 30,
+            budget_policy: BudgetPolicy::Block {
                 timeout: Duration::from_secs(1),
             },
             pools: PoolConfig::default(),
@@ -153,6 +168,22 @@ impl HubConfig {
                 ));
             }
         }
+        let smallest = (self.max_payload as u64).saturating_add(crate::budget::ENVELOPE_BYTES);
+        if !(smallest..=limits::MAX_QUEUED_BYTES).contains(&self.max_queued_bytes) {
+            return bad(format!(
+                "max_queued_bytes must be {smallest} (max_payload + 128, one message of the largest size) to {} (got {})",
+                limits::MAX_QUEUED_BYTES,
+                self.max_queued_bytes
+            ));
+        }
+        if let BudgetPolicy::Block { timeout } = self.budget_policy {
+            if timeout > limits::MAX_BLOCK_TIMEOUT {
+                return bad(format!(
+                    "budget_policy.timeout must be at most {} (got {timeout:?})",
+                    duration_serde::format_duration(limits::MAX_BLOCK_TIMEOUT)
+                ));
+            }
+        }
         self.pools.validate()?;
         if let Some(nats) = &self.nats {
             nats.validate()?;
@@ -195,6 +226,22 @@ pub enum OverflowPolicy {
     /// Accept, and evict the oldest queued message of the lowest priority (counted as
     /// dropped with reason `drop_oldest`).
     DropOldest,
+}
+
+/// What a local send does when the hub's queued messages reach `max_queued_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "policy", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BudgetPolicy {
+    /// Wait for queued messages to be received, up to `timeout`, then
+    /// `Error::Overloaded`. A fan-out waits at most one `timeout` in all; recipients still
+    /// over budget then are dropped (`memory_budget`).
+    Block {
+        /// How long a sender may wait.
+        #[serde(with = "duration_serde")]
+        timeout: Duration,
+    },
+    /// `Error::Overloaded` at once (a fan-out drops the recipients over budget).
+    Reject,
 }
 
 /// Settings of the buffer pools.
@@ -338,7 +385,9 @@ pub mod limits {
     pub const MAX_MAILBOX_CAPACITY: usize = 1 << 24;
     /// Largest `max_payload` (1 GiB).
     pub const MAX_PAYLOAD: usize = 1 << 30;
-    /// Longest `OverflowPolicy::Block` timeout.
+    /// Largest `max_queued_bytes` (1 TiB).
+    pub const MAX_QUEUED_BYTES: u64 = 1 << 40;
+    /// Longest `OverflowPolicy::Block` (and `BudgetPolicy::Block`) timeout.
     pub const MAX_BLOCK_TIMEOUT: Duration = Duration::from_secs(3600);
     /// Most items one pool may keep (`max`; `initial` must not exceed `max`).
     pub const MAX_POOL_ITEMS: usize = 1_000_000;
@@ -448,6 +497,13 @@ mod tests {
         assert_eq!(c.pools.bytes.item_capacity, 4096);
         assert_eq!(c.pools.uuids.initial, 100);
         assert!(c.metrics_addr.is_none());
+        assert_eq!(c.max_queued_bytes, 1 << 30);
+        assert_eq!(
+            c.budget_policy,
+            BudgetPolicy::Block {
+                timeout: Duration::from_secs(1)
+            }
+        );
         c.validate().unwrap();
     }
 
@@ -495,7 +551,8 @@ mod tests {
     #[test]
     fn out_of_range_values_are_refused_by_name() {
         let huge = Duration::from_secs(10_000_000_000_000_000_000);
-        let cases: Vec<(&str, Box<dyn Fn(&mut HubConfig)>)> = vec![
+        type Change = Box<dyn Fn(&mut HubConfig)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("linger", Box::new(move |c| c.linger = huge)),
             ("linger", Box::new(|c| c.linger = Duration::from_secs(61))),
             (
@@ -532,6 +589,18 @@ mod tests {
                 }),
             ),
             (
+                "budget_policy.timeout",
+                Box::new(move |c| c.budget_policy = BudgetPolicy::Block { timeout: huge }),
+            ),
+            (
+                "max_queued_bytes",
+                Box::new(|c| c.max_queued_bytes = 1 << 41),
+            ),
+            (
+                "max_queued_bytes",
+                Box::new(|c| c.max_queued_bytes = c.max_payload as u64),
+            ),
+            (
                 "pools.idle_shrink_after",
                 Box::new(move |c| c.pools.idle_shrink_after = huge),
             ),
@@ -547,13 +616,16 @@ mod tests {
             }
         }
         // The maxima themselves are accepted.
-        let mut c = HubConfig::default();
-        c.linger = Duration::from_secs(60);
-        c.overflow = OverflowPolicy::Block {
-            timeout: Duration::from_secs(3600),
+        let longest = Duration::from_secs(3600);
+        let c = HubConfig {
+            linger: Duration::from_secs(60),
+            overflow: OverflowPolicy::Block { timeout: longest },
+            max_messages: 1_000_000,
+            max_payload: 1 << 30,
+            max_queued_bytes: limits::MAX_QUEUED_BYTES,
+            budget_policy: BudgetPolicy::Block { timeout: longest },
+            ..HubConfig::default()
         };
-        c.max_messages = 1_000_000;
-        c.max_payload = 1 << 30;
         c.validate().unwrap();
     }
 

@@ -3,7 +3,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 use swarmbus::{
-    Agent, AgentId, AgentSender, Envelope, Error, Hub, HubConfig, OverflowPolicy, Payload, Priority,
+    Agent, AgentId, AgentSender, BudgetPolicy, Envelope, Error, Hub, HubConfig, OverflowPolicy,
+    Payload, Priority,
 };
 
 fn config() -> HubConfig {
@@ -815,4 +816,95 @@ async fn drop_oldest_under_saturation_keeps_the_newest_in_full_batches() {
     let report = hub.shutdown().await.unwrap();
     assert_eq!(report.undelivered, 0);
     assert_eq!(report.sent, u64::from(SENT));
+}
+
+fn small_budget(policy: BudgetPolicy) -> HubConfig {
+    let mut c = config();
+    c.max_payload = 16 * 1024;
+    c.max_queued_bytes = 64 * 1024;
+    c.budget_policy = policy;
+    c
+}
+
+/// The hub-wide budget bounds a local broadcast to 1,000 idle agents: recipients over it
+/// are dropped (`memory_budget`), and later sends fail with `Overloaded` until agents
+/// receive.
+#[tokio::test(start_paused = true)]
+async fn a_broadcast_to_idle_agents_stays_within_the_budget() {
+    let hub = Hub::start(small_budget(BudgetPolicy::Reject)).unwrap();
+    let sender = hub.register("sender").unwrap();
+    let mut idle: Vec<Agent> = (0..1_000)
+        .map(|i| hub.register(format!("idle{i}")).unwrap())
+        .collect();
+    let accepted = sender.broadcast(noise(10_000)).await.unwrap();
+    assert!(accepted > 0 && accepted < 1_000, "{accepted}");
+    let m = hub.metrics();
+    assert!(
+        m.queued_bytes <= 64 * 1024,
+        "{} queued bytes",
+        m.queued_bytes
+    );
+    assert_eq!(m.messages_dropped["memory_budget"], 1_000 - accepted as u64);
+    assert_eq!(
+        m.send_errors["overloaded"], 0,
+        "the broadcast itself succeeded"
+    );
+    // A direct send of the same size does not fit either.
+    let to = idle[0].id();
+    assert!(matches!(
+        sender.send(to, noise(10_000)).await,
+        Err(Error::Overloaded {
+            max_queued_bytes: 65_536
+        })
+    ));
+    assert!(matches!(
+        sender.try_send(to, noise(10_000)),
+        Err(Error::Overloaded { .. })
+    ));
+    assert_eq!(hub.metrics().send_errors["overloaded"], 2);
+    // Receiving makes room again.
+    hub.flush();
+    let mut drained = 0;
+    for agent in idle.iter_mut() {
+        while agent.try_recv().is_some() {
+            drained += 1;
+        }
+    }
+    assert_eq!(drained, accepted);
+    assert_eq!(hub.metrics().queued_bytes, 0);
+    sender.send(to, noise(10_000)).await.unwrap();
+    let report = hub.shutdown().await.unwrap();
+    assert_eq!(report.undelivered, 0);
+    assert_eq!(report.sent, accepted as u64 + 1);
+}
+
+/// Under `BudgetPolicy::Block` a local send waits for queued bytes to be received, up to
+/// the timeout, like a send to a full mailbox.
+#[tokio::test(start_paused = true)]
+async fn a_send_over_the_budget_blocks_until_received_or_timeout() {
+    let timeout = Duration::from_millis(100);
+    let hub = Hub::start(small_budget(BudgetPolicy::Block { timeout })).unwrap();
+    let a = hub.register("a").unwrap();
+    let mut b = hub.register("b").unwrap();
+    // 6 × (10,000 + 128) bytes fit in 64 KiB; the 7th does not.
+    for _ in 0..6 {
+        a.send(b.id(), noise(10_000)).await.unwrap();
+    }
+    let started = tokio::time::Instant::now();
+    assert!(matches!(
+        a.send(b.id(), noise(10_000)).await,
+        Err(Error::Overloaded { .. })
+    ));
+    assert_eq!(started.elapsed(), timeout);
+    let to = b.id();
+    let blocked = tokio::spawn(async move {
+        a.send(to, noise(10_000)).await.unwrap();
+        a
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(!blocked.is_finished(), "the sender should wait for room");
+    b.recv().await.unwrap(); // one received: its 10,128 bytes are released
+    let _a = blocked.await.unwrap();
+    assert!(hub.metrics().queued_bytes <= 64 * 1024);
+    hub.shutdown().await.unwrap();
 }

@@ -69,6 +69,12 @@ label_enum!(
         PublishFailed => "publish_failed",
         /// The NATS client reported a subscription overflow (counted per event).
         SlowConsumer => "slow_consumer",
+        /// Arrived from a remote hub while the hub's queued messages were at
+        /// `max_queued_bytes`, or a fan-out recipient still over budget when the
+        /// budget policy gave up.
+        MemoryBudget => "memory_budget",
+        /// Arrived from a remote hub with a payload over `max_payload` (declared or stored).
+        PayloadTooLarge => "payload_too_large",
     }
 );
 
@@ -89,6 +95,8 @@ label_enum!(
         RequestTimeout => "request_timeout",
         /// A payload failed to decompress.
         CorruptPayload => "corrupt_payload",
+        /// The hub's queued-bytes budget refused the message.
+        Overloaded => "overloaded",
     }
 );
 
@@ -122,9 +130,9 @@ pub(crate) struct Metrics {
     pub(crate) sent: AtomicU64,
     pub(crate) delivered: AtomicU64,
     pub(crate) received: AtomicU64,
-    pub(crate) dropped: LabeledCounter<8>,
-    pub(crate) errors: LabeledCounter<7>,
-    pub(crate) flushes: LabeledCounter<5>,
+    pub(crate) dropped: LabeledCounter<{ DropReason::ALL.len() }>,
+    pub(crate) errors: LabeledCounter<{ SendError::ALL.len() }>,
+    pub(crate) flushes: LabeledCounter<{ FlushReason::ALL.len() }>,
     pub(crate) batch_size: Histogram,
     pub(crate) latency: Histogram,
     pub(crate) bytes_raw: AtomicU64,
@@ -181,6 +189,7 @@ impl Metrics {
             E::InvalidTopic(_) => Some(SendError::InvalidTopic),
             E::RequestTimeout { .. } => Some(SendError::RequestTimeout),
             E::CorruptPayload(_) => Some(SendError::CorruptPayload),
+            E::Overloaded { .. } => Some(SendError::Overloaded),
             _ => None,
         };
         if let Some(kind) = kind {
