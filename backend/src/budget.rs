@@ -133,12 +133,12 @@ mod tests {
     async fn a_waiting_sender_wakes_on_release_or_times_out() {
         let b = std::sync::Arc::new(MemoryBudget::new(100));
         assert!(b.try_charge(100));
-        let deadline = Instant::now() + std::time::Duration::from_millis(50);
+        let deadline = crate::bus::deadline_after(std::time::Duration::from_millis(50));
         assert!(!b.wait_for_room(10, deadline).await);
         let waiter = {
             let b = b.clone();
             tokio::spawn(async move {
-                let deadline = Instant::now() + std::time::Duration::from_secs(1);
+                let deadline = crate::bus::deadline_after(std::time::Duration::from_secs(1));
                 b.wait_for_room(10, deadline).await
             })
         };
