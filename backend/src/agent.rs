@@ -61,6 +61,12 @@ impl AgentSender {
 
     /// Sends with a priority; at or above `flush_priority` (default `Critical`) the batch
     /// leaves at once.
+    ///
+    /// # Errors
+    ///
+    /// `UnknownAgent`, `ShuttingDown`, `PayloadTooLarge` (declared or stored size over
+    /// `max_payload`), `MailboxFull` per the overflow policy, and `Overloaded` when the
+    /// hub's queued messages are at `max_queued_bytes` (per `budget_policy`).
     pub async fn send_with(
         &self,
         to: AgentId,
@@ -76,7 +82,12 @@ impl AgentSender {
     }
 
     /// Sends without ever waiting: `Error::MailboxFull` when there is no room (except under
-    /// `DropOldest`, which always accepts).
+    /// `DropOldest`, which evicts to accept), `Error::Overloaded` when the hub's queued-bytes
+    /// budget has none.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_with`](Self::send_with), never waiting.
     pub fn try_send(&self, to: AgentId, payload: impl Into<Payload>) -> Result<MessageId> {
         let payload = self.shared.prepare(payload.into())?;
         let env = self.message(to, Kind::Message, Priority::Normal, payload);
@@ -89,7 +100,13 @@ impl AgentSender {
     }
 
     /// Sends to every registered agent but this one, sharing one payload. Returns how many
-    /// recipients accepted it; those whose mailbox stayed full are counted as dropped.
+    /// recipients accepted it; those whose mailbox stayed full (or that the queued-bytes
+    /// budget refused) are counted as dropped, waiting at most one timeout in all.
+    ///
+    /// # Errors
+    ///
+    /// `ShuttingDown`, `PayloadTooLarge`; a full or over-budget recipient is a drop, not an
+    /// error.
     pub async fn broadcast(&self, payload: impl Into<Payload>) -> Result<usize> {
         tokio::task::coop::consume_budget().await;
         let payload = self.shared.prepare(payload.into())?;
@@ -129,11 +146,9 @@ impl AgentSender {
         let payload = self.shared.prepare(payload.into())?;
         let env = self.message(to, Kind::Request, Priority::High, payload);
         let id = env.id;
-        let reply = self.shared.requests.insert(id);
-        if let Err(e) = self.shared.send_one(env, Wait::Policy, true).await {
-            self.shared.requests.take(id);
-            return Err(e);
-        }
+        // Dropping this future at any await below drops `_pending`, which removes the entry.
+        let (_pending, reply) = self.shared.requests.insert(id);
+        self.shared.send_one(env, Wait::Policy, true).await?;
         self.shared.metrics.requests.fetch_add(1, Ordering::Relaxed);
         self.shared.await_reply(id, reply, timeout).await
     }

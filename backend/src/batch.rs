@@ -25,6 +25,8 @@ pub(crate) struct Batch {
     /// Payload bytes before and after compression, counted when the batch leaves.
     pub(crate) raw_bytes: u64,
     pub(crate) wire_bytes: u64,
+    /// What its messages are charged against the hub's queued-bytes budget.
+    pub(crate) charge: u64,
     /// The linger timer holds an entry for this mailbox.
     pub(crate) scheduled: bool,
 }
@@ -38,6 +40,7 @@ impl Batch {
             mask: 0,
             raw_bytes: 0,
             wire_bytes: 0,
+            charge: 0,
             scheduled: false,
         }
     }
@@ -50,9 +53,15 @@ impl Batch {
         self.envelopes.is_empty()
     }
 
-    /// Adds a message. Returns true when it opened the batch.
+    /// Adds a message, charged `charge` against the budget (already taken from it).
+    /// Returns true when it opened the batch.
     #[inline]
-    pub(crate) fn push(&mut self, mut env: Envelope, buffers: &BufferPool<Vec<Envelope>>) -> bool {
+    pub(crate) fn push(
+        &mut self,
+        mut env: Envelope,
+        charge: u64,
+        buffers: &BufferPool<Vec<Envelope>>,
+    ) -> bool {
         let opened = self.envelopes.is_empty();
         if opened {
             self.opened = Instant::now();
@@ -70,8 +79,34 @@ impl Batch {
         self.mask |= 1 << env.priority.index();
         self.raw_bytes += env.payload.len() as u64;
         self.wire_bytes += env.payload.wire_len() as u64;
+        self.charge += charge;
         self.envelopes.push(env);
         opened
+    }
+
+    /// Removes the oldest message of priority `index` (its lane index), keeping the
+    /// batch's counters true. Returns it with the charge it releases (an even share of the
+    /// batch's, or all of it for the last message).
+    pub(crate) fn remove_oldest(&mut self, index: usize) -> Option<(Envelope, u64)> {
+        let at = self
+            .envelopes
+            .iter()
+            .position(|e| e.priority.index() == index)?;
+        let released = if self.envelopes.len() == 1 {
+            self.charge
+        } else {
+            self.charge / self.envelopes.len() as u64
+        };
+        self.charge -= released;
+        let env = self.envelopes.remove(at);
+        self.raw_bytes = self.raw_bytes.saturating_sub(env.payload.len() as u64);
+        self.wire_bytes = self
+            .wire_bytes
+            .saturating_sub(env.payload.wire_len() as u64);
+        if !self.envelopes.iter().any(|e| e.priority.index() == index) {
+            self.mask &= !(1 << index);
+        }
+        Some((env, released))
     }
 
     /// Takes the messages out, leaving an empty batch.
@@ -81,10 +116,12 @@ impl Batch {
             mask: self.mask,
             raw_bytes: self.raw_bytes,
             wire_bytes: self.wire_bytes,
+            charge: self.charge,
         };
         self.mask = 0;
         self.raw_bytes = 0;
         self.wire_bytes = 0;
+        self.charge = 0;
         taken
     }
 
@@ -115,4 +152,5 @@ pub(crate) struct Taken {
     pub(crate) mask: u8,
     pub(crate) raw_bytes: u64,
     pub(crate) wire_bytes: u64,
+    pub(crate) charge: u64,
 }

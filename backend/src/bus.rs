@@ -4,13 +4,20 @@
 //! per-pair FIFO hold and what lets shutdown flush without losing a message: a send that
 //! took the lock before shutdown did lands in a batch that shutdown flushes; one that takes
 //! it after sees `closing` and is refused.
+//!
+//! Two bounds apply under that lock: the mailbox's capacity in messages (the overflow
+//! policy) and the hub's budget in queued bytes (the budget policy; see `budget.rs`).
+//! Messages from remote hubs never wait on either: they are dropped and counted.
 
+use crate::budget::MemoryBudget;
 use crate::envelope::Kind;
 use crate::hub::Shared;
 use crate::linger::Schedule;
 use crate::mailbox::Mailbox;
 use crate::metrics::{DropReason, FlushReason};
-use crate::{AgentId, Envelope, Error, MessageId, OverflowPolicy, Payload, Priority, Result};
+use crate::{
+    AgentId, BudgetPolicy, Envelope, Error, MessageId, OverflowPolicy, Payload, Priority, Result,
+};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -19,6 +26,8 @@ use tokio::time::Instant;
 enum Refused {
     /// The mailbox is full; the envelope comes back for a retry.
     Full(Box<Envelope>),
+    /// The hub's queued-bytes budget has no room for it (`cost` bytes); it comes back.
+    OverBudget(Box<Envelope>, u64),
     Error(Error),
 }
 
@@ -38,13 +47,10 @@ pub(crate) enum Wait {
 }
 
 impl Shared {
-    /// Checks the size and compresses when it pays.
+    /// Checks the sizes (declared and stored) and compresses when it pays.
     pub(crate) fn prepare(&self, mut payload: Payload) -> Result<Payload> {
-        if payload.len() > self.config.max_payload {
-            return self.metrics.fail(Error::PayloadTooLarge {
-                size: payload.len(),
-                max: self.config.max_payload,
-            });
+        if let Err(e) = payload.check_size(self.config.max_payload) {
+            return self.metrics.fail(e);
         }
         if payload.len() > self.config.compress_over {
             let counter = if payload.compress_if_worth(
@@ -86,13 +92,15 @@ impl Shared {
         }
     }
 
-    /// Puts one envelope in its recipient's open batch, flushing when due.
+    /// Puts one envelope in its recipient's open batch, flushing when due. `recipients`
+    /// is how many envelopes share its payload (1 unless a fan-out), for its budget charge.
     #[inline]
     fn try_enqueue(
         &self,
         mailbox: &Arc<Mailbox>,
         env: Envelope,
         flush_now: bool,
+        recipients: usize,
     ) -> Result<(), Refused> {
         let config = &self.config;
         let mut batch = mailbox.batch.lock();
@@ -109,23 +117,36 @@ impl Shared {
                 max,
             }));
         }
-        if !mailbox.has_room_for(&batch) {
+        let room = mailbox.has_room_for(&batch);
+        if !room && mailbox.policy != OverflowPolicy::DropOldest {
             // Whatever waits in the batch must become receivable so room can appear.
             mailbox.flush(&mut batch, FlushReason::Explicit, &self.metrics);
-            if mailbox.policy != OverflowPolicy::DropOldest {
-                return Err(Refused::Full(Box::new(env)));
-            }
+            return Err(Refused::Full(Box::new(env)));
+        }
+        let cost = MemoryBudget::cost(env.payload.wire_len(), recipients);
+        if !mailbox.try_charge(cost) {
+            return Err(Refused::OverBudget(Box::new(env), cost));
+        }
+        if !room {
+            // DropOldest: make room in place and keep filling the open batch. Flushing it
+            // here made every send under saturation its own 64-slot batch (8 KiB each).
+            mailbox.evict_one(&mut batch, &self.metrics);
         }
         let priority = env.priority;
-        let opened = batch.push(env, &self.pools.batches);
+        let opened = batch.push(env, cost, &self.pools.batches);
+        // `validate` keeps linger within a minute; a deadline that still overflowed would
+        // mean "flush now".
+        let linger_at = batch.opened.checked_add(config.linger);
         let due = if flush_now {
             Some(FlushReason::Explicit)
         } else {
-            batch.due(
-                priority,
-                mailbox.max_batch.unwrap_or(config.max_messages),
-                config,
-            )
+            batch
+                .due(
+                    priority,
+                    mailbox.max_batch.unwrap_or(config.max_messages),
+                    config,
+                )
+                .or(linger_at.is_none().then_some(FlushReason::Linger))
         };
         let schedule = match due {
             Some(reason) => {
@@ -134,7 +155,7 @@ impl Shared {
             }
             None if opened && !batch.scheduled => {
                 batch.scheduled = true;
-                Some(batch.opened + config.linger)
+                linger_at
             }
             None => None,
         };
@@ -165,13 +186,17 @@ impl Shared {
     /// Puts an envelope in its batch now, never waiting; drops are counted by the caller.
     fn enqueue_now(&self, env: Envelope, flush_now: bool) -> Result<(), Refused> {
         let to = env.to;
-        self.route(to, |mailbox| self.try_enqueue(mailbox, env, flush_now))
+        self.route(to, |mailbox| self.try_enqueue(mailbox, env, flush_now, 1))
             .unwrap_or(Err(Refused::Error(Error::UnknownAgent(to))))
     }
 
-    /// Delivers an envelope that came from a remote hub, without waiting: a full mailbox or
-    /// a missing recipient is a counted drop, never a stall of the NATS subscription.
+    /// Delivers an envelope that came from a remote hub, without waiting: a full mailbox,
+    /// a spent budget or a missing recipient is a counted drop, never a stall of the NATS
+    /// subscription.
     pub(crate) fn deliver_inbound(&self, env: Envelope) {
+        if !self.inbound_payload_fits(&env) {
+            return;
+        }
         if let Kind::Reply(request) = env.kind {
             self.deliver_reply_from_wire(env, request);
             return;
@@ -181,40 +206,57 @@ impl Shared {
         let to = env.to;
         let outcome = self
             .registry
-            .with_mailbox(to, |mailbox| self.try_enqueue(mailbox, env, flush_now))
+            .with_mailbox(to, |mailbox| self.try_enqueue(mailbox, env, flush_now, 1))
             .unwrap_or(Err(Refused::Error(Error::UnknownAgent(to))));
         self.count_inbound_refusal(outcome);
     }
 
-    /// Delivers a remote broadcast (`topic: None`) or topic message to local agents.
+    /// Delivers a remote broadcast (`topic: None`) or topic message to local agents, each
+    /// copy charged its share of the one payload they share.
     pub(crate) fn deliver_fan_out_inbound(&self, env: Envelope, topic: Option<&str>) {
-        let deliver = |to: AgentId, mailbox: &Arc<Mailbox>| {
+        if !self.inbound_payload_fits(&env) {
+            return;
+        }
+        let deliver = |to: AgentId, mailbox: &Arc<Mailbox>, recipients: usize| {
             if to == env.from {
                 return;
             }
             let mut copy = env.clone();
             copy.to = to;
-            self.count_inbound_refusal(self.try_enqueue(mailbox, copy, false));
+            self.count_inbound_refusal(self.try_enqueue(mailbox, copy, false, recipients));
         };
         match topic {
-            None => self
-                .registry
-                .for_each(|slot| deliver(slot.id, &slot.mailbox)),
+            None => {
+                let recipients = self.registry.len();
+                self.registry
+                    .for_each(|slot| deliver(slot.id, &slot.mailbox, recipients))
+            }
             Some(name) => {
                 if let Ok((_, ids)) = self.registry.subscribers(name, &self.pools.uuids) {
                     for &to in ids.iter() {
                         self.registry
-                            .with_mailbox(to, |mailbox| deliver(to, mailbox));
+                            .with_mailbox(to, |mailbox| deliver(to, mailbox, ids.len()));
                     }
                 }
             }
         }
     }
 
+    /// The wire decoder bounds what it reads; this bounds what is queued, whatever decoded
+    /// it: a payload over `max_payload` (declared or stored) is dropped and counted.
+    fn inbound_payload_fits(&self, env: &Envelope) -> bool {
+        let fits = env.payload.check_size(self.config.max_payload).is_ok();
+        if !fits {
+            self.metrics.drop_n(DropReason::PayloadTooLarge, 1);
+        }
+        fits
+    }
+
     fn count_inbound_refusal(&self, outcome: Result<(), Refused>) {
         let reason = match outcome {
             Ok(()) => return,
             Err(Refused::Full(_)) => DropReason::MailboxFull,
+            Err(Refused::OverBudget(..)) => DropReason::MemoryBudget,
             Err(Refused::Error(Error::ShuttingDown)) => DropReason::HubClosed,
             Err(Refused::Error(_)) => DropReason::RecipientGone,
         };
@@ -222,48 +264,81 @@ impl Shared {
     }
 
     /// Sends one envelope, waiting for room per the policy; `flush_now` sends its batch at
-    /// once (requests).
+    /// once (requests). Errors are counted.
     pub(crate) async fn send_one(
+        &self,
+        env: Envelope,
+        wait: Wait,
+        flush_now: bool,
+    ) -> Result<MessageId> {
+        match self
+            .send_until(env, wait, flush_now, 1, &mut Deadline::default())
+            .await
+        {
+            Ok(id) => Ok(id),
+            Err(e) => self.metrics.fail(e),
+        }
+    }
+
+    /// `send_one` against a deadline that may be shared with other sends (the recipients of
+    /// one fan-out, `recipients` of them), without counting the error.
+    async fn send_until(
         &self,
         mut env: Envelope,
         wait: Wait,
         flush_now: bool,
+        recipients: usize,
+        deadline: &mut Deadline,
     ) -> Result<MessageId> {
         let id = env.id;
         let to = env.to;
-        // Read the clock only once the mailbox turns out to be full.
-        let mut deadline = None;
         loop {
             let outcome = self.route(to, |mailbox| {
-                match self.try_enqueue(mailbox, env, flush_now) {
+                match self.try_enqueue(mailbox, env, flush_now, recipients) {
                     Ok(()) => Ok(()),
                     Err(refused) => Err((refused, mailbox.clone())),
                 }
             });
-            let mailbox = match outcome {
+            let (refused, mailbox) = match outcome {
                 Some(Ok(())) => return Ok(id),
-                None => return self.metrics.fail(Error::UnknownAgent(to)),
-                Some(Err((Refused::Error(e), _))) => return self.metrics.fail(e),
-                Some(Err((Refused::Full(back), mailbox))) => {
+                None => return Err(Error::UnknownAgent(to)),
+                Some(Err((Refused::Error(e), _))) => return Err(e),
+                Some(Err(refused)) => refused,
+            };
+            match refused {
+                Refused::Full(back) => {
                     env = *back;
-                    mailbox
+                    let at = match (wait, mailbox.policy) {
+                        (Wait::Policy, OverflowPolicy::Block { timeout }) => deadline.get(timeout),
+                        _ => return Err(Error::MailboxFull(to)),
+                    };
+                    if !mailbox.wait_for_room(at).await {
+                        return Err(Error::MailboxFull(to));
+                    }
                 }
-            };
-            let deadline = match (wait, mailbox.policy, deadline) {
-                (_, _, Some(d)) => d,
-                (Wait::Policy, OverflowPolicy::Block { timeout }, None) => {
-                    *deadline.insert(Instant::now() + timeout)
+                Refused::OverBudget(back, cost) => {
+                    env = *back;
+                    let overloaded = Error::Overloaded {
+                        max_queued_bytes: self.budget.limit(),
+                    };
+                    let at = match (wait, self.config.budget_policy) {
+                        (Wait::Policy, BudgetPolicy::Block { timeout }) => deadline.get(timeout),
+                        _ => return Err(overloaded),
+                    };
+                    if !self.budget.wait_for_room(cost, at).await {
+                        return Err(overloaded);
+                    }
                 }
-                _ => return self.metrics.fail(Error::MailboxFull(to)),
-            };
-            if !mailbox.wait_for_room(deadline).await {
-                return self.metrics.fail(Error::MailboxFull(to));
+                Refused::Error(e) => return Err(e),
             }
         }
     }
 
     /// Sends one payload to many recipients, sharing it. Returns how many accepted it;
-    /// recipients whose mailbox stayed full are counted as dropped (`mailbox_full`).
+    /// recipients whose mailbox stayed full are counted as dropped (`mailbox_full`), those
+    /// the queued-bytes budget refused as `memory_budget`. Under `Block` the refused
+    /// recipients share one deadline: the fan-out waits at most one timeout in all, however
+    /// many of them are full.
     pub(crate) async fn fan_out(
         &self,
         from: AgentId,
@@ -291,8 +366,21 @@ impl Shared {
             Audience::Everyone => None,
             Audience::Topic(name) => Some(name.to_string()),
         };
+        let subscribers = match audience {
+            Audience::Everyone => None,
+            Audience::Topic(name) => match self.registry.subscribers(name, &self.pools.uuids) {
+                Ok(found) => Some(found),
+                Err(e) => return self.metrics.fail(e),
+            },
+        };
+        // How many envelopes share the payload, for their budget charge (an estimate: the
+        // sender and agents that leave meanwhile are not recipients).
+        let recipients = match &subscribers {
+            None => self.registry.len().saturating_sub(1),
+            Some((_, ids)) => ids.len(),
+        };
         let mut accepted = 0;
-        let mut full = self.pools.uuids.take();
+        let mut refused = self.pools.uuids.take();
         let mut failure = None;
         let mut each = |to: AgentId, mailbox: &Arc<Mailbox>, topic: &Option<Arc<str>>| {
             if to == from || failure.is_some() {
@@ -306,32 +394,29 @@ impl Shared {
                 topic.clone(),
                 payload.clone(),
             );
-            match self.try_enqueue(mailbox, env, false) {
+            match self.try_enqueue(mailbox, env, false, recipients) {
                 Ok(()) => accepted += 1,
-                Err(Refused::Full(_)) => full.push(to),
+                Err(Refused::Full(_) | Refused::OverBudget(..)) => refused.push(to),
                 // Left between the lookup and the lock: not a recipient any more.
                 Err(Refused::Error(Error::UnknownAgent(_))) => {}
                 Err(Refused::Error(e)) => failure = Some(e),
             }
         };
-        let topic = match audience {
-            Audience::Everyone => {
+        let topic = match &subscribers {
+            None => {
                 self.registry
                     .for_each(|slot| each(slot.id, &slot.mailbox, &None));
                 None
             }
-            Audience::Topic(name) => {
-                let (topic, ids) = match self.registry.subscribers(name, &self.pools.uuids) {
-                    Ok(found) => found,
-                    Err(e) => return self.metrics.fail(e),
-                };
+            Some((topic, ids)) => {
                 for &to in ids.iter() {
                     self.registry
-                        .with_mailbox(to, |mailbox| each(to, mailbox, &topic));
+                        .with_mailbox(to, |mailbox| each(to, mailbox, topic));
                 }
-                topic
+                topic.clone()
             }
         };
+        drop(subscribers);
         if let Some(e) = failure {
             return self.metrics.fail(e);
         }
@@ -342,13 +427,16 @@ impl Shared {
             let link = bridge.fan_out_link(topic.is_some());
             let to = crate::nats::fan_out_recipient();
             let env = self.envelope(from, to, Kind::Message, priority, topic, payload.clone());
-            match self.try_enqueue(link, env, false) {
+            match self.try_enqueue(link, env, false, 1) {
                 Ok(()) => {}
-                Err(Refused::Full(_)) => return self.metrics.fail(Error::MailboxFull(to)),
+                Err(Refused::Full(_) | Refused::OverBudget(..)) => {
+                    return self.metrics.fail(Error::MailboxFull(to))
+                }
                 Err(Refused::Error(e)) => return self.metrics.fail(e),
             }
         }
-        for &to in full.iter() {
+        let mut deadline = Deadline::default();
+        for &to in refused.iter() {
             let env = self.envelope(
                 from,
                 to,
@@ -357,9 +445,15 @@ impl Shared {
                 topic.clone(),
                 payload.clone(),
             );
-            match self.send_one(env, Wait::Policy, false).await {
+            match self
+                .send_until(env, Wait::Policy, false, recipients, &mut deadline)
+                .await
+            {
                 Ok(_) => accepted += 1,
-                Err(Error::ShuttingDown) => return Err(Error::ShuttingDown),
+                Err(Error::ShuttingDown) => return self.metrics.fail(Error::ShuttingDown),
+                // Left while we waited: not a recipient any more.
+                Err(Error::UnknownAgent(_)) => {}
+                Err(Error::Overloaded { .. }) => self.metrics.drop_n(DropReason::MemoryBudget, 1),
                 Err(_) => self.metrics.drop_n(DropReason::MailboxFull, 1),
             }
         }
@@ -384,11 +478,10 @@ impl Shared {
         match tokio::time::timeout(timeout, reply).await {
             Ok(Ok(env)) => Ok(env),
             Ok(Err(_)) => self.metrics.fail(Error::ShuttingDown),
-            Err(_) => {
-                self.requests.take(id);
-                self.metrics
-                    .fail(Error::RequestTimeout { id, after: timeout })
-            }
+            // The caller's `Pending` guard removes the entry.
+            Err(_) => self
+                .metrics
+                .fail(Error::RequestTimeout { id, after: timeout }),
         }
     }
 
@@ -421,5 +514,148 @@ impl Shared {
         if !delivered {
             self.metrics.drop_n(DropReason::ReplyOrphaned, 1);
         }
+    }
+}
+
+/// When a send stops waiting for room: read from the clock only once the first wait
+/// begins, and shared by every recipient of one fan-out.
+#[derive(Debug, Default)]
+pub(crate) struct Deadline(Option<Instant>);
+
+impl Deadline {
+    fn get(&mut self, timeout: std::time::Duration) -> Instant {
+        *self.0.get_or_insert_with(|| deadline_after(timeout))
+    }
+}
+
+/// `now + timeout`; a sum that would overflow (`validate` keeps timeouts within an hour)
+/// is "now": the wait fails at once rather than panicking.
+pub(crate) fn deadline_after(timeout: std::time::Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Hub, HubConfig};
+
+    fn mailbox_of(hub: &Hub, id: AgentId) -> Arc<Mailbox> {
+        hub.shared()
+            .route(id, |mailbox| mailbox.clone())
+            .expect("registered")
+    }
+
+    /// Under `DropOldest` a saturated mailbox used to hold one 64-slot batch per message
+    /// (8 KiB each): every send flushed the open batch to make room. Evicting in place keeps
+    /// the queue in full batches.
+    #[tokio::test(start_paused = true)]
+    async fn a_saturated_drop_oldest_mailbox_keeps_few_batches() {
+        let config = HubConfig {
+            mailbox_capacity: 1_000,
+            overflow: OverflowPolicy::DropOldest,
+            ..HubConfig::default()
+        };
+        let hub = Hub::start(config).unwrap();
+        let a = hub.register("a").unwrap();
+        let b = hub.register("b").unwrap();
+        let mailbox = mailbox_of(&hub, b.id());
+        for i in 0..20_000u32 {
+            a.send(b.id(), i.to_be_bytes().to_vec()).await.unwrap();
+        }
+        let batches = mailbox.queued_batches();
+        // 1,000 queued messages in batches of 50: 20, plus one partly evicted at the front.
+        assert!(batches <= 1_000 / 50 + 1, "{batches} batches queued");
+        hub.flush();
+        assert!(mailbox.queued_batches() <= 1_000 / 50 + 2);
+        assert_eq!(mailbox.depth(), 1_000);
+        hub.shutdown().await.unwrap();
+    }
+
+    fn small_budget() -> HubConfig {
+        HubConfig {
+            max_payload: 16 * 1024,
+            max_queued_bytes: 64 * 1024,
+            ..HubConfig::default()
+        }
+    }
+
+    /// One inbound broadcast frame to 1,000 idle agents used to queue without bound (a
+    /// 976 KB frame: 2.5 GB in 5 s). Over the budget, copies are dropped and counted, never
+    /// waited for, and the accounting adds up.
+    #[tokio::test(start_paused = true)]
+    async fn an_inbound_fan_out_stays_within_the_budget() {
+        const AGENTS: usize = 1_000;
+        const FRAMES: usize = 20;
+        let hub = Hub::start(small_budget()).unwrap();
+        let mut agents: Vec<_> = (0..AGENTS)
+            .map(|i| hub.register(format!("idle{i}")).unwrap())
+            .collect();
+        let shared = hub.shared();
+        let remote = AgentId::new_v4();
+        let nobody = AgentId::from(uuid::Uuid::nil());
+        for _ in 0..FRAMES {
+            let payload = Payload::from(vec![7u8; 10_000]);
+            let env = shared.envelope(
+                remote,
+                nobody,
+                Kind::Message,
+                Priority::Normal,
+                None,
+                payload,
+            );
+            shared.deliver_fan_out_inbound(env, None);
+            assert!(shared.budget.used() <= 64 * 1024);
+        }
+        let m = hub.metrics();
+        assert!(m.queued_bytes <= m.queued_bytes_budget, "{m:?}");
+        assert_eq!(m.queued_bytes_budget, 64 * 1024);
+        let dropped = m.messages_dropped["memory_budget"];
+        hub.flush();
+        let m = hub.metrics();
+        // Each copy costs 128 + 10,000 / 1,000 bytes: 474 fit in 64 KiB.
+        assert_eq!(m.messages_sent, (64 * 1024 / (128 + 10)) as u64);
+        assert_eq!(m.messages_sent + dropped, (AGENTS * FRAMES) as u64);
+        assert_eq!(m.messages_delivered, m.messages_sent);
+        assert_eq!(m.mailbox_depth_total, m.messages_sent);
+        assert_eq!(m.queued_bytes, m.messages_sent * (128 + 10));
+        // Receiving releases what a message was charged; leaving releases the rest.
+        let first = agents.iter_mut().find(|a| a.pending() > 0).unwrap();
+        assert!(first.try_recv().is_some());
+        assert_eq!(
+            hub.metrics().queued_bytes,
+            (m.messages_sent - 1) * (128 + 10)
+        );
+        drop(agents);
+        assert_eq!(hub.metrics().queued_bytes, 0);
+        let report = hub.shutdown().await.unwrap();
+        assert_eq!(report.undelivered, 0);
+    }
+
+    /// A payload from the wire is bounded like a local one: a compressed payload whose
+    /// stored size exceeds `max_payload` is dropped and counted, not queued.
+    #[tokio::test]
+    async fn an_inbound_payload_over_max_payload_is_dropped() {
+        let hub = Hub::start(small_budget()).unwrap();
+        let b = hub.register("b").unwrap();
+        let shared = hub.shared();
+        let remote = AgentId::new_v4();
+        let lie = Payload::from_compressed(vec![0u8; 20 * 1024], 10);
+        let env = shared.envelope(
+            remote,
+            b.id(),
+            Kind::Message,
+            Priority::Normal,
+            None,
+            lie.clone(),
+        );
+        shared.deliver_inbound(env);
+        let env = shared.envelope(remote, b.id(), Kind::Message, Priority::Normal, None, lie);
+        shared.deliver_fan_out_inbound(env, None);
+        hub.flush();
+        let m = hub.metrics();
+        assert_eq!(m.messages_dropped["payload_too_large"], 2);
+        assert_eq!((m.messages_sent, m.queued_bytes), (0, 0));
+        hub.shutdown().await.unwrap();
     }
 }

@@ -32,9 +32,10 @@ use std::time::Duration;
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct HubConfig {
-    /// A batch flushes when it holds this many messages. Default 50.
+    /// A batch flushes when it holds this many messages. Default 50; 1 to 1,000,000.
     pub max_messages: usize,
-    /// A batch flushes when its oldest message has waited this long. Default 10 ms.
+    /// A batch flushes when its oldest message has waited this long. Default 10 ms; at
+    /// most 1 minute.
     #[serde(with = "duration_serde")]
     pub linger: Duration,
     /// A message at or above this priority flushes its batch at once. Default `Critical`.
@@ -44,15 +45,27 @@ pub struct HubConfig {
     pub compress_over: usize,
     /// gzip level, 0-9. Default 1 (fast).
     pub compression_level: u32,
-    /// Largest payload accepted, before compression, and the bound on decompression.
-    /// Default 16 MiB.
+    /// Largest payload accepted, before compression, and the bound on decompression; a
+    /// compressed payload's stored size must fit it too. Default 16 MiB; at most 1 GiB.
     pub max_payload: usize,
     /// Messages a mailbox holds before the overflow policy applies (queued plus in-flight
-    /// batches). Default 65,536.
+    /// batches). Default 65,536; 1 to 2^24.
     pub mailbox_capacity: usize,
-    /// What a send does when the recipient's mailbox is full. Default `Block` for 1 s.
+    /// What a send does when the recipient's mailbox is full. Default `Block` for 1 s; a
+    /// `Block` timeout is at most 1 hour.
     pub overflow: OverflowPolicy,
-    /// Buffer pools.
+    /// Bytes every queued message together may take: the open batches and queues of all
+    /// mailboxes. A message costs its 128-byte envelope plus its share of the payload's
+    /// stored bytes (all of them for a direct send; `wire_len / recipients` for a broadcast
+    /// or topic message, whose recipients share one buffer), from the moment it is sent
+    /// until its agent takes it out of the mailbox. Default 1 GiB; at least
+    /// `max_payload + 128`, at most 1 TiB.
+    pub max_queued_bytes: u64,
+    /// What a local send does when `max_queued_bytes` is spent. Default `Block` for 1 s.
+    /// Messages from remote hubs never wait: over the budget they are dropped and counted
+    /// (`memory_budget`).
+    pub budget_policy: BudgetPolicy,
+    /// Buffer pools (each at most 1,000,000 items and 1 GiB; see [`limits`]).
     pub pools: PoolConfig,
     /// The elastic worker pool behind `Hub::submit`.
     pub workers: WorkerConfig,
@@ -75,6 +88,10 @@ impl Default for HubConfig {
             max_payload: 16 * 1024 * 1024,
             mailbox_capacity: 65_536,
             overflow: OverflowPolicy::Block {
+                timeout: Duration::from_secs(1),
+            },
+            max_queued_bytes: 1 << 30,
+            budget_policy: BudgetPolicy::Block {
                 timeout: Duration::from_secs(1),
             },
             pools: PoolConfig::default(),
@@ -100,24 +117,77 @@ impl HubConfig {
         Self::from_toml_str(&text)
     }
 
-    /// Checks that the values make sense together.
+    /// Checks that every value is in its documented range and that they make sense
+    /// together. `Hub::start` calls it, so a hub never runs with a value that could
+    /// overflow a deadline or allocate without bound.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the first field out of range, with its bound.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: &str| Err(Error::Config(m.to_string()));
-        if self.max_messages == 0 {
-            return bad("max_messages must be at least 1");
+        let bad = |m: String| Err(Error::Config(m));
+        if !(1..=limits::MAX_MESSAGES).contains(&self.max_messages) {
+            return bad(format!(
+                "max_messages must be 1-{} (got {})",
+                limits::MAX_MESSAGES,
+                self.max_messages
+            ));
         }
-        if self.mailbox_capacity == 0 {
-            return bad("mailbox_capacity must be at least 1");
+        if self.linger > limits::MAX_LINGER {
+            return bad(format!(
+                "linger must be at most {} (got {:?})",
+                duration_serde::format_duration(limits::MAX_LINGER),
+                self.linger
+            ));
+        }
+        if !(1..=limits::MAX_MAILBOX_CAPACITY).contains(&self.mailbox_capacity) {
+            return bad(format!(
+                "mailbox_capacity must be 1-{} (got {})",
+                limits::MAX_MAILBOX_CAPACITY,
+                self.mailbox_capacity
+            ));
         }
         if self.compression_level > 9 {
-            return bad("compression_level must be 0-9");
+            return bad(format!(
+                "compression_level must be 0-9 (got {})",
+                self.compression_level
+            ));
         }
-        if self.max_payload == 0 {
-            return bad("max_payload must be at least 1");
+        if !(1..=limits::MAX_PAYLOAD).contains(&self.max_payload) {
+            return bad(format!(
+                "max_payload must be 1-{} bytes (got {})",
+                limits::MAX_PAYLOAD,
+                self.max_payload
+            ));
         }
         if self.auth_token.as_deref() == Some("") {
-            return bad("auth_token must not be empty (leave it out for no token)");
+            return bad("auth_token must not be empty (leave it out for no token)".to_string());
         }
+        if let OverflowPolicy::Block { timeout } = self.overflow {
+            if timeout > limits::MAX_BLOCK_TIMEOUT {
+                return bad(format!(
+                    "overflow.timeout must be at most {} (got {timeout:?})",
+                    duration_serde::format_duration(limits::MAX_BLOCK_TIMEOUT)
+                ));
+            }
+        }
+        let smallest = (self.max_payload as u64).saturating_add(crate::budget::ENVELOPE_BYTES);
+        if !(smallest..=limits::MAX_QUEUED_BYTES).contains(&self.max_queued_bytes) {
+            return bad(format!(
+                "max_queued_bytes must be {smallest} (max_payload + 128, one message of the largest size) to {} (got {})",
+                limits::MAX_QUEUED_BYTES,
+                self.max_queued_bytes
+            ));
+        }
+        if let BudgetPolicy::Block { timeout } = self.budget_policy {
+            if timeout > limits::MAX_BLOCK_TIMEOUT {
+                return bad(format!(
+                    "budget_policy.timeout must be at most {} (got {timeout:?})",
+                    duration_serde::format_duration(limits::MAX_BLOCK_TIMEOUT)
+                ));
+            }
+        }
+        self.pools.validate()?;
         if let Some(nats) = &self.nats {
             nats.validate()?;
         }
@@ -159,6 +229,22 @@ pub enum OverflowPolicy {
     /// Accept, and evict the oldest queued message of the lowest priority (counted as
     /// dropped with reason `drop_oldest`).
     DropOldest,
+}
+
+/// What a local send does when the hub's queued messages reach `max_queued_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "policy", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BudgetPolicy {
+    /// Wait for queued messages to be received, up to `timeout`, then
+    /// `Error::Overloaded`. A fan-out waits at most one `timeout` in all; recipients still
+    /// over budget then are dropped (`memory_budget`).
+    Block {
+        /// How long a sender may wait.
+        #[serde(with = "duration_serde")]
+        timeout: Duration,
+    },
+    /// `Error::Overloaded` at once (a fan-out drops the recipients over budget).
+    Reject,
 }
 
 /// Settings of the buffer pools.
@@ -210,6 +296,34 @@ impl Default for PoolConfig {
     }
 }
 
+impl PoolConfig {
+    /// Checks every pool's sizes against the documented maxima (see [`limits`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the pool and field out of range.
+    pub fn validate(&self) -> Result<()> {
+        let envelope = std::mem::size_of::<crate::Envelope>();
+        let uuid = std::mem::size_of::<crate::AgentId>();
+        for (name, sizing, item_bytes) in [
+            ("strings", self.strings, 1),
+            ("bytes", self.bytes, 1),
+            ("uuids", self.uuids, uuid),
+            ("batches", self.batches, envelope),
+        ] {
+            sizing.validate(name, item_bytes)?;
+        }
+        if self.idle_shrink_after > limits::MAX_IDLE_SHRINK_AFTER {
+            return Err(Error::Config(format!(
+                "pools.idle_shrink_after must be at most {} (got {:?})",
+                duration_serde::format_duration(limits::MAX_IDLE_SHRINK_AFTER),
+                self.idle_shrink_after
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// How big one pool is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -221,6 +335,71 @@ pub struct PoolSizing {
     /// Capacity of each new item (bytes, chars or ids). Items that grew past 4× this are
     /// freed on return rather than kept.
     pub item_capacity: usize,
+}
+
+impl PoolSizing {
+    /// `name` is the pool (`pools.<name>` in messages); `item_bytes` the size of one element
+    /// of an item (1 for strings and bytes).
+    fn validate(&self, name: &str, item_bytes: usize) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.max > limits::MAX_POOL_ITEMS {
+            return bad(format!(
+                "pools.{name}.max must be at most {} (got {})",
+                limits::MAX_POOL_ITEMS,
+                self.max
+            ));
+        }
+        if self.initial > self.max {
+            return bad(format!(
+                "pools.{name}.initial ({}) must be at most pools.{name}.max ({})",
+                self.initial, self.max
+            ));
+        }
+        if self.item_capacity > limits::MAX_POOL_ITEM_CAPACITY {
+            return bad(format!(
+                "pools.{name}.item_capacity must be at most {} (got {})",
+                limits::MAX_POOL_ITEM_CAPACITY,
+                self.item_capacity
+            ));
+        }
+        let held = (self.max as u128) * (self.item_capacity as u128) * (item_bytes as u128);
+        if held > limits::MAX_POOL_BYTES as u128 {
+            return bad(format!(
+                "pools.{name}: max × item_capacity ({} × {} items of {item_bytes} bytes) may hold more than {} bytes",
+                self.max,
+                self.item_capacity,
+                limits::MAX_POOL_BYTES
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The ranges [`HubConfig::validate`] enforces. Each bound is far above any value a
+/// working hub needs and below what would overflow a deadline or exhaust memory up front.
+pub mod limits {
+    use std::time::Duration;
+
+    /// Largest `max_messages` (messages per batch).
+    pub const MAX_MESSAGES: usize = 1_000_000;
+    /// Longest `linger`.
+    pub const MAX_LINGER: Duration = Duration::from_secs(60);
+    /// Largest `mailbox_capacity` (messages; 2^24, 2 GiB of envelopes).
+    pub const MAX_MAILBOX_CAPACITY: usize = 1 << 24;
+    /// Largest `max_payload` (1 GiB).
+    pub const MAX_PAYLOAD: usize = 1 << 30;
+    /// Largest `max_queued_bytes` (1 TiB).
+    pub const MAX_QUEUED_BYTES: u64 = 1 << 40;
+    /// Longest `OverflowPolicy::Block` (and `BudgetPolicy::Block`) timeout.
+    pub const MAX_BLOCK_TIMEOUT: Duration = Duration::from_secs(3600);
+    /// Most items one pool may keep (`max`; `initial` must not exceed `max`).
+    pub const MAX_POOL_ITEMS: usize = 1_000_000;
+    /// Largest `item_capacity` of a pool item (elements: bytes, chars, ids or envelopes).
+    pub const MAX_POOL_ITEM_CAPACITY: usize = 1 << 24;
+    /// Most memory one pool may hold: `max × item_capacity × element size` (1 GiB).
+    pub const MAX_POOL_BYTES: usize = 1 << 30;
+    /// Longest `pools.idle_shrink_after`.
+    pub const MAX_IDLE_SHRINK_AFTER: Duration = Duration::from_secs(24 * 3600);
 }
 
 /// Parses a duration such as `"500ms"`, `"250us"`, `"1.5s"`, `"2m"` or `"1h"` (the unit is
@@ -321,6 +500,13 @@ mod tests {
         assert_eq!(c.pools.bytes.item_capacity, 4096);
         assert_eq!(c.pools.uuids.initial, 100);
         assert!(c.metrics_addr.is_none());
+        assert_eq!(c.max_queued_bytes, 1 << 30);
+        assert_eq!(
+            c.budget_policy,
+            BudgetPolicy::Block {
+                timeout: Duration::from_secs(1)
+            }
+        );
         c.validate().unwrap();
     }
 
@@ -361,6 +547,106 @@ mod tests {
         let c = HubConfig::from_toml_str(&doc[start..end]).unwrap();
         assert_eq!(c.workers.max_workers, 8);
         assert_eq!(c.nats.as_ref().map(|n| n.node.as_str()), Some("hub-a"));
+    }
+
+    /// Values that used to pass `validate` and then panicked (an `Instant` overflow on the
+    /// first send) or aborted (a pool allocating 10^11 items) are refused, by name.
+    #[test]
+    fn out_of_range_values_are_refused_by_name() {
+        let huge = Duration::from_secs(10_000_000_000_000_000_000);
+        type Change = Box<dyn Fn(&mut HubConfig)>;
+        let cases: Vec<(&str, Change)> = vec![
+            ("linger", Box::new(move |c| c.linger = huge)),
+            ("linger", Box::new(|c| c.linger = Duration::from_secs(61))),
+            (
+                "overflow.timeout",
+                Box::new(move |c| c.overflow = OverflowPolicy::Block { timeout: huge }),
+            ),
+            ("max_messages", Box::new(|c| c.max_messages = 1_000_001)),
+            ("max_messages", Box::new(|c| c.max_messages = usize::MAX)),
+            (
+                "mailbox_capacity",
+                Box::new(|c| c.mailbox_capacity = usize::MAX),
+            ),
+            ("max_payload", Box::new(|c| c.max_payload = (1 << 30) + 1)),
+            (
+                "pools.strings.initial",
+                Box::new(|c| c.pools.strings.initial = 100_000_000_000),
+            ),
+            (
+                "pools.bytes.max",
+                Box::new(|c| {
+                    c.pools.bytes.initial = 0;
+                    c.pools.bytes.max = 100_000_000_000;
+                }),
+            ),
+            (
+                "pools.uuids.item_capacity",
+                Box::new(|c| c.pools.uuids.item_capacity = 100_000_000_000),
+            ),
+            (
+                "pools.batches",
+                Box::new(|c| {
+                    c.pools.batches.max = 100_000;
+                    c.pools.batches.item_capacity = 100_000;
+                }),
+            ),
+            (
+                "budget_policy.timeout",
+                Box::new(move |c| c.budget_policy = BudgetPolicy::Block { timeout: huge }),
+            ),
+            (
+                "max_queued_bytes",
+                Box::new(|c| c.max_queued_bytes = 1 << 41),
+            ),
+            (
+                "max_queued_bytes",
+                Box::new(|c| c.max_queued_bytes = c.max_payload as u64),
+            ),
+            (
+                "pools.idle_shrink_after",
+                Box::new(move |c| c.pools.idle_shrink_after = huge),
+            ),
+        ];
+        for (field, change) in cases {
+            let mut c = HubConfig::default();
+            change(&mut c);
+            match c.validate() {
+                Err(Error::Config(message)) => {
+                    assert!(message.contains(field), "{field}: {message}")
+                }
+                other => panic!("{field}: accepted ({other:?})"),
+            }
+        }
+        // The maxima themselves are accepted.
+        let longest = Duration::from_secs(3600);
+        let c = HubConfig {
+            linger: Duration::from_secs(60),
+            overflow: OverflowPolicy::Block { timeout: longest },
+            max_messages: 1_000_000,
+            max_payload: 1 << 30,
+            max_queued_bytes: limits::MAX_QUEUED_BYTES,
+            budget_policy: BudgetPolicy::Block { timeout: longest },
+            ..HubConfig::default()
+        };
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn an_absurd_linger_in_toml_is_refused() {
+        let err = HubConfig::from_toml_str("linger = \"10000000000000000000s\"").unwrap_err();
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains("linger")),
+            "{err:?}"
+        );
+        let err = HubConfig::from_toml_str(
+            "[pools.bytes]\ninitial = 100000000000\nmax = 100000000000\nitem_capacity = 4096",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains("pools.bytes")),
+            "{err:?}"
+        );
     }
 
     #[test]

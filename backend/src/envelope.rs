@@ -99,7 +99,11 @@ impl Envelope {
     /// clock read per batch). For replies, when the reply was sent. On tokio's clock, so
     /// paused-time tests see consistent values.
     pub fn sent_at(&self) -> Instant {
-        clock_epoch() + std::time::Duration::from_nanos(self.sent_at)
+        let epoch = clock_epoch();
+        // u64 nanoseconds are at most 584 years: this never saturates in practice.
+        epoch
+            .checked_add(std::time::Duration::from_nanos(self.sent_at))
+            .unwrap_or(epoch)
     }
 
     /// Time since [`sent_at`](Self::sent_at).

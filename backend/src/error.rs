@@ -21,6 +21,13 @@ pub enum Error {
         /// The timeout that elapsed.
         after: Duration,
     },
+    /// The hub's queued messages reached `HubConfig::max_queued_bytes` and the budget policy
+    /// refused (or stopped waiting for) this one.
+    #[error("hub is over its budget of {max_queued_bytes} queued bytes")]
+    Overloaded {
+        /// The configured budget.
+        max_queued_bytes: u64,
+    },
     /// The hub is shutting down or has shut down; nothing new is accepted.
     #[error("hub is shutting down")]
     ShuttingDown,

@@ -1,6 +1,7 @@
 //! The hub: the shared core behind every handle, registration, metrics and shutdown.
 
 use crate::agent::{Agent, AgentSender};
+use crate::budget::MemoryBudget;
 use crate::linger::{self, Schedule};
 use crate::mailbox::Mailbox;
 use crate::metrics::{DropReason, FlushReason, MailboxDepth, Metrics, MetricsSnapshot};
@@ -24,6 +25,8 @@ pub(crate) struct Shared {
     pub(crate) pools: Pools,
     pub(crate) registry: Registry,
     pub(crate) requests: Requests,
+    /// Bytes queued in agents' mailboxes, against `max_queued_bytes`.
+    pub(crate) budget: Arc<MemoryBudget>,
     pub(crate) linger: flume::Sender<Schedule>,
     pub(crate) closing: AtomicBool,
     pub(crate) workers: WorkerPool,
@@ -103,10 +106,10 @@ impl Hub {
         let workers = WorkerPool::start(&config.workers)?;
         let shared = Arc::new(Shared {
             pools: Pools::new(&config.pools),
-            config,
             metrics: Metrics::default(),
             registry: Registry::default(),
             requests: Requests::default(),
+            budget: Arc::new(MemoryBudget::new(config.max_queued_bytes)),
             linger: tx,
             closing: AtomicBool::new(false),
             workers,
@@ -115,6 +118,7 @@ impl Hub {
             shutdown_report: Mutex::new(None),
             shutdown_gate: tokio::sync::Mutex::new(()),
             http: Mutex::new(None),
+            config,
         });
         runtime.spawn(linger::run(Arc::downgrade(&shared), rx));
         if let Some(addr) = shared.config.metrics_addr {
@@ -168,10 +172,10 @@ impl Hub {
         let slot = Arc::new(AgentSlot {
             id,
             name: Arc::from(name.into()),
-            mailbox: Arc::new(Mailbox::new(
-                shared.config.mailbox_capacity,
-                shared.config.overflow,
-            )),
+            mailbox: Arc::new(
+                Mailbox::new(shared.config.mailbox_capacity, shared.config.overflow)
+                    .with_budget(shared.budget.clone()),
+            ),
             topics: Mutex::new(Vec::new()),
         });
         shared.registry.insert(slot.clone());
@@ -293,6 +297,14 @@ impl Hub {
     }
 }
 
+#[cfg(test)]
+impl Hub {
+    /// The core, for the crate's unit tests.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
 impl Shared {
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         let m = &self.metrics;
@@ -348,11 +360,14 @@ impl Shared {
                 raw as f64 / wire as f64
             },
             pools: self.pools.stats(),
+            queued_bytes: self.budget.used(),
+            queued_bytes_budget: self.budget.limit(),
             mailbox_depth_total: total,
             mailbox_depth_max: depths.first().map_or(0, |d| d.depth),
             deepest_mailboxes: depths,
             requests: m.requests.load(Ordering::Relaxed),
             replies: m.replies.load(Ordering::Relaxed),
+            pending_requests: self.requests.len() as u64,
             workers: self.workers.stats(),
             nats: self.remote.get().map(|b| b.stats()),
         }

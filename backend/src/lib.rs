@@ -34,6 +34,7 @@
 
 mod agent;
 mod batch;
+mod budget;
 mod bus;
 mod codec;
 pub mod config;
@@ -55,7 +56,7 @@ mod request;
 pub mod workers;
 
 pub use agent::{Agent, AgentSender};
-pub use config::{HubConfig, OverflowPolicy, PoolConfig, PoolSizing};
+pub use config::{BudgetPolicy, HubConfig, OverflowPolicy, PoolConfig, PoolSizing};
 pub use envelope::Envelope;
 pub use error::{Error, Result};
 pub use hub::{Hub, ShutdownReport};

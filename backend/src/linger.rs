@@ -73,9 +73,11 @@ fn flush_if_due(shared: &Shared, mailbox: &Mailbox, now: Instant) -> Option<Inst
     let linger = shared.config.linger;
     let mut batch = mailbox.batch.lock();
     if !batch.is_empty() {
-        let due = batch.opened + linger;
-        if due > now {
-            return Some(due);
+        // An overflowing deadline (`validate` keeps linger within a minute) is due now.
+        if let Some(due) = batch.opened.checked_add(linger) {
+            if due > now {
+                return Some(due);
+            }
         }
         mailbox.flush(&mut batch, FlushReason::Linger, &shared.metrics);
     }

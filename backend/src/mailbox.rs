@@ -7,17 +7,47 @@
 //!
 //! Capacity is in messages and covers the open batch plus the queue, checked under the
 //! batch lock when a message is sent, so a full mailbox is reported to the sender that
-//! overfilled it.
+//! overfilled it. Under `DropOldest` a full mailbox evicts one message in place and keeps
+//! filling the open batch, so a saturated mailbox still queues full batches.
+//!
+//! An agent's mailbox also charges the hub's [`MemoryBudget`] for what it holds: each batch
+//! carries the sum of its messages' charges, released when the batch leaves the queue.
 
 use crate::batch::{Batch, Taken};
+use crate::budget::MemoryBudget;
 use crate::metrics::{DropReason, FlushReason, Metrics};
 use crate::{Envelope, OverflowPolicy};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use tokio::sync::Notify;
 
-type Lane = VecDeque<Vec<Envelope>>;
+/// A batch in the queue, with what its messages are charged against the budget.
+#[derive(Debug)]
+struct Queued {
+    envelopes: Vec<Envelope>,
+    charge: u64,
+}
+
+impl Queued {
+    /// Drops the `k` oldest messages; returns the charge they release (an even share, all
+    /// of what is left when none remain).
+    fn drop_front(&mut self, k: usize) -> u64 {
+        let len = self.envelopes.len();
+        let k = k.min(len);
+        let released = if k == len {
+            self.charge
+        } else {
+            (self.charge / len as u64).saturating_mul(k as u64)
+        };
+        self.envelopes.drain(..k);
+        self.charge -= released.min(self.charge);
+        released
+    }
+}
+
+type Lane = VecDeque<Queued>;
 
 #[derive(Debug, Default)]
 struct Lanes {
@@ -63,6 +93,9 @@ pub(crate) struct Mailbox {
     writable: Notify,
     /// Senders waiting for room; pops wake them only when there are any.
     blocked: AtomicUsize,
+    /// The hub's queued-bytes budget, for agents' mailboxes (links to remote hubs have
+    /// none unless given one).
+    budget: Option<Arc<MemoryBudget>>,
 }
 
 impl Mailbox {
@@ -81,6 +114,25 @@ impl Mailbox {
             readable: Notify::new(),
             writable: Notify::new(),
             blocked: AtomicUsize::new(0),
+            budget: None,
+        }
+    }
+
+    /// A mailbox whose messages are charged against `budget` while they wait.
+    pub(crate) fn with_budget(mut self, budget: Arc<MemoryBudget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Charges `cost` for a message joining the open batch; false if over the budget.
+    /// Always true without a budget.
+    pub(crate) fn try_charge(&self, cost: u64) -> bool {
+        self.budget.as_ref().is_none_or(|b| b.try_charge(cost))
+    }
+
+    fn release(&self, charge: u64) {
+        if let Some(budget) = &self.budget {
+            budget.release(charge);
         }
     }
 
@@ -134,6 +186,13 @@ impl Mailbox {
         self.queued.load(Ordering::Relaxed)
     }
 
+    /// Batches in the queue (each a `Vec` with its own allocation).
+    #[cfg(test)]
+    pub(crate) fn queued_batches(&self) -> usize {
+        let mut lanes = self.lanes.lock();
+        lanes.iter_mut().map(|lane| lane.len()).sum()
+    }
+
     /// Moves the open batch into the queue and counts it. Call with the batch locked.
     pub(crate) fn flush(&self, open: &mut Batch, reason: FlushReason, metrics: &Metrics) {
         if open.is_empty() {
@@ -151,6 +210,7 @@ impl Mailbox {
         metrics.flushes.add(reason as usize, 1);
         metrics.batch_size.observe(n as f64);
         if self.is_gone() {
+            self.release(taken.charge);
             metrics.drop_n(DropReason::RecipientGone, n);
             metrics.lost_before_mailbox.fetch_add(n, Ordering::Relaxed);
             return;
@@ -168,18 +228,68 @@ impl Mailbox {
         let mut lanes = self.lanes.lock();
         if taken.mask.count_ones() <= 1 {
             let lane = taken.mask.trailing_zeros().min(3) as usize;
-            lanes.lane(lane).push_back(taken.envelopes);
+            lanes.lane(lane).push_back(Queued {
+                envelopes: taken.envelopes,
+                charge: taken.charge,
+            });
         } else {
-            split_by_priority(&mut lanes, taken.envelopes, taken.mask);
+            split_by_priority(&mut lanes, taken.envelopes, taken.mask, taken.charge);
         }
         lanes.queued += n;
-        let evicted = if policy == OverflowPolicy::DropOldest {
+        // Sends evict in place, so this only trims a mailbox fed past its capacity.
+        let (evicted, released) = if policy == OverflowPolicy::DropOldest {
             evict_oldest(&mut lanes, self.capacity)
         } else {
-            0
+            (0, 0)
         };
         self.queued.store(lanes.queued, Ordering::Release);
+        drop(lanes);
+        self.release(released);
         evicted
+    }
+
+    /// Full under `DropOldest`: drops the oldest message of the lowest priority waiting for
+    /// this mailbox, queued or in the open batch (queued ones are older at equal priority),
+    /// so one more fits. Call with the batch locked.
+    pub(crate) fn evict_one(&self, open: &mut Batch, metrics: &Metrics) {
+        let in_open = (open.mask != 0).then(|| open.mask.trailing_zeros() as usize);
+        {
+            let mut lanes = self.lanes.lock();
+            let queued = lanes.iter_mut().position(|lane| !lane.is_empty());
+            if let Some(lane) = queued.filter(|&q| in_open.is_none_or(|o| q <= o)) {
+                let lane = lanes.lane(lane);
+                let mut released = 0;
+                if let Some(front) = lane.front_mut() {
+                    // At most one batch (max_messages envelopes) moves up.
+                    released = front.drop_front(1);
+                    if front.envelopes.is_empty() {
+                        lane.pop_front();
+                    }
+                }
+                lanes.queued -= 1;
+                self.queued.store(lanes.queued, Ordering::Release);
+                drop(lanes);
+                self.release(released);
+                metrics.drop_n(DropReason::DropOldest, 1);
+                return;
+            }
+        }
+        let Some(priority) = in_open else {
+            return;
+        };
+        if let Some((env, charge)) = open.remove_oldest(priority) {
+            self.release(charge);
+            // Accepted but never flushed: counted as sent, then as dropped (as `close` does).
+            metrics.sent.fetch_add(1, Ordering::Relaxed);
+            metrics
+                .bytes_raw
+                .fetch_add(env.payload.len() as u64, Ordering::Relaxed);
+            metrics
+                .bytes_wire
+                .fetch_add(env.payload.wire_len() as u64, Ordering::Relaxed);
+            metrics.lost_before_mailbox.fetch_add(1, Ordering::Relaxed);
+            metrics.drop_n(DropReason::DropOldest, 1);
+        }
     }
 
     /// Takes the oldest batch of the highest non-empty lane.
@@ -191,14 +301,15 @@ impl Mailbox {
         let batch = {
             let mut lanes = self.lanes.lock();
             let batch = lanes.iter_mut().rev().find_map(|lane| lane.pop_front())?;
-            lanes.queued -= batch.len();
+            lanes.queued -= batch.envelopes.len();
             self.queued.store(lanes.queued, Ordering::Release);
             batch
         };
+        self.release(batch.charge);
         if self.blocked.load(Ordering::Acquire) > 0 {
             self.writable.notify_waiters();
         }
-        Some(batch)
+        Some(batch.envelopes)
     }
 
     /// Waits for a batch; `None` once the mailbox is sealed (or closed) and empty.
@@ -256,6 +367,7 @@ impl Mailbox {
             if n > 0 {
                 // They were accepted: count them as sent, then as dropped.
                 let taken = batch.take();
+                self.release(taken.charge);
                 metrics.sent.fetch_add(n as u64, Ordering::Relaxed);
                 metrics
                     .bytes_raw
@@ -269,12 +381,13 @@ impl Mailbox {
             }
             n
         };
-        let queued = {
+        let (queued, charge) = {
             let mut lanes = self.lanes.lock();
             let n = lanes.queued;
+            let charge = lanes.iter_mut().flatten().map(|q| q.charge).sum();
             *lanes = Lanes::default();
             self.queued.store(0, Ordering::Release);
-            n
+            (n, charge)
         };
         if self.forwarding {
             // Never delivered: they were still on their way to a remote hub.
@@ -282,13 +395,17 @@ impl Mailbox {
                 .lost_before_mailbox
                 .fetch_add(queued as u64, Ordering::Relaxed);
         }
+        self.release(charge);
         self.readable.notify_waiters();
         self.writable.notify_waiters();
         open + queued
     }
 }
 
-fn split_by_priority(lanes: &mut Lanes, batch: Vec<Envelope>, mask: u8) {
+/// Queues a batch of mixed priorities as one batch per lane; the charge is split by
+/// message count, the highest lane taking the remainder.
+fn split_by_priority(lanes: &mut Lanes, batch: Vec<Envelope>, mask: u8, charge: u64) {
+    let n = batch.len().max(1) as u64;
     let mut parts: [Vec<Envelope>; 4] = Default::default();
     for (lane, part) in parts.iter_mut().enumerate() {
         if mask & (1 << lane) != 0 {
@@ -298,16 +415,29 @@ fn split_by_priority(lanes: &mut Lanes, batch: Vec<Envelope>, mask: u8) {
     for env in batch {
         parts[env.priority.index()].push(env);
     }
+    let mut left = charge;
+    let last = parts.iter().rposition(|p| !p.is_empty());
     for (lane, part) in parts.into_iter().enumerate() {
         if !part.is_empty() {
-            lanes.lane(lane).push_back(part);
+            let share = if Some(lane) == last {
+                left
+            } else {
+                (charge / n).saturating_mul(part.len() as u64).min(left)
+            };
+            left -= share;
+            lanes.lane(lane).push_back(Queued {
+                envelopes: part,
+                charge: share,
+            });
         }
     }
 }
 
-/// Drops the oldest messages of the lowest priority until `queued <= capacity`.
-fn evict_oldest(lanes: &mut Lanes, capacity: usize) -> usize {
+/// Drops the oldest messages of the lowest priority until `queued <= capacity`. Returns
+/// how many, and the charge they release.
+fn evict_oldest(lanes: &mut Lanes, capacity: usize) -> (usize, u64) {
     let mut evicted = 0;
+    let mut released = 0;
     while lanes.queued > capacity {
         let excess = lanes.queued - capacity;
         let Some(lane) = lanes.iter_mut().find(|l| !l.is_empty()) else {
@@ -316,13 +446,13 @@ fn evict_oldest(lanes: &mut Lanes, capacity: usize) -> usize {
         let Some(front) = lane.front_mut() else {
             break;
         };
-        let k = excess.min(front.len());
-        front.drain(..k);
-        if front.is_empty() {
+        let k = excess.min(front.envelopes.len());
+        released += front.drop_front(k);
+        if front.envelopes.is_empty() {
             lane.pop_front();
         }
         lanes.queued -= k;
         evicted += k;
     }
-    evicted
+    (evicted, released)
 }

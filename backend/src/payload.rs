@@ -41,6 +41,10 @@ impl Payload {
     /// A payload that arrived gzip-compressed (from the wire), expanding to `original_len`
     /// bytes. Nothing is decompressed until [`bytes`](Self::bytes) is called, and then at
     /// most `original_len` bytes are allocated; a lie is [`Error::CorruptPayload`](crate::Error::CorruptPayload).
+    ///
+    /// A hub accepts it only when both sizes fit `HubConfig::max_payload` and the stored
+    /// size is no more than gzip can expand `original_len` bytes to (about 0.03% plus
+    /// 25 bytes); otherwise the send is [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge).
     pub fn from_compressed(gz: impl Into<Bytes>, original_len: usize) -> Self {
         Self {
             data: gz.into(),
@@ -87,6 +91,45 @@ impl Payload {
         } else {
             Ok(Cow::Borrowed(&self.data))
         }
+    }
+
+    /// The largest stored size a gzip member of `declared` original bytes can honestly have:
+    /// zlib's `compressBound` (`n + n/4096 + n/16384 + n/2^25 + 13`, which holds for stored
+    /// blocks, 5 bytes per 64 KiB, the worst case of any deflate encoder) plus the 12 bytes
+    /// by which the gzip wrapper (18 bytes) exceeds zlib's (6). A longer stream is padding
+    /// or a lie about its size, and only costs memory while it waits.
+    pub(crate) fn max_stored_len(declared: usize) -> usize {
+        declared
+            .saturating_add(declared >> 12)
+            .saturating_add(declared >> 14)
+            .saturating_add(declared >> 25)
+            .saturating_add(25)
+    }
+
+    /// Checks both sizes against `max`: the original size, and the stored size, which for a
+    /// compressed payload must also fit [`max_stored_len`](Self::max_stored_len) of the
+    /// declared size.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge) naming the size over its
+    /// bound: the original size over `max`, the stored size over `max`, or the stored size
+    /// over what the declared size can compress to.
+    pub(crate) fn check_size(&self, max: usize) -> Result<()> {
+        let too_large = |size, max| Err(crate::Error::PayloadTooLarge { size, max });
+        if self.len() > max {
+            return too_large(self.len(), max);
+        }
+        if self.wire_len() > max {
+            return too_large(self.wire_len(), max);
+        }
+        if self.compressed {
+            let bound = Self::max_stored_len(self.len());
+            if self.wire_len() > bound {
+                return too_large(self.wire_len(), bound);
+            }
+        }
+        Ok(())
     }
 
     /// The original bytes as UTF-8, when they are.

@@ -3,7 +3,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 use swarmbus::{
-    Agent, AgentId, AgentSender, Envelope, Error, Hub, HubConfig, OverflowPolicy, Payload, Priority,
+    Agent, AgentId, AgentSender, BudgetPolicy, Envelope, Error, Hub, HubConfig, OverflowPolicy,
+    Payload, Priority,
 };
 
 fn config() -> HubConfig {
@@ -617,7 +618,7 @@ async fn request_reply_echo_of_mixed_payloads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_shutdowns_agree() {
     let mut c = config();
-    c.linger = Duration::from_secs(3600); // only shutdown flushes the open batch
+    c.linger = Duration::from_secs(60); // only shutdown flushes the open batch
     let hub = Hub::start(c).unwrap();
     let a = hub.register("a").unwrap();
     let b = hub.register("b").unwrap();
@@ -650,4 +651,260 @@ async fn concurrent_shutdowns_agree() {
         "the second shutdown must wait for and return the first's report"
     );
     assert_eq!((r1.delivered, r1.undelivered), (1010, 0));
+}
+
+/// A compressed payload is bounded by its stored size too, not only by the size it declares:
+/// 20 MiB of "gzip" that claims to expand to 10 bytes is refused before it is queued.
+#[tokio::test]
+async fn compressed_payload_is_bounded_by_its_stored_size() {
+    let hub = Hub::start(config()).unwrap();
+    let a = hub.register("a").unwrap();
+    let b = hub.register("b").unwrap();
+    let max = hub.config().max_payload;
+    let huge = Payload::from_compressed(vec![0u8; 20 * 1024 * 1024], 10);
+    let err = a.send(b.id(), huge.clone()).await;
+    assert!(
+        matches!(err, Err(Error::PayloadTooLarge { size, max: m }) if size == 20 * 1024 * 1024 && m == max),
+        "{err:?}"
+    );
+    assert!(matches!(
+        a.try_send(b.id(), huge.clone()),
+        Err(Error::PayloadTooLarge { .. })
+    ));
+    assert!(matches!(
+        a.broadcast(huge).await,
+        Err(Error::PayloadTooLarge { .. })
+    ));
+    // Under max_payload but far beyond what 1,000 bytes can compress to: a lie, refused.
+    let padded = Payload::from_compressed(vec![0u8; 64 * 1024], 1000);
+    assert!(matches!(
+        a.send(b.id(), padded).await,
+        Err(Error::PayloadTooLarge { size: 65_536, .. })
+    ));
+    assert_eq!(hub.metrics().send_errors["payload_too_large"], 4);
+    assert_eq!(hub.metrics().messages_sent, 0);
+    hub.shutdown().await.unwrap();
+}
+
+/// A linger or Block timeout of 10^19 s used to pass `validate` and then panic on the first
+/// send (`Instant + Duration` overflow); now `Hub::start` refuses it by name.
+#[tokio::test]
+async fn absurd_durations_are_refused_at_start() {
+    let huge = Duration::from_secs(10_000_000_000_000_000_000);
+    let mut linger = config();
+    linger.linger = huge;
+    let mut block = small_mailbox(OverflowPolicy::Block { timeout: huge });
+    block.mailbox_capacity = 1;
+    for (field, c) in [("linger", linger), ("overflow.timeout", block)] {
+        match Hub::start(c) {
+            Err(Error::Config(m)) => assert!(m.contains(field), "{m}"),
+            Err(e) => panic!("{field}: {e}"),
+            Ok(hub) => {
+                let a = hub.register("a").unwrap();
+                let b = hub.register("b").unwrap();
+                let _ = a.send(b.id(), "1").await;
+                let _ = a.send(b.id(), "2").await;
+                panic!("{field}: a hub started and sent with it");
+            }
+        }
+    }
+}
+
+/// A `request` future dropped before its reply (a `select!` whose other branch won) leaves
+/// nothing behind: 3,000,000 of them used to keep 702 MB of pending entries.
+#[tokio::test(start_paused = true)]
+async fn dropped_requests_leave_no_pending_entry() {
+    let hub = Hub::start(config()).unwrap();
+    let alice = hub.register("alice").unwrap();
+    let mut bob = hub.register("bob").unwrap(); // never replies
+    for _ in 0..1_000 {
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(2),
+            alice.request(bob.id(), "ping", Duration::from_secs(3600)),
+        )
+        .await;
+        assert!(abandoned.is_err(), "bob never answers");
+    }
+    assert_eq!(hub.metrics().pending_requests, 0);
+    // Answered and timed-out requests leave no entry either.
+    let to = bob.id();
+    let answered = tokio::spawn(async move {
+        let env = bob.recv().await.unwrap();
+        bob.reply(&env, "late").await.unwrap(); // an abandoned one: orphaned
+        loop {
+            let env = bob.recv().await.unwrap();
+            if env.payload().to_text().unwrap() == "answer me" {
+                bob.reply(&env, "pong").await.unwrap();
+                return bob;
+            }
+        }
+    });
+    let reply = alice
+        .request(to, "answer me", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(text(&reply), "pong");
+    let _bob = answered.await.unwrap();
+    assert!(matches!(
+        alice.request(to, "ignored", Duration::from_millis(5)).await,
+        Err(Error::RequestTimeout { .. })
+    ));
+    let m = hub.metrics();
+    assert_eq!(m.pending_requests, 0);
+    assert_eq!(m.messages_dropped["reply_orphaned"], 1);
+    hub.shutdown().await.unwrap();
+}
+
+/// A broadcast to 100 full mailboxes under `Block { 100 ms }` waits 100 ms in all, not
+/// 100 ms per full recipient one after another (10.1 s before).
+#[tokio::test(start_paused = true)]
+async fn a_fan_out_waits_one_timeout_for_all_full_recipients() {
+    let timeout = Duration::from_millis(100);
+    let mut c = small_mailbox(OverflowPolicy::Block { timeout });
+    c.mailbox_capacity = 1;
+    let hub = Hub::start(c).unwrap();
+    let sender = hub.register("sender").unwrap();
+    let idle: Vec<Agent> = (0..100)
+        .map(|i| hub.register(format!("idle{i}")).unwrap())
+        .collect();
+    for agent in &idle {
+        sender.send(agent.id(), "fills it").await.unwrap();
+    }
+    let started = tokio::time::Instant::now();
+    assert_eq!(sender.broadcast("to everyone").await.unwrap(), 0);
+    let waited = started.elapsed();
+    assert!(waited >= timeout, "gave up before the timeout: {waited:?}");
+    assert!(
+        waited < Duration::from_millis(200),
+        "one deadline for the whole fan-out, waited {waited:?}"
+    );
+    let m = hub.metrics();
+    assert_eq!(m.messages_dropped["mailbox_full"], 100);
+    // The broadcast itself succeeded: its drops are not also call errors.
+    assert_eq!(m.send_errors["mailbox_full"], 0);
+    drop(idle);
+    hub.shutdown().await.unwrap();
+}
+
+/// A saturated `DropOldest` mailbox keeps the newest messages, in order, in full batches:
+/// saturation used to turn every send into its own flushed batch.
+#[tokio::test(start_paused = true)]
+async fn drop_oldest_under_saturation_keeps_the_newest_in_full_batches() {
+    const SENT: u32 = 10_000;
+    let mut c = small_mailbox(OverflowPolicy::DropOldest);
+    c.mailbox_capacity = 100;
+    let hub = Hub::start(c).unwrap();
+    let a = hub.register("a").unwrap();
+    let mut b = hub.register("b").unwrap();
+    for i in 0..SENT {
+        a.send(b.id(), format!("{i}")).await.unwrap();
+    }
+    hub.flush();
+    let m = hub.metrics();
+    assert_eq!(m.messages_dropped["drop_oldest"], u64::from(SENT) - 100);
+    assert!(
+        m.batches_total() <= u64::from(SENT) / 50 + 2,
+        "{} batches for {SENT} messages",
+        m.batches_total()
+    );
+    let mut got = Vec::new();
+    while let Some(env) = b.try_recv() {
+        got.push(text(&env));
+    }
+    let newest: Vec<String> = (SENT - 100..SENT).map(|i| i.to_string()).collect();
+    assert_eq!(got, newest);
+    let report = hub.shutdown().await.unwrap();
+    assert_eq!(report.undelivered, 0);
+    assert_eq!(report.sent, u64::from(SENT));
+}
+
+fn small_budget(policy: BudgetPolicy) -> HubConfig {
+    let mut c = config();
+    c.max_payload = 16 * 1024;
+    c.max_queued_bytes = 64 * 1024;
+    c.budget_policy = policy;
+    c
+}
+
+/// The hub-wide budget bounds a local broadcast to 1,000 idle agents: recipients over it
+/// are dropped (`memory_budget`), and later sends fail with `Overloaded` until agents
+/// receive.
+#[tokio::test(start_paused = true)]
+async fn a_broadcast_to_idle_agents_stays_within_the_budget() {
+    let hub = Hub::start(small_budget(BudgetPolicy::Reject)).unwrap();
+    let sender = hub.register("sender").unwrap();
+    let mut idle: Vec<Agent> = (0..1_000)
+        .map(|i| hub.register(format!("idle{i}")).unwrap())
+        .collect();
+    let accepted = sender.broadcast(noise(10_000)).await.unwrap();
+    assert!(accepted > 0 && accepted < 1_000, "{accepted}");
+    let m = hub.metrics();
+    assert!(
+        m.queued_bytes <= 64 * 1024,
+        "{} queued bytes",
+        m.queued_bytes
+    );
+    assert_eq!(m.messages_dropped["memory_budget"], 1_000 - accepted as u64);
+    assert_eq!(
+        m.send_errors["overloaded"], 0,
+        "the broadcast itself succeeded"
+    );
+    // A direct send of the same size does not fit either.
+    let to = idle[0].id();
+    assert!(matches!(
+        sender.send(to, noise(10_000)).await,
+        Err(Error::Overloaded {
+            max_queued_bytes: 65_536
+        })
+    ));
+    assert!(matches!(
+        sender.try_send(to, noise(10_000)),
+        Err(Error::Overloaded { .. })
+    ));
+    assert_eq!(hub.metrics().send_errors["overloaded"], 2);
+    // Receiving makes room again.
+    hub.flush();
+    let mut drained = 0;
+    for agent in idle.iter_mut() {
+        while agent.try_recv().is_some() {
+            drained += 1;
+        }
+    }
+    assert_eq!(drained, accepted);
+    assert_eq!(hub.metrics().queued_bytes, 0);
+    sender.send(to, noise(10_000)).await.unwrap();
+    let report = hub.shutdown().await.unwrap();
+    assert_eq!(report.undelivered, 0);
+    assert_eq!(report.sent, accepted as u64 + 1);
+}
+
+/// Under `BudgetPolicy::Block` a local send waits for queued bytes to be received, up to
+/// the timeout, like a send to a full mailbox.
+#[tokio::test(start_paused = true)]
+async fn a_send_over_the_budget_blocks_until_received_or_timeout() {
+    let timeout = Duration::from_millis(100);
+    let hub = Hub::start(small_budget(BudgetPolicy::Block { timeout })).unwrap();
+    let a = hub.register("a").unwrap();
+    let mut b = hub.register("b").unwrap();
+    // 6 × (10,000 + 128) bytes fit in 64 KiB; the 7th does not.
+    for _ in 0..6 {
+        a.send(b.id(), noise(10_000)).await.unwrap();
+    }
+    let started = tokio::time::Instant::now();
+    assert!(matches!(
+        a.send(b.id(), noise(10_000)).await,
+        Err(Error::Overloaded { .. })
+    ));
+    assert_eq!(started.elapsed(), timeout);
+    let to = b.id();
+    let blocked = tokio::spawn(async move {
+        a.send(to, noise(10_000)).await.unwrap();
+        a
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(!blocked.is_finished(), "the sender should wait for room");
+    b.recv().await.unwrap(); // one received: its 10,128 bytes are released
+    let _a = blocked.await.unwrap();
+    assert!(hub.metrics().queued_bytes <= 64 * 1024);
+    hub.shutdown().await.unwrap();
 }

@@ -121,10 +121,13 @@ metric_table! {
     PoolAcquire: "pool_acquire", None, Counter, ["pool", "result"], "Buffer pool acquisitions, by pool and result (hit or miss).";
     PoolFreed: "pool_freed", None, Counter, ["pool"], "Pooled items freed on return (pool full, shrinking, or grown too large).";
     PoolIdle: "pool_idle", None, Gauge, ["pool"], "Items waiting in each buffer pool.";
+    QueuedBytes: "queued", Some("bytes"), Gauge, [], "Bytes queued messages are charged against max_queued_bytes (envelopes plus payload shares).";
+    QueuedBytesBudget: "queued_budget", Some("bytes"), Gauge, [], "The hub's budget for queued messages (max_queued_bytes).";
     MailboxDepth: "mailbox_depth", None, Gauge, [], "Messages waiting in all mailboxes.";
     MailboxDepthMax: "mailbox_depth_max", None, Gauge, [], "Depth of the deepest mailbox.";
     Requests: "requests", None, Counter, [], "Requests sent.";
     Replies: "replies", None, Counter, [], "Replies sent.";
+    PendingRequests: "pending_requests", None, Gauge, [], "Requests waiting for their reply.";
     Workers: "workers", None, Gauge, [], "Worker threads in the elastic pool.";
     WorkersBusy: "workers_busy", None, Gauge, [], "Workers running a unit now.";
     CpuLoad: "cpu_load", Some("ratio"), Gauge, [], "System CPU load the worker pool steers by (0-1).";
@@ -247,10 +250,13 @@ impl Collector for SnapshotCollector {
             M::PoolIdle,
             s.pools.iter().map(|p| ([p.pool], p.idle)),
         )?;
+        gauge(&mut enc, M::QueuedBytes, s.queued_bytes)?;
+        gauge(&mut enc, M::QueuedBytesBudget, s.queued_bytes_budget)?;
         gauge(&mut enc, M::MailboxDepth, s.mailbox_depth_total)?;
         gauge(&mut enc, M::MailboxDepthMax, s.mailbox_depth_max)?;
         counter(&mut enc, M::Requests, s.requests)?;
         counter(&mut enc, M::Replies, s.replies)?;
+        gauge(&mut enc, M::PendingRequests, s.pending_requests)?;
         encode_workers(&mut enc, &s.workers)?;
         if let Some(n) = &s.nats {
             encode_nats(&mut enc, n)?;

@@ -75,6 +75,12 @@ label_enum!(
         HubGone => "hub_gone",
         /// Still waiting for a remote hub when shutdown gave up on publishing.
         Unsent => "unsent",
+        /// Arrived from a remote hub while the hub's queued messages were at
+        /// `max_queued_bytes`, or a fan-out recipient still over budget when the
+        /// budget policy gave up.
+        MemoryBudget => "memory_budget",
+        /// Arrived from a remote hub with a payload over `max_payload` (declared or stored).
+        PayloadTooLarge => "payload_too_large",
     }
 );
 
@@ -95,6 +101,8 @@ label_enum!(
         RequestTimeout => "request_timeout",
         /// A payload failed to decompress.
         CorruptPayload => "corrupt_payload",
+        /// The hub's queued-bytes budget refused the message.
+        Overloaded => "overloaded",
     }
 );
 
@@ -130,9 +138,9 @@ pub(crate) struct Metrics {
     /// Messages handed to the NATS client for remote hubs.
     pub(crate) forwarded: AtomicU64,
     pub(crate) received: AtomicU64,
-    pub(crate) dropped: LabeledCounter<10>,
-    pub(crate) errors: LabeledCounter<7>,
-    pub(crate) flushes: LabeledCounter<5>,
+    pub(crate) dropped: LabeledCounter<{ DropReason::ALL.len() }>,
+    pub(crate) errors: LabeledCounter<{ SendError::ALL.len() }>,
+    pub(crate) flushes: LabeledCounter<{ FlushReason::ALL.len() }>,
     pub(crate) batch_size: Histogram,
     pub(crate) latency: Histogram,
     pub(crate) bytes_raw: AtomicU64,
@@ -190,6 +198,7 @@ impl Metrics {
             E::InvalidTopic(_) => Some(SendError::InvalidTopic),
             E::RequestTimeout { .. } => Some(SendError::RequestTimeout),
             E::CorruptPayload(_) => Some(SendError::CorruptPayload),
+            E::Overloaded { .. } => Some(SendError::Overloaded),
             _ => None,
         };
         if let Some(kind) = kind {

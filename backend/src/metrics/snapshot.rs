@@ -25,7 +25,8 @@ pub struct MetricsSnapshot {
     pub messages_delivered: u64,
     /// Messages taken out of a mailbox by `recv`.
     pub messages_received: u64,
-    /// Accepted messages dropped, by reason (`drop_oldest`, `mailbox_full`, `recipient_gone`, `reply_orphaned`).
+    /// Accepted messages dropped, by reason (`DropReason::as_str`: `drop_oldest`,
+    /// `mailbox_full`, `recipient_gone`, `reply_orphaned`, `memory_budget`, ...).
     pub messages_dropped: BTreeMap<&'static str, u64>,
     /// Calls that returned an error, by kind.
     pub send_errors: BTreeMap<&'static str, u64>,
@@ -51,6 +52,11 @@ pub struct MetricsSnapshot {
     pub compression_ratio: f64,
     /// Buffer pool counters.
     pub pools: Vec<PoolStats>,
+    /// Bytes the queued messages of every mailbox are charged against
+    /// `HubConfig::max_queued_bytes` (envelopes plus payload shares; see `max_queued_bytes`).
+    pub queued_bytes: u64,
+    /// `HubConfig::max_queued_bytes`.
+    pub queued_bytes_budget: u64,
     /// Messages waiting in all mailboxes.
     pub mailbox_depth_total: u64,
     /// The deepest mailbox's depth.
@@ -61,6 +67,9 @@ pub struct MetricsSnapshot {
     pub requests: u64,
     /// Replies sent.
     pub replies: u64,
+    /// Requests waiting for their reply now (each holds an entry until it is answered,
+    /// times out, or its future is dropped).
+    pub pending_requests: u64,
     /// The worker pool.
     pub workers: crate::workers::WorkerStats,
     /// The NATS bridge, when the hub is part of a multi-host swarm.

@@ -39,7 +39,7 @@
     if (b >= 1 << 30) return (b / (1 << 30)).toFixed(2) + " GiB";
     if (b >= 1 << 20) return (b / (1 << 20)).toFixed(1) + " MiB";
     if (b >= 1 << 10) return (b / (1 << 10)).toFixed(1) + " KiB";
-    return b + " B";
+    return Math.round(b) + " B";
   }
   function fmtUptime(s) {
     s = Math.floor(s);
@@ -164,12 +164,18 @@
         if (r === "shutdown") return;
         push("flushes", r, rate(s.batches_flushed[r], prev.batches_flushed[r] || 0));
       });
+      // Every reason seen so far, and the memory budget's always, so shedding shows at once.
+      Object.keys(s.messages_dropped).forEach(function (r) {
+        if (r !== "memory_budget" && !s.messages_dropped[r]) return;
+        push("drops", r, rate(s.messages_dropped[r], prev.messages_dropped[r] || 0));
+      });
       var saved = (s.payload_bytes_raw - s.payload_bytes_wire) - (prev.payload_bytes_raw - prev.payload_bytes_wire);
       push("saved", "saved", dt > 0 ? Math.max(0, saved) / dt / 1024 : 0);
     }
     push("compression", "ratio", s.compression_ratio);
     s.pools.forEach(function (p) { push("pools", p.pool, p.hit_rate * 100); });
     push("agents", "agents", s.agents);
+    push("memory", "queued", s.queued_bytes || 0);
 
     // Worker figures appear once the elastic pool reports them.
     var w = s.workers || {};
@@ -194,8 +200,10 @@
     drawChart("pools", function (v) { return v.toFixed(0); }, 100);
     if (hasWorkers) drawChart("workers", function (v) { return fmtNum(v, 1); });
     drawChart("agents", function (v) { return fmtNum(v); });
+    drawChart("memory", fmtBytes);
+    drawChart("drops", function (v) { return fmtNum(v, 1); });
     drawMailboxes(s.deepest_mailboxes || []);
-    ["throughput", "latency", "batch", "flushes", "compression", "saved", "pools", "agents", "mailboxes"]
+    ["throughput", "latency", "batch", "flushes", "compression", "saved", "pools", "agents", "memory", "drops", "mailboxes"]
       .forEach(function (id) { state.available[id] = true; });
 
     // Big numbers.
@@ -208,6 +216,8 @@
     $("t-saved").textContent = fmtBytes(Math.max(0, s.payload_bytes_raw - s.payload_bytes_wire)) + " saved";
     $("t-backlog").textContent = fmtNum(s.mailbox_depth_total);
     $("t-deepest").textContent = "deepest " + fmtNum(s.mailbox_depth_max);
+    $("t-queued").textContent = fmtBytes(s.queued_bytes || 0);
+    $("t-budget").textContent = "of " + fmtBytes(s.queued_bytes_budget || 0) + " budget";
     $("t-dropped").textContent = fmtNum(sum(s.messages_dropped));
     $("t-errors").textContent = fmtNum(sum(s.send_errors)) + " errors";
     $("t-uptime").textContent = fmtUptime(s.uptime_seconds);
