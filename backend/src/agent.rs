@@ -147,7 +147,7 @@ impl AgentSender {
         let env = self.message(to, Kind::Request, Priority::High, payload);
         let id = env.id;
         // Dropping this future at any await below drops `_pending`, which removes the entry.
-        let (_pending, reply) = self.shared.requests.insert(id);
+        let (_pending, reply) = self.shared.requests.insert(id, to);
         self.shared.send_one(env, Wait::Policy, true).await?;
         self.shared.metrics.requests.fetch_add(1, Ordering::Relaxed);
         self.shared.await_reply(id, reply, timeout).await

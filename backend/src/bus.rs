@@ -15,6 +15,7 @@ use crate::hub::Shared;
 use crate::linger::Schedule;
 use crate::mailbox::Mailbox;
 use crate::metrics::{DropReason, FlushReason};
+use crate::request::NotTaken;
 use crate::{
     AgentId, BudgetPolicy, Envelope, Error, MessageId, OverflowPolicy, Payload, Priority, Result,
 };
@@ -29,6 +30,19 @@ enum Refused {
     /// The hub's queued-bytes budget has no room for it (`cost` bytes); it comes back.
     OverBudget(Box<Envelope>, u64),
     Error(Error),
+}
+
+/// What became of a reply from the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WireReply {
+    Delivered,
+    /// Its requester stopped waiting (counted `reply_orphaned`).
+    Dropped,
+    /// Its requester is not on this hub; it is not sent on (counted `reply_orphaned`).
+    NotHere,
+    /// It came from a hub that does not host the agent asked: refused, not counted as a
+    /// drop (nobody accepted it).
+    Forged,
 }
 
 /// Who a fan-out reaches.
@@ -197,8 +211,9 @@ impl Shared {
         if !self.inbound_payload_fits(&env) {
             return;
         }
-        if let Kind::Reply(request) = env.kind {
-            self.deliver_reply_from_wire(env, request);
+        if let Kind::Reply(_) = env.kind {
+            // Replies from the wire go through `deliver_reply_from_wire`.
+            self.metrics.drop_n(DropReason::ReplyOrphaned, 1);
             return;
         }
         let flush_now = env.kind == Kind::Request;
@@ -485,18 +500,35 @@ impl Shared {
         }
     }
 
-    /// A reply that came from a remote hub: to a local requester, or dropped. Never sent
-    /// on again, so forged directory entries cannot make hubs bounce replies.
-    fn deliver_reply_from_wire(&self, mut env: Envelope, request: MessageId) {
+    /// A reply that came from a remote hub: to a local requester, or dropped, and never
+    /// sent on again (so forged directory entries cannot make hubs bounce replies).
+    /// `sent_by_host` says whether the hub it came from hosts a given agent: a request
+    /// takes its reply only from the hub of the agent it was sent to.
+    pub(crate) fn deliver_reply_from_wire(
+        &self,
+        mut env: Envelope,
+        request: MessageId,
+        sent_by_host: impl FnOnce(AgentId) -> bool,
+    ) -> WireReply {
+        if !self.inbound_payload_fits(&env) {
+            return WireReply::Dropped;
+        }
         self.metrics.replies.fetch_add(1, Ordering::Relaxed);
         env.sent_at = crate::envelope::nanos_since_epoch(Instant::now());
-        let delivered = match self.requests.take(request) {
-            Some(tx) => tx.send(env).is_ok(),
-            None => false,
+        let to = env.to;
+        let outcome = match self.requests.take_if(request, sent_by_host) {
+            Ok(tx) => match tx.send(env) {
+                Ok(()) => return WireReply::Delivered,
+                Err(_) => WireReply::Dropped,
+            },
+            Err(NotTaken::Refused) => return WireReply::Forged,
+            Err(NotTaken::Missing) if self.registry.with_mailbox(to, |_| ()).is_none() => {
+                WireReply::NotHere
+            }
+            Err(NotTaken::Missing) => WireReply::Dropped,
         };
-        if !delivered {
-            self.metrics.drop_n(DropReason::ReplyOrphaned, 1);
-        }
+        self.metrics.drop_n(DropReason::ReplyOrphaned, 1);
+        outcome
     }
 
     /// Hands a reply to the waiting requester, bypassing mailboxes.

@@ -185,12 +185,51 @@ fn remove_subscriber(map: &mut HashMap<Arc<str>, Vec<AgentId>>, topic: &str, id:
     }
 }
 
-fn validate_topic(topic: &str) -> Result<()> {
-    if topic.is_empty()
-        || topic.len() > MAX_TOPIC_LEN
-        || topic.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
+/// The one rule for topic names, with or without NATS: 1 to 256 bytes of dot-separated
+/// levels, each non-empty, without whitespace, control characters, `*` or `>` (NATS would
+/// read those as wildcards, so a topic valid here is valid on every hub).
+pub(crate) fn validate_topic(topic: &str) -> Result<()> {
+    let bad_level = |level: &str| {
+        level.is_empty()
+            || level
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '*' || c == '>')
+    };
+    if topic.len() > MAX_TOPIC_LEN || topic.split('.').any(bad_level) {
         return Err(Error::InvalidTopic(topic.chars().take(64).collect()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_topic;
+
+    #[test]
+    fn one_rule_for_topic_names() {
+        for good in [
+            "plans",
+            "plans.step-1",
+            "a.b.c",
+            "ünïcode.topic",
+            &"x".repeat(256),
+        ] {
+            assert!(validate_topic(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "a..b",
+            ".a",
+            "a.",
+            "a.*",
+            ">",
+            "a.>",
+            "a b",
+            "a\tb",
+            "wild*card",
+            &"x".repeat(257),
+        ] {
+            assert!(validate_topic(bad).is_err(), "{bad:?}");
+        }
+    }
 }

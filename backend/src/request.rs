@@ -4,32 +4,70 @@
 //! table whichever way the request ends: answered, timed out, failed, or abandoned.
 
 use crate::id::IdMap;
-use crate::{Envelope, MessageId};
+use crate::{AgentId, Envelope, MessageId};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 const SHARDS: usize = 16;
 
+/// A request waiting: who was asked, and where the reply goes.
+#[derive(Debug)]
+struct Waiting {
+    responder: AgentId,
+    tx: oneshot::Sender<Envelope>,
+}
+
+type Shard = Mutex<IdMap<MessageId, Waiting>>;
+
 #[derive(Debug, Default)]
 pub(crate) struct Requests {
-    shards: [Mutex<IdMap<MessageId, oneshot::Sender<Envelope>>>; SHARDS],
+    shards: [Shard; SHARDS],
+}
+
+/// Why [`Requests::take_if`] gave nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotTaken {
+    /// No such request waits (answered, timed out, or never asked).
+    Missing,
+    /// It waits, but not for this sender: the entry stays for the real reply.
+    Refused,
 }
 
 impl Requests {
-    fn shard(&self, id: MessageId) -> &Mutex<IdMap<MessageId, oneshot::Sender<Envelope>>> {
+    fn shard(&self, id: MessageId) -> &Shard {
         &self.shards[id.as_uuid().as_bytes()[15] as usize % SHARDS]
     }
 
-    /// Registers a request; the entry lives as long as the returned guard (or until a
-    /// reply or timeout takes it), so a requester that stops waiting leaves nothing behind.
-    pub(crate) fn insert(&self, id: MessageId) -> (Pending<'_>, oneshot::Receiver<Envelope>) {
+    /// Registers a request to `responder`; the entry lives as long as the returned guard
+    /// (or until a reply or timeout takes it), so a requester that stops waiting leaves
+    /// nothing behind.
+    pub(crate) fn insert(
+        &self,
+        id: MessageId,
+        responder: AgentId,
+    ) -> (Pending<'_>, oneshot::Receiver<Envelope>) {
         let (tx, rx) = oneshot::channel();
-        self.shard(id).lock().insert(id, tx);
+        self.shard(id).lock().insert(id, Waiting { responder, tx });
         (Pending { requests: self, id }, rx)
     }
 
     pub(crate) fn take(&self, id: MessageId) -> Option<oneshot::Sender<Envelope>> {
-        self.shard(id).lock().remove(&id)
+        self.shard(id).lock().remove(&id).map(|w| w.tx)
+    }
+
+    /// Takes the request only if `may_answer` accepts the agent it was sent to (a reply
+    /// from the wire must come from the hub that hosts that agent).
+    pub(crate) fn take_if(
+        &self,
+        id: MessageId,
+        may_answer: impl FnOnce(AgentId) -> bool,
+    ) -> Result<oneshot::Sender<Envelope>, NotTaken> {
+        let mut shard = self.shard(id).lock();
+        let responder = shard.get(&id).ok_or(NotTaken::Missing)?.responder;
+        if !may_answer(responder) {
+            return Err(NotTaken::Refused);
+        }
+        shard.remove(&id).map(|w| w.tx).ok_or(NotTaken::Missing)
     }
 
     /// Requests waiting for their reply now.

@@ -877,3 +877,104 @@ async fn hubs_in_the_middle_of_a_key_rotation_still_talk() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcasts_during_an_outage_buffer_instead_of_blocking() {
+    let Some(mut server) = NatsServer::start() else {
+        return;
+    };
+    let a = Hub::connect(config(&server.url(), "a", "o3"))
+        .await
+        .unwrap();
+    let b = Hub::connect(config(&server.url(), "b", "o3"))
+        .await
+        .unwrap();
+    let tx = a.register("tx").unwrap();
+    let mut rx = b.register("rx").unwrap();
+    rx.subscribe("news").unwrap();
+    until("a to learn rx", || a.knows(rx.id())).await;
+    server.stop();
+    until("a to notice the outage", || !nats_stats(&a).connected).await;
+    // More than the NATS client's 8,192 queued commands, which used to block the caller
+    // for the length of the outage.
+    let sending = async {
+        for i in 0..5000u32 {
+            tx.broadcast(i.to_le_bytes().to_vec()).await.unwrap();
+            tx.publish("news", (5000 + i).to_le_bytes().to_vec())
+                .await
+                .unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), sending)
+        .await
+        .expect("fan-out blocked during the outage");
+    server.spawn();
+    let mut broadcasts = Vec::new();
+    let mut topics = Vec::new();
+    for _ in 0..10_000 {
+        let e = tokio::time::timeout(Duration::from_secs(15), rx.recv())
+            .await
+            .expect("a buffered fan-out did not arrive after reconnection")
+            .unwrap();
+        let i = u32::from_le_bytes(e.payload().bytes().unwrap()[..4].try_into().unwrap());
+        if e.topic().is_some() {
+            topics.push(i);
+        } else {
+            broadcasts.push(i);
+        }
+    }
+    assert_eq!(broadcasts, (0..5000).collect::<Vec<_>>());
+    assert_eq!(topics, (5000..10_000).collect::<Vec<_>>());
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_too_big_for_one_frame_is_refused_before_any_delivery() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let mut cfg = config(&server.url(), "a", "p1");
+    if let Some(n) = cfg.nats.as_mut() {
+        n.max_frame_bytes = 64 * 1024;
+    }
+    let a = Hub::connect(cfg).await.unwrap();
+    let b = Hub::connect(config(&server.url(), "b", "p1"))
+        .await
+        .unwrap();
+    let tx = a.register("tx").unwrap();
+    let mut local = a.register("local").unwrap();
+    let rx = b.register("rx").unwrap();
+    until("a to learn rx", || a.knows(rx.id())).await;
+    // 100 KB that gzip cannot shrink: under max_payload (16 MiB), over one 64 KiB frame.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let big: Vec<u8> = (0..100_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let err = tx.send(rx.id(), big.clone()).await.unwrap_err();
+    assert!(matches!(err, Error::PayloadTooLarge { .. }), "{err}");
+    let err = tx.broadcast(big.clone()).await.unwrap_err();
+    assert!(matches!(err, Error::PayloadTooLarge { .. }), "{err}");
+    a.flush();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        local.try_recv().is_none(),
+        "the broadcast reached a local agent first"
+    );
+    // A payload that fits still goes, to both.
+    tx.broadcast(vec![7u8; 1000]).await.unwrap();
+    a.flush();
+    let e = tokio::time::timeout(Duration::from_secs(5), local.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.payload().len(), 1000);
+    let report = a.shutdown().await.unwrap();
+    assert_eq!(report.undelivered, 0, "{report:?}");
+    b.shutdown().await.unwrap();
+}

@@ -138,6 +138,11 @@ impl RemoteNode {
         self.agents.lock().len()
     }
 
+    /// Whether this hub announced `id` (kept after it departs, for its last replies).
+    pub(crate) fn hosts(&self, id: AgentId) -> bool {
+        self.agents.lock().contains(&id)
+    }
+
     pub(crate) fn seen(&self, generation: u64) {
         *self.last_seen.lock() = Instant::now();
         self.heard.fetch_max(generation, Ordering::AcqRel);
@@ -568,6 +573,35 @@ fn bury(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_crafted_to_collide_do_not_collide_in_the_directory() {
+        use std::hash::BuildHasher;
+        // The unseeded id hasher folds the id's two 8-byte words as h = (h ^ w) * K from 0:
+        // choosing the second word from the first gives every id the same hash.
+        let k = 0x9E37_79B9_7F4A_7C15u64;
+        let h0 = 0u64;
+        let ids: Vec<AgentId> = (0..1000u64)
+            .map(|w1| {
+                let w2 = 0x5eed ^ (h0 ^ w1).wrapping_mul(k);
+                let mut b = [0u8; 16];
+                b[..8].copy_from_slice(&w1.to_le_bytes());
+                b[8..].copy_from_slice(&w2.to_le_bytes());
+                AgentId::from(uuid::Uuid::from_bytes(b))
+            })
+            .collect();
+        let fast = crate::id::UuidBuildHasher::default();
+        let unseeded: HashSet<u64> = ids.iter().map(|id| fast.hash_one(id)).collect();
+        assert_eq!(
+            unseeded.len(),
+            1,
+            "the crafted ids collide under the unseeded hasher"
+        );
+        let dir = Directory::default();
+        let seeded = dir.shards[0].read().hasher().clone();
+        let spread: HashSet<u64> = ids.iter().map(|id| seeded.hash_one(id)).collect();
+        assert!(spread.len() > 990, "{} distinct hashes", spread.len());
+    }
 
     #[test]
     fn streams_refuse_replays_and_count_gaps() {

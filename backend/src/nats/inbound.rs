@@ -10,6 +10,7 @@
 use super::link::Stream;
 use super::stats::{BridgeStats, Refusal};
 use super::Bridge;
+use crate::bus::WireReply;
 use crate::envelope::Kind;
 use crate::hub::Shared;
 use crate::metrics::DropReason;
@@ -93,14 +94,31 @@ fn receive(
             gap.frames, gap.messages, frame.node
         );
     }
+    let hosted_by_sender = |id: AgentId| node.hosts(id);
+    let mut forged = 0;
     for env in frame.envelopes {
         match stream {
-            Stream::Direct => shared.deliver_inbound(env),
+            Stream::Direct => match env.kind {
+                Kind::Reply(request) => {
+                    match shared.deliver_reply_from_wire(env, request, hosted_by_sender) {
+                        WireReply::Forged => forged += 1,
+                        WireReply::NotHere => BridgeStats::add(&stats.replies_not_forwarded, 1),
+                        WireReply::Delivered | WireReply::Dropped => {}
+                    }
+                }
+                _ => shared.deliver_inbound(env),
+            },
             Stream::Everyone => shared.deliver_fan_out_inbound(env, None),
             Stream::Topics => {
                 let topic = env.topic().map(str::to_owned);
                 shared.deliver_fan_out_inbound(env, topic.as_deref());
             }
+        }
+    }
+    if forged > 0 {
+        // Replies to requests this hub sent to agents of another hub.
+        for _ in 0..forged {
+            stats.refuse(Refusal::BadSender);
         }
     }
     Ok(())

@@ -148,7 +148,7 @@ pub(crate) async fn start(shared: &Arc<Shared>, config: NatsConfig) -> Result<Ar
         )
     })?;
     stats.connected.store(true, Ordering::Relaxed);
-    let server_max = usize::try_from(client.server_info().max_payload).unwrap_or(usize::MAX);
+    let server_max = client.server_info().max_payload;
     let max_message = config.max_frame_bytes.min(server_max.max(4096));
     if server_max < config.max_frame_bytes {
         tracing::info!(
@@ -594,3 +594,6 @@ enum LinkRef {
 pub(crate) fn fan_out_recipient() -> AgentId {
     AgentId::from(uuid::Uuid::nil())
 }
+
+#[cfg(test)]
+mod tests;

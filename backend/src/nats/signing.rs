@@ -538,7 +538,6 @@ impl fmt::Debug for Keyring {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::collections::BTreeSet;
 
     const HEX_A: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
     const HEX_B: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";

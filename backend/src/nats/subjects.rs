@@ -1,6 +1,6 @@
 //! Subject names, all under `swarmbus.<swarm>.` so swarms sharing a server stay apart.
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// The subjects of one swarm.
 #[derive(Debug, Clone)]
@@ -35,15 +35,10 @@ impl Subjects {
         format!("{}.topic.>", self.prefix)
     }
 
-    /// One topic. Topic names map to subject tokens: dots separate levels; `*`, `>` and
-    /// empty levels are refused because NATS would read them as wildcards or reject them.
+    /// One topic. Topic names follow the hub's one rule (`registry::validate_topic`), so
+    /// every valid name maps to subject tokens.
     pub(crate) fn topic(&self, topic: &str) -> Result<String> {
-        if topic
-            .split('.')
-            .any(|t| t.is_empty() || t == "*" || t == ">" || t.contains(['*', '>']))
-        {
-            return Err(Error::InvalidTopic(topic.chars().take(64).collect()));
-        }
+        crate::registry::validate_topic(topic)?;
         Ok(format!("{}.topic.{topic}", self.prefix))
     }
 }
