@@ -978,3 +978,20 @@ async fn a_payload_too_big_for_one_frame_is_refused_before_any_delivery() {
     assert_eq!(report.undelivered, 0, "{report:?}");
     b.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn connection_errors_do_not_show_credentials() {
+    // Nothing listens on port 1: the connection fails, and its error names the server
+    // without the password.
+    let mut nats = NatsConfig::new("nats://admin:hunter2@127.0.0.1:1", "a");
+    nats.password = None;
+    let mut cfg = HubConfig::default();
+    cfg.nats = Some(nats);
+    let err = tokio::time::timeout(Duration::from_secs(20), Hub::connect(cfg))
+        .await
+        .expect("connect gave up")
+        .expect_err("connected to port 1");
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("admin:***@127.0.0.1:1"), "{text}");
+}
