@@ -83,7 +83,8 @@ pub(crate) struct Bridge {
     stats: Arc<BridgeStats>,
     changes: flume::Sender<LocalChange>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    publishers: Mutex<Vec<JoinHandle<()>>>,
+    /// Each link's publisher, with the remote hub it serves (`None`: a fan-out link).
+    publishers: Mutex<Vec<(Option<Arc<RemoteNode>>, JoinHandle<()>)>>,
     limits: Limits,
     /// Largest message published: the server's `max_payload`, at most `max_frame_bytes`.
     max_message: usize,
@@ -233,18 +234,12 @@ pub(crate) async fn start(shared: &Arc<Shared>, config: NatsConfig) -> Result<Ar
         )),
     ];
     bridge.tasks.lock().extend(tasks);
-    bridge.publishers.lock().extend([
-        tokio::spawn(outbound::run(
-            weak.clone(),
-            bridge.clone(),
-            outbound::Target::Everyone,
-        )),
-        tokio::spawn(outbound::run(
-            weak,
-            bridge.clone(),
-            outbound::Target::Topics,
-        )),
-    ]);
+    let fan_out = |target| tokio::spawn(outbound::run(weak.clone(), bridge.clone(), target));
+    let fan_out_publishers = [
+        (None, fan_out(outbound::Target::Everyone)),
+        (None, fan_out(outbound::Target::Topics)),
+    ];
+    bridge.publishers.lock().extend(fan_out_publishers);
     Ok(bridge)
 }
 
@@ -377,8 +372,8 @@ impl Bridge {
                     outbound::Target::Node(node.clone()),
                 ));
                 let mut publishers = self.publishers.lock();
-                publishers.retain(|t| !t.is_finished());
-                publishers.push(task);
+                publishers.retain(|(_, t)| !t.is_finished());
+                publishers.push((Some(node.clone()), task));
                 Some(node)
             }
         }
@@ -451,15 +446,20 @@ impl Bridge {
         }
         let publishers: Vec<_> = std::mem::take(&mut *self.publishers.lock());
         let deadline = tokio::time::Instant::now() + self.config.shutdown_drain;
-        for task in &publishers {
-            while !task.is_finished() && tokio::time::Instant::now() < deadline {
+        for (node, task) in &publishers {
+            // Wait only for what can drain: while connected, to a hub that is there.
+            while !task.is_finished()
+                && tokio::time::Instant::now() < deadline
+                && self.is_connected()
+                && node.as_ref().is_none_or(|n| n.is_live())
+            {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
-        for task in &publishers {
+        for (_, task) in &publishers {
             task.abort();
         }
-        for task in publishers {
+        for (_, task) in publishers {
             let _ = task.await;
         }
         let mut leftovers = Leftovers::default();
