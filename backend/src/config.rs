@@ -73,6 +73,9 @@ pub struct HubConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// When set, every HTTP route but `/healthz` requires `Authorization: Bearer <token>`.
     pub auth_token: Option<String>,
+    /// The HTTP server's connection limits (TOML section `[http]`): header-read timeout
+    /// 10 s, idle timeout 60 s, at most 512 connections (see [`crate::http::HttpLimits`]).
+    pub http: crate::http::HttpLimits,
     /// Join a multi-host swarm through NATS. Default none (this hub alone).
     pub nats: Option<crate::nats::NatsConfig>,
 }
@@ -98,6 +101,7 @@ impl Default for HubConfig {
             workers: WorkerConfig::default(),
             metrics_addr: None,
             auth_token: None,
+            http: crate::http::HttpLimits::default(),
             nats: None,
         }
     }
@@ -188,6 +192,7 @@ impl HubConfig {
             }
         }
         self.pools.validate()?;
+        self.http.validate()?;
         if let Some(nats) = &self.nats {
             nats.validate()?;
         }
