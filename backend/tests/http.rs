@@ -566,7 +566,7 @@ fn grafana_and_docs_match_the_metric_table() {
     // ... and every metric the reference names (in its tables and its queries) exists.
     for name in metric_names_in(&docs) {
         assert!(
-            defined.iter().any(|d| *d == name),
+            defined.contains(&name),
             "docs/metrics.md names unknown {name}"
         );
     }
