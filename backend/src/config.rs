@@ -73,6 +73,9 @@ pub struct HubConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// When set, every HTTP route but `/healthz` requires `Authorization: Bearer <token>`.
     pub auth_token: Option<String>,
+    /// The HTTP server's connection limits (TOML section `[http]`): header-read timeout
+    /// 10 s, idle timeout 60 s, at most 512 connections (see [`crate::http::HttpLimits`]).
+    pub http: crate::http::HttpLimits,
     /// Join a multi-host swarm through NATS. Default none (this hub alone).
     pub nats: Option<crate::nats::NatsConfig>,
 }
@@ -98,6 +101,7 @@ impl Default for HubConfig {
             workers: WorkerConfig::default(),
             metrics_addr: None,
             auth_token: None,
+            http: crate::http::HttpLimits::default(),
             nats: None,
         }
     }
@@ -188,6 +192,7 @@ impl HubConfig {
             }
         }
         self.pools.validate()?;
+        self.http.validate()?;
         if let Some(nats) = &self.nats {
             nats.validate()?;
         }
@@ -544,9 +549,31 @@ mod tests {
             .expect("a toml block in docs/operations.md")
             + 7;
         let end = start + doc[start..].find("```").expect("the block ends");
-        let c = HubConfig::from_toml_str(&doc[start..end]).unwrap();
+        // The example names a key file; validation reads it, so give it a real one.
+        let dir = std::env::temp_dir().join(format!("swarmbus-doc-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("swarm.key");
+        std::fs::write(&key, "ab".repeat(32)).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let example = &doc[start..end];
+        assert!(example.contains("\"/etc/swarmbus/swarm.key\""));
+        let text = example.replace("/etc/swarmbus/swarm.key", &key.display().to_string());
+        let parsed = HubConfig::from_toml_str(&text);
+        let _ = std::fs::remove_dir_all(&dir);
+        let c = parsed.unwrap();
         assert_eq!(c.workers.max_workers, 8);
-        assert_eq!(c.nats.as_ref().map(|n| n.node.as_str()), Some("hub-a"));
+        assert_eq!(c.workers.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(c.http, crate::http::HttpLimits::default());
+        assert_eq!(c.max_queued_bytes, 1 << 30);
+        let nats = c.nats.as_ref().expect("[nats]");
+        assert_eq!(nats.node, "hub-a");
+        assert_eq!(nats.departed_retention, Duration::from_secs(30));
+        assert_eq!(nats.shutdown_drain, Duration::from_secs(5));
+        assert!(nats.swarm_key.is_none() && nats.swarm_key_file.is_some());
     }
 
     /// Values that used to pass `validate` and then panicked (an `Instant` overflow on the

@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     shutdown_gate: tokio::sync::Mutex<()>,
     /// The HTTP server, when `metrics_addr` is set; taken by `shutdown`.
     http: Mutex<Option<crate::http::Server>>,
+    /// The HTTP server's counters, kept past `shutdown` so the last snapshot still has them.
+    http_counters: std::sync::OnceLock<Arc<crate::http::HttpCounters>>,
 }
 
 /// A running hub. Cheap to clone; every clone is the same hub.
@@ -118,13 +120,20 @@ impl Hub {
             shutdown_report: Mutex::new(None),
             shutdown_gate: tokio::sync::Mutex::new(()),
             http: Mutex::new(None),
+            http_counters: std::sync::OnceLock::new(),
             config,
         });
         runtime.spawn(linger::run(Arc::downgrade(&shared), rx));
         if let Some(addr) = shared.config.metrics_addr {
             let token = shared.config.auth_token.clone();
-            let server =
-                crate::http::Server::start(addr, Arc::downgrade(&shared), token, &runtime)?;
+            let server = crate::http::Server::start_with(
+                addr,
+                Arc::downgrade(&shared),
+                token,
+                shared.config.http,
+                &runtime,
+            )?;
+            let _ = shared.http_counters.set(server.counters());
             *shared.http.lock() = Some(server);
         }
         if let Some(nats) = shared.config.nats.clone() {
@@ -370,6 +379,7 @@ impl Shared {
             pending_requests: self.requests.len() as u64,
             workers: self.workers.stats(),
             nats: self.remote.get().map(|b| b.stats()),
+            http: self.http_counters.get().map(|c| c.snapshot()),
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The dashboard in a real headless Chromium, driven over chromedriver's W3C WebDriver HTTP
-//! API: live data arrives, every chart draws, no console error, and a screenshot is saved to
+//! API: live data arrives, every chart draws (the NATS and HTTP panels included: the hub
+//! joins a swarm on a local `nats-server`), no console error, and a screenshot is saved to
 //! `docs/img/dashboard.png`.
 
 mod common;
+mod nats_process;
 
 use base64::Engine;
 use common::{free_port, request, require_tool, try_request, ChildGuard, HubProcess};
@@ -76,6 +78,9 @@ return {
   agents: document.getElementById("t-agents").textContent,
   throughput: document.getElementById("t-throughput").textContent,
   workersNote: !document.getElementById("workers-note").hidden,
+  natsShown: !document.getElementById("nats-card").hidden,
+  natsFigures: document.getElementById("nats-figures").textContent,
+  httpFigures: document.getElementById("http-figures").textContent,
 };
 "#;
 
@@ -86,9 +91,14 @@ fn screenshot_path() -> PathBuf {
 #[test]
 fn dashboard_shows_live_data_in_headless_chromium() {
     let name = "dashboard_shows_live_data_in_headless_chromium";
-    if !require_tool("chromium", name) || !require_tool("chromedriver", name) {
+    if !require_tool("chromium", name)
+        || !require_tool("chromedriver", name)
+        || !require_tool("nats-server", name)
+    {
         return;
     }
+    let nats = nats_process::NatsProcess::start();
+    let url = nats.url();
     let hub = HubProcess::spawn(&[
         "--demo",
         "--agents",
@@ -97,6 +107,10 @@ fn dashboard_shows_live_data_in_headless_chromium() {
         "127.0.0.1:0",
         "--auth-token",
         TOKEN,
+        "--nats",
+        &url,
+        "--node",
+        "dashboard-hub",
     ]);
     hub.wait_healthy();
 
@@ -135,7 +149,7 @@ fn dashboard_shows_live_data_in_headless_chromium() {
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1400,1100",
+                    "--disable-component-update", "--disable-sync", "--window-size=1400,1500",
                     format!("--user-data-dir={}", profile.display()),
                 ]
             }
@@ -197,9 +211,28 @@ fn dashboard_shows_live_data_in_headless_chromium() {
         "agents",
         "mailboxes",
         "workers",
+        "drops",
+        "memory",
+        "http",
+        "httprefused",
+        "nats",
+        "natsrefused",
     ] {
         assert!(charts.contains_key(expected), "chart {expected} missing");
     }
+    assert_eq!(
+        state["natsShown"], true,
+        "NATS panel hidden in a swarm: {state}"
+    );
+    let nats_figures = state["natsFigures"].as_str().unwrap_or("");
+    for figure in ["link connected", "buffered", "lost", "node clashes 0"] {
+        assert!(
+            nats_figures.contains(figure),
+            "NATS panel lacks {figure:?}: {nats_figures}"
+        );
+    }
+    let http_figures = state["httpFigures"].as_str().unwrap_or("");
+    assert!(http_figures.contains("accepted"), "{http_figures}");
     let stats = request(
         hub.addr,
         "GET",

@@ -2,6 +2,7 @@
 //! `/healthz`, routing, auth, and graceful stops.
 
 mod common;
+mod nats_process;
 
 use common::{get, request, require_tool, HubProcess};
 use std::collections::HashMap;
@@ -28,6 +29,48 @@ const REQUIRED: &[&str] = &[
     "swarmbus_mailbox_depth_max",
     "swarmbus_requests_total",
     "swarmbus_replies_total",
+    "swarmbus_tasks_cancelled_total",
+    "swarmbus_worker_drop_panics_total",
+    "swarmbus_worker_deaths_total",
+    "swarmbus_worker_controller_panics_total",
+    "swarmbus_worker_shutdown_timeouts_total",
+    "swarmbus_http_connections_open",
+    "swarmbus_http_connections_cap",
+    "swarmbus_http_connections_accepted_total",
+    "swarmbus_http_connections_dropped_total",
+    "swarmbus_http_connections_keep_alive_expired_total",
+    "swarmbus_http_accept_errors_total",
+    "swarmbus_http_requests_refused_total",
+];
+
+/// Families a hub in a swarm adds, and the label values they must show.
+const NATS_REQUIRED: &[&str] = &[
+    "swarmbus_nats_connected",
+    "swarmbus_nats_disconnects_total",
+    "swarmbus_nats_frames_rejected_total",
+    "swarmbus_nats_messages_lost_total",
+    "swarmbus_nats_messages_unconfirmed",
+    "swarmbus_nats_directory_publish_failures_total",
+    "swarmbus_nats_claim_conflicts_total",
+    "swarmbus_nats_node_clashes_total",
+    "swarmbus_nats_hellos_total",
+    "swarmbus_nats_nodes_expired_total",
+    "swarmbus_nats_nodes_revived_total",
+    "swarmbus_nats_replies_not_forwarded_total",
+];
+
+/// Every `swarmbus_nats_frames_rejected_total{reason}` value.
+const REFUSALS: &[&str] = &[
+    "truncated",
+    "bad_magic",
+    "unknown_version",
+    "too_large",
+    "bad_field",
+    "unsigned",
+    "bad_tag",
+    "unknown_key",
+    "replayed",
+    "bad_sender",
 ];
 
 /// Samples by `name{labels}`.
@@ -145,6 +188,14 @@ fn metrics_pass_promtool_rise_and_agree_with_api_stats() {
         sample(&b, "swarmbus_payload_bytes_total{stage=\"raw\"}")
             > sample(&b, "swarmbus_payload_bytes_total{stage=\"wire\"}")
     );
+    // The scrapes themselves are HTTP connections the server counted.
+    assert!(sample(&b, "swarmbus_http_connections_accepted_total") >= 3.0);
+    assert!(sample(&b, "swarmbus_http_connections_open") >= 1.0);
+    assert!(sample(&b, "swarmbus_http_connections_cap") >= 1.0);
+    for reason in ["over_cap", "evicted", "header_timeout", "idle_timeout"] {
+        let key = format!("swarmbus_http_connections_dropped_total{{reason=\"{reason}\"}}");
+        assert_eq!(sample(&b, &key), 0.0, "{key}");
+    }
     let flush_size = sample(&b, "swarmbus_batches_flushed_total{reason=\"size\"}");
     let flush_linger = sample(&b, "swarmbus_batches_flushed_total{reason=\"linger\"}");
     assert!(
@@ -206,6 +257,98 @@ fn metrics_pass_promtool_rise_and_agree_with_api_stats() {
         "OpenMetrics must end with # EOF"
     );
     assert!(om.body.contains("# TYPE swarmbus_messages_sent counter\n"));
+}
+
+/// Issue "hardening": the bridge's new counters were in `/api/stats` only. A hub in a swarm
+/// exports every one of them, every refusal reason, and the exposition still passes promtool.
+#[test]
+fn a_hub_in_a_swarm_exports_the_bridge_counters_and_passes_promtool() {
+    let name = "a_hub_in_a_swarm_exports_the_bridge_counters_and_passes_promtool";
+    if !require_tool("promtool", name) || !require_tool("nats-server", name) {
+        return;
+    }
+    let nats = nats_process::NatsProcess::start();
+    let url = nats.url();
+    let hub = HubProcess::spawn(&[
+        "--agents",
+        "3",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--nats",
+        &url,
+        "--node",
+        "metrics-a",
+    ]);
+    hub.wait_healthy();
+    // Connected, and the join hello published (bounded: 10 s).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let body = hub.get("/metrics").body;
+        let m = samples(&body);
+        let hello = "swarmbus_nats_hellos_total{result=\"sent\"}";
+        if m.get("swarmbus_nats_connected") == Some(&1.0) && m.get(hello).is_some_and(|v| *v >= 1.0)
+        {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not connected with a hello sent within 10 s:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    promtool_check(&body);
+    for family in NATS_REQUIRED {
+        assert!(
+            body.contains(&format!("# TYPE {family} ")),
+            "family {family} missing from /metrics"
+        );
+    }
+    let m = samples(&body);
+    for reason in REFUSALS {
+        let key = format!("swarmbus_nats_frames_rejected_total{{reason=\"{reason}\"}}");
+        assert_eq!(sample(&m, &key), 0.0, "{key}");
+    }
+    assert!(sample(&m, "swarmbus_nats_hellos_total{result=\"deferred\"}") >= 0.0);
+    for key in [
+        "swarmbus_nats_messages_lost_total",
+        "swarmbus_nats_node_clashes_total",
+        "swarmbus_nats_claim_conflicts_total",
+    ] {
+        assert_eq!(sample(&m, key), 0.0, "{key}");
+    }
+    // The JSON carries the same bridge and server figures.
+    let json: serde_json::Value = serde_json::from_str(&hub.get("/api/stats").body).unwrap();
+    assert_eq!(json["nats"]["node"], "metrics-a", "{json}");
+    assert!(
+        json_u64(&json["http"], "connections_accepted") >= 2,
+        "{json}"
+    );
+}
+
+/// The `[http]` section of `--config` reaches the binary's server.
+#[test]
+fn the_config_files_http_section_sets_the_servers_limits() {
+    let dir = std::env::temp_dir().join(format!("swarmbus-http-limits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("limits.toml");
+    std::fs::write(
+        &file,
+        "[http]\nmax_connections = 9\nheader_read_timeout = \"5s\"\nidle_timeout = \"20s\"\n",
+    )
+    .unwrap();
+    let config = file.to_str().expect("utf-8 temp path").to_string();
+    let hub = HubProcess::spawn(&[
+        "--agents",
+        "1",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--config",
+        &config,
+    ]);
+    hub.wait_healthy();
+    let _ = std::fs::remove_dir_all(&dir);
+    let m = samples(&hub.get("/metrics").body);
+    assert_eq!(sample(&m, "swarmbus_http_connections_cap"), 9.0);
 }
 
 #[test]
@@ -420,6 +563,72 @@ fn grafana_and_docs_match_the_metric_table() {
             "{name} not in docs/metrics.md"
         );
     }
+    // ... and every metric the reference names (in its tables and its queries) exists.
+    for name in metric_names_in(&docs) {
+        assert!(
+            defined.contains(&name),
+            "docs/metrics.md names unknown {name}"
+        );
+    }
+    // What an operator must see on the Grafana dashboard: the faults the hardening counts.
+    let exprs: String = panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .filter_map(|t| t["expr"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    for family in [
+        "swarmbus_nats_connected",
+        "swarmbus_nats_buffered",
+        "swarmbus_nats_messages_lost_total",
+        "swarmbus_nats_frames_rejected_total",
+        "swarmbus_nats_node_clashes_total",
+        "swarmbus_worker_deaths_total",
+        "swarmbus_tasks_cancelled_total",
+        "swarmbus_http_connections_open",
+        "swarmbus_http_connections_cap",
+        "swarmbus_http_connections_dropped_total",
+        "swarmbus_http_requests_refused_total",
+    ] {
+        assert!(
+            metric_names_in(&exprs).contains(&family.to_string()),
+            "no Grafana panel shows {family}"
+        );
+    }
+}
+
+/// Every `swarmbus_*` metric family named in `text`, with a histogram's `_bucket`, `_sum`
+/// and `_count` series mapped to their family.
+fn metric_names_in(text: &str) -> Vec<String> {
+    let defined: Vec<String> = swarmbus::http::prometheus::METRICS
+        .iter()
+        .map(|d| d.exposed_name())
+        .collect();
+    let mut names = Vec::new();
+    for (i, _) in text.match_indices("swarmbus_") {
+        if text[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            continue;
+        }
+        let name: String = text[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|f| defined.iter().any(|d| d == f))
+            })
+            .map_or(name.clone(), str::to_string);
+        if !names.contains(&family) {
+            names.push(family);
+        }
+    }
+    names
 }
 
 /// Issue item 13: idle sockets that never send a byte used to pile up until the hub ran out

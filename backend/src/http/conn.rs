@@ -68,15 +68,18 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 #[non_exhaustive]
 pub struct HttpLimits {
     /// A connection must deliver a complete request head within this long of opening (or
-    /// of its previous answer, once a byte of the next request arrived). Default 10 s.
+    /// of its previous answer, once a byte of the next request arrived). Default 10 s;
+    /// more than 0, at most 1 h.
     #[serde(with = "crate::config::duration_serde")]
     pub header_read_timeout: Duration,
     /// A keep-alive connection with no new request for this long is closed, and so is any
-    /// connection on which no byte moved either way for this long. Default 60 s.
+    /// connection on which no byte moved either way for this long. Default 60 s; more than
+    /// 0, at most 1 h.
     #[serde(with = "crate::config::duration_serde")]
     pub idle_timeout: Duration,
     /// Connections open at once, at most. Clamped to half the process's file-descriptor
-    /// limit (`ulimit -n`) so the hub keeps descriptors for NATS and the rest. Default 512.
+    /// limit (`ulimit -n`) so the hub keeps descriptors for NATS and the rest. Default 512;
+    /// 1 to 1,000,000.
     pub max_connections: usize,
 }
 
@@ -91,21 +94,37 @@ impl Default for HttpLimits {
 }
 
 impl HttpLimits {
+    /// Largest `max_connections` (each connection holds a socket and a task; far more than
+    /// a metrics endpoint needs).
+    pub const MAX_CONNECTIONS: usize = 1_000_000;
+    /// Longest `header_read_timeout` and `idle_timeout`.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
     /// Checks that the values make sense.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when a timeout is zero or `max_connections` is 0.
+    /// [`Error::Config`] naming the field (`http.<field>`) when a timeout is zero or over
+    /// [`MAX_TIMEOUT`](Self::MAX_TIMEOUT) (1 h), or `max_connections` is outside
+    /// 1..=[`MAX_CONNECTIONS`](Self::MAX_CONNECTIONS) (1,000,000).
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: &str| Err(Error::Config(m.to_string()));
-        if self.header_read_timeout.is_zero() {
-            return bad("http header_read_timeout must be more than 0");
+        let bad = |m: String| Err(Error::Config(m));
+        for (name, value) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if value.is_zero() || value > Self::MAX_TIMEOUT {
+                return bad(format!(
+                    "http.{name} must be more than 0 and at most 1h (got {value:?})"
+                ));
+            }
         }
-        if self.idle_timeout.is_zero() {
-            return bad("http idle_timeout must be more than 0");
-        }
-        if self.max_connections == 0 {
-            return bad("http max_connections must be at least 1");
+        if !(1..=Self::MAX_CONNECTIONS).contains(&self.max_connections) {
+            return bad(format!(
+                "http.max_connections must be 1-{} (got {})",
+                Self::MAX_CONNECTIONS,
+                self.max_connections
+            ));
         }
         Ok(())
     }
@@ -787,6 +806,56 @@ mod tests {
         ] {
             assert!(matches!(bad.validate(), Err(Error::Config(_))), "{bad:?}");
         }
+    }
+
+    /// Now that `[http]` is read from the configuration file, values that would panic
+    /// (`Semaphore::new` past its permit maximum, with no descriptor limit to clamp to) or
+    /// make no sense are refused, naming the field.
+    #[test]
+    fn limits_out_of_range_are_refused_by_name() {
+        let hour = Duration::from_secs(3600);
+        for (field, bad) in [
+            (
+                "http.header_read_timeout",
+                HttpLimits {
+                    header_read_timeout: hour + Duration::from_millis(1),
+                    ..HttpLimits::default()
+                },
+            ),
+            (
+                "http.idle_timeout",
+                HttpLimits {
+                    idle_timeout: Duration::from_secs(10_000_000_000_000_000_000),
+                    ..HttpLimits::default()
+                },
+            ),
+            (
+                "http.max_connections",
+                HttpLimits {
+                    max_connections: usize::MAX,
+                    ..HttpLimits::default()
+                },
+            ),
+            (
+                "http.max_connections",
+                HttpLimits {
+                    max_connections: HttpLimits::MAX_CONNECTIONS + 1,
+                    ..HttpLimits::default()
+                },
+            ),
+        ] {
+            match bad.validate() {
+                Err(Error::Config(m)) => assert!(m.contains(field), "{field}: {m}"),
+                other => panic!("{field}: accepted ({other:?})"),
+            }
+        }
+        HttpLimits {
+            header_read_timeout: hour,
+            idle_timeout: hour,
+            max_connections: HttpLimits::MAX_CONNECTIONS,
+        }
+        .validate()
+        .unwrap();
     }
 
     #[test]

@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use auth::{AuthState, HostRule};
-use conn::HttpCounters;
+pub(crate) use conn::HttpCounters;
 
 /// How long `stop` waits for open connections before cutting them.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -48,18 +48,8 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Binds `addr` now (so a bad address fails `Hub::start`) and serves on `runtime` with
-    /// the default [`HttpLimits`].
-    pub(crate) fn start(
-        addr: SocketAddr,
-        hub: Weak<Shared>,
-        token: Option<String>,
-        runtime: &tokio::runtime::Handle,
-    ) -> Result<Server> {
-        Self::start_with(addr, hub, token, HttpLimits::default(), runtime)
-    }
-
-    /// [`Server::start`] with explicit connection limits.
+    /// Binds `addr` now (so a bad address fails `Hub::start`) and serves on `runtime` within
+    /// `limits` (`HubConfig::http`).
     pub(crate) fn start_with(
         addr: SocketAddr,
         hub: Weak<Shared>,
@@ -115,6 +105,12 @@ impl Server {
         self.counters.snapshot()
     }
 
+    /// The server's live counters, for a reader that outlives the server (the hub keeps
+    /// them for its snapshots after `shutdown`).
+    pub(crate) fn counters(&self) -> Arc<HttpCounters> {
+        self.counters.clone()
+    }
+
     /// The bound address (with the real port when asked for port 0).
     pub(crate) fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -129,6 +125,7 @@ impl Server {
             evicted = stats.connections_evicted,
             header_timeout = stats.connections_header_timeout,
             idle_timeout = stats.connections_idle_timeout,
+            keep_alive_expired = stats.connections_keep_alive_expired,
             accept_errors = stats.accept_errors,
             refused_host = stats.requests_refused_host,
             "http server stopping"
@@ -418,6 +415,118 @@ mod tests {
         hub.shutdown().await.unwrap();
         assert!(hub.local_addr().is_none());
         assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
+
+    /// `GET path` with a Host naming the hub and `Connection: close`; the whole answer.
+    async fn fetch(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let got = read_until_closed(&mut stream)
+            .await
+            .unwrap_or_else(|| panic!("GET {path}: no answer within 10 s"));
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    /// The `[http]` section of the configuration file used to be refused (unknown field),
+    /// and the hub always ran its server with the default limits: the limits set there now
+    /// reach the server, and its counters reach `/metrics`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_config_files_http_section_reaches_the_hubs_server() {
+        let config = HubConfig::from_toml_str(
+            "metrics_addr = \"127.0.0.1:0\"\n\n[http]\nmax_connections = 7\nheader_read_timeout = \"300ms\"\nidle_timeout = \"30s\"\n",
+        )
+        .expect("a config with an [http] section");
+        let hub = Hub::start(config).unwrap();
+        let addr = hub.local_addr().expect("server bound");
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let got = read_until_closed(&mut silent).await;
+        assert_eq!(
+            got.as_deref(),
+            Some(&b""[..]),
+            "a silent connection outlived the configured 300 ms header timeout"
+        );
+        let body = fetch(addr, "/metrics").await;
+        for line in [
+            "swarmbus_http_connections_cap 7\n",
+            "swarmbus_http_connections_dropped_total{reason=\"header_timeout\"} 1\n",
+        ] {
+            assert!(body.contains(line), "no {line:?} in\n{body}");
+        }
+        hub.shutdown().await.unwrap();
+    }
+
+    /// `HubConfig::validate` checks the `[http]` section, so `Hub::start` and the config
+    /// file refuse a bad limit by name instead of running with it.
+    #[test]
+    fn the_hub_config_validates_its_http_limits() {
+        for (toml, field) in [
+            ("[http]\nmax_connections = 0\n", "http.max_connections"),
+            (
+                "[http]\nmax_connections = 18446744073709551615\n",
+                "http.max_connections",
+            ),
+            ("[http]\nidle_timeout = \"0s\"\n", "http.idle_timeout"),
+            (
+                "[http]\nheader_read_timeout = \"2h\"\n",
+                "http.header_read_timeout",
+            ),
+        ] {
+            match HubConfig::from_toml_str(toml) {
+                Err(crate::Error::Config(m)) => assert!(m.contains(field), "{toml}: {m}"),
+                other => panic!("{toml}: accepted ({other:?})"),
+            }
+        }
+        let mut config = HubConfig::default();
+        config.http.max_connections = 0;
+        assert!(config.validate().is_err());
+    }
+
+    /// The server's counters are exported while it runs, and stay readable in the hub's
+    /// snapshot after shutdown stopped it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn http_counters_are_exported_and_outlive_the_server() {
+        let config = HubConfig {
+            metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
+            ..HubConfig::default()
+        };
+        let hub = Hub::start(config).unwrap();
+        let addr = hub.local_addr().expect("server bound");
+        let refused = {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let head = "GET /api/stats HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n";
+            stream.write_all(head.as_bytes()).await.unwrap();
+            read_until_closed(&mut stream).await.expect("an answer")
+        };
+        assert!(
+            refused.starts_with(b"HTTP/1.1 421"),
+            "{}",
+            String::from_utf8_lossy(&refused)
+        );
+        let body = fetch(addr, "/metrics").await;
+        for line in [
+            "swarmbus_http_connections_open 1\n",
+            "swarmbus_http_connections_accepted_total 2\n",
+            "swarmbus_http_requests_refused_total{reason=\"host\"} 1\n",
+            "swarmbus_http_connections_dropped_total{reason=\"over_cap\"} 0\n",
+            "swarmbus_http_connections_dropped_total{reason=\"evicted\"} 0\n",
+            "swarmbus_http_connections_dropped_total{reason=\"idle_timeout\"} 0\n",
+            "swarmbus_http_connections_keep_alive_expired_total 0\n",
+            "swarmbus_http_accept_errors_total 0\n",
+        ] {
+            assert!(body.contains(line), "no {line:?} in\n{body}");
+        }
+        let cap = format!(
+            "swarmbus_http_connections_cap {}\n",
+            super::conn::effective_cap(HttpLimits::default().max_connections)
+        );
+        assert!(body.contains(&cap), "no {cap:?} in\n{body}");
+        hub.shutdown().await.unwrap();
+        let after = serde_json::to_value(hub.metrics()).unwrap();
+        let http = &after["http"];
+        assert_eq!(http["connections_accepted"], 2, "{after}");
+        assert_eq!(http["requests_refused_host"], 1, "{after}");
+        assert_eq!(http["connections_open"], 0, "{after}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

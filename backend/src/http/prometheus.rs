@@ -4,6 +4,7 @@
 //! kept in a second set of counters that could drift from `/api/stats`. Metric names live in
 //! [`METRICS`] and nowhere else.
 
+use super::HttpStats;
 use crate::metrics::{HistogramSnapshot, MetricsSnapshot};
 use crate::nats::NatsStats;
 use crate::workers::WorkerStats;
@@ -138,10 +139,18 @@ metric_table! {
     TaskWait: "task_wait", Some("seconds"), Histogram, [], "Time from submit to a worker starting the task.";
     TaskRun: "task_run", Some("seconds"), Histogram, [], "Task run time.";
     WorkerResizes: "worker_resizes", None, Counter, ["reason"], "Worker pool resizes, by reason.";
+    TasksCancelled: "tasks_cancelled", None, Counter, [], "Queued tasks dropped unrun because a shutdown's shutdown_timeout ran out.";
+    WorkerDropPanics: "worker_drop_panics", None, Counter, [], "Panics caught while a worker dropped what a task left behind (the worker survives).";
+    WorkerDeaths: "worker_deaths", None, Counter, [], "Worker threads whose own loop panicked (replaced; a bug).";
+    WorkerControllerPanics: "worker_controller_panics", None, Counter, [], "Panics of the load sampler caught on the controller thread.";
+    WorkerShutdownTimeouts: "worker_shutdown_timeouts", None, Counter, [], "Shutdowns that gave up waiting for busy worker threads after shutdown_timeout.";
     NatsConnected: "nats_connected", None, Gauge, [], "1 while connected to the NATS server.";
+    NatsDisconnects: "nats_disconnects", None, Counter, [], "Connections to the NATS server lost.";
     NatsFrames: "nats_frames", None, Counter, ["direction"], "Frames published (out) and received (in).";
-    NatsFramesRejected: "nats_frames_rejected", None, Counter, ["reason"], "Frames refused by the decoder, by reason.";
+    NatsFramesRejected: "nats_frames_rejected", None, Counter, ["reason"], "Frames and directory messages refused, by reason (decoder, swarm key, replay, sender).";
     NatsFramesLost: "nats_frames_lost", None, Counter, [], "Frames missing from a remote hub's sequence.";
+    NatsMessagesLost: "nats_messages_lost", None, Counter, [], "Messages in the frames missing from remote hubs' sequences.";
+    NatsMessagesUnconfirmed: "nats_messages_unconfirmed", None, Gauge, [], "Messages handed to the NATS client that no server round trip has confirmed yet.";
     NatsBytes: "nats", Some("bytes"), Counter, ["direction"], "Frame bytes published (out) and received (in).";
     NatsMessages: "nats_messages", None, Counter, ["direction"], "Messages sent to (out) and received from (in) remote hubs.";
     NatsReconnects: "nats_reconnects", None, Counter, [], "Reconnections to the NATS server.";
@@ -149,6 +158,20 @@ metric_table! {
     NatsBuffered: "nats_buffered", None, Gauge, [], "Messages waiting for remote hubs (outage buffer in use).";
     NatsDirectoryNodes: "nats_directory_nodes", None, Gauge, [], "Remote hubs in the directory.";
     NatsDirectoryAgents: "nats_directory_agents", None, Gauge, [], "Remote agents in the directory.";
+    NatsDirectoryPublishFailures: "nats_directory_publish_failures", None, Counter, [], "Directory announcements the NATS client refused to publish.";
+    NatsClaimConflicts: "nats_claim_conflicts", None, Counter, [], "Agents claimed by a second hub while another one holds them (refused).";
+    NatsNodeClashes: "nats_node_clashes", None, Counter, [], "Directory messages from another hub using this hub's node name.";
+    NatsHellos: "nats_hellos", None, Counter, ["result"], "Full agent lists published (sent) and hello requests folded into a later one (deferred).";
+    NatsNodesExpired: "nats_nodes_expired", None, Counter, [], "Remote hubs expired for silence.";
+    NatsNodesRevived: "nats_nodes_revived", None, Counter, [], "Expired remote hubs that came back with the same epoch.";
+    NatsRepliesNotForwarded: "nats_replies_not_forwarded", None, Counter, [], "Replies from the wire whose requester is not on this hub (not forwarded again).";
+    HttpConnectionsOpen: "http_connections_open", None, Gauge, [], "HTTP connections open now.";
+    HttpConnectionsCap: "http_connections_cap", None, Gauge, [], "The HTTP connection cap in force (max_connections, clamped to half the descriptor limit).";
+    HttpConnectionsAccepted: "http_connections_accepted", None, Counter, [], "HTTP connections accepted and served.";
+    HttpConnectionsDropped: "http_connections_dropped", None, Counter, ["reason"], "HTTP connections the server closed, by reason (over_cap, evicted, header_timeout, idle_timeout).";
+    HttpKeepAliveExpired: "http_connections_keep_alive_expired", None, Counter, [], "Keep-alive HTTP connections closed after idle_timeout without a new request (normal).";
+    HttpAcceptErrors: "http_accept_errors", None, Counter, [], "accept failures other than a reset by the peer (EMFILE, ENFILE, ENOBUFS).";
+    HttpRequestsRefused: "http_requests_refused", None, Counter, ["reason"], "HTTP requests refused, by reason (host: a Host header that does not name the hub).";
 }
 
 /// Encodes `snapshot` in the OpenMetrics text format (what Prometheus asks for).
@@ -261,6 +284,9 @@ impl Collector for SnapshotCollector {
         if let Some(n) = &s.nats {
             encode_nats(&mut enc, n)?;
         }
+        if let Some(h) = &s.http {
+            encode_http(&mut enc, h)?;
+        }
         Ok(())
     }
 }
@@ -295,12 +321,18 @@ fn encode_workers(enc: &mut DescriptorEncoder, w: &WorkerStats) -> Result<(), fm
             (["shrink_saturated"], r.shrink_saturated),
             (["shrink_idle"], r.shrink_idle),
         ],
-    )
+    )?;
+    counter(enc, M::TasksCancelled, w.tasks_cancelled)?;
+    counter(enc, M::WorkerDropPanics, w.drop_panics)?;
+    counter(enc, M::WorkerDeaths, w.worker_deaths)?;
+    counter(enc, M::WorkerControllerPanics, w.controller_panics)?;
+    counter(enc, M::WorkerShutdownTimeouts, w.shutdown_timeouts)
 }
 
 fn encode_nats(enc: &mut DescriptorEncoder, n: &NatsStats) -> Result<(), fmt::Error> {
     use Metric as M;
     gauge(enc, M::NatsConnected, u64::from(n.connected))?;
+    counter(enc, M::NatsDisconnects, n.disconnects)?;
     labeled_counter(
         enc,
         M::NatsFrames,
@@ -308,6 +340,8 @@ fn encode_nats(enc: &mut DescriptorEncoder, n: &NatsStats) -> Result<(), fmt::Er
     )?;
     labeled_counter(enc, M::NatsFramesRejected, map_rows(&n.frames_rejected))?;
     counter(enc, M::NatsFramesLost, n.frames_lost)?;
+    counter(enc, M::NatsMessagesLost, n.messages_lost)?;
+    gauge(enc, M::NatsMessagesUnconfirmed, n.messages_unconfirmed)?;
     labeled_counter(
         enc,
         M::NatsBytes,
@@ -322,7 +356,50 @@ fn encode_nats(enc: &mut DescriptorEncoder, n: &NatsStats) -> Result<(), fmt::Er
     counter(enc, M::NatsSlowConsumer, n.slow_consumer_events)?;
     gauge(enc, M::NatsBuffered, n.buffered)?;
     gauge(enc, M::NatsDirectoryNodes, n.directory_nodes)?;
-    gauge(enc, M::NatsDirectoryAgents, n.directory_agents)
+    gauge(enc, M::NatsDirectoryAgents, n.directory_agents)?;
+    counter(
+        enc,
+        M::NatsDirectoryPublishFailures,
+        n.directory_publish_failures,
+    )?;
+    counter(enc, M::NatsClaimConflicts, n.claim_conflicts)?;
+    counter(enc, M::NatsNodeClashes, n.node_clashes)?;
+    labeled_counter(
+        enc,
+        M::NatsHellos,
+        [(["sent"], n.hellos_sent), (["deferred"], n.hellos_deferred)],
+    )?;
+    counter(enc, M::NatsNodesExpired, n.nodes_expired)?;
+    counter(enc, M::NatsNodesRevived, n.nodes_revived)?;
+    counter(enc, M::NatsRepliesNotForwarded, n.replies_not_forwarded)
+}
+
+fn encode_http(enc: &mut DescriptorEncoder, h: &HttpStats) -> Result<(), fmt::Error> {
+    use Metric as M;
+    gauge(enc, M::HttpConnectionsOpen, h.connections_open)?;
+    gauge(enc, M::HttpConnectionsCap, h.connections_cap)?;
+    counter(enc, M::HttpConnectionsAccepted, h.connections_accepted)?;
+    labeled_counter(
+        enc,
+        M::HttpConnectionsDropped,
+        [
+            (["over_cap"], h.connections_over_cap),
+            (["evicted"], h.connections_evicted),
+            (["header_timeout"], h.connections_header_timeout),
+            (["idle_timeout"], h.connections_idle_timeout),
+        ],
+    )?;
+    counter(
+        enc,
+        M::HttpKeepAliveExpired,
+        h.connections_keep_alive_expired,
+    )?;
+    counter(enc, M::HttpAcceptErrors, h.accept_errors)?;
+    labeled_counter(
+        enc,
+        M::HttpRequestsRefused,
+        [(["host"], h.requests_refused_host)],
+    )
 }
 
 fn map_rows<'a>(
@@ -437,6 +514,99 @@ mod tests {
         assert_eq!(
             text,
             "# HELP a_x_total Help.\n# TYPE a_x_total counter\na_x_total 3\n# HELP a_s S.\n# TYPE a_s_seconds gauge\na_s_seconds 1.0\n"
+        );
+    }
+}
+
+#[cfg(test)]
+mod exported {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Every `frames_rejected` reason (`nats::stats::Refusal::LABELS`).
+    const REFUSALS: [&str; 10] = [
+        "truncated",
+        "bad_magic",
+        "unknown_version",
+        "too_large",
+        "bad_field",
+        "unsigned",
+        "bad_tag",
+        "unknown_key",
+        "replayed",
+        "bad_sender",
+    ];
+
+    /// A snapshot of a real (stopped) hub with every hardening counter set to its own value.
+    async fn snapshot_with_every_counter_set() -> MetricsSnapshot {
+        let hub = crate::Hub::start(crate::HubConfig::default()).unwrap();
+        let mut s = hub.metrics();
+        hub.shutdown().await.unwrap();
+        let w = &mut s.workers;
+        w.worker_deaths = 101;
+        w.drop_panics = 102;
+        w.controller_panics = 103;
+        w.tasks_cancelled = 104;
+        w.shutdown_timeouts = 105;
+        let rejected: BTreeMap<&'static str, u64> = REFUSALS
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (*l, 300 + i as u64))
+            .collect();
+        s.nats = Some(NatsStats {
+            node: "hub-a".into(),
+            connected: true,
+            frames_rejected: rejected,
+            messages_lost: 201,
+            messages_unconfirmed: 202,
+            directory_publish_failures: 203,
+            claim_conflicts: 204,
+            node_clashes: 205,
+            hellos_sent: 206,
+            hellos_deferred: 207,
+            nodes_expired: 208,
+            nodes_revived: 209,
+            replies_not_forwarded: 210,
+            ..NatsStats::default()
+        });
+        s
+    }
+
+    /// Issue "hardening": the counters it added reached `MetricsSnapshot` but not `/metrics`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_hardening_counters_are_exported() {
+        let s = snapshot_with_every_counter_set().await;
+        let text = encode_text(&s).unwrap();
+        let mut expected: Vec<String> = [
+            ("swarmbus_worker_deaths_total", 101),
+            ("swarmbus_worker_drop_panics_total", 102),
+            ("swarmbus_worker_controller_panics_total", 103),
+            ("swarmbus_tasks_cancelled_total", 104),
+            ("swarmbus_worker_shutdown_timeouts_total", 105),
+            ("swarmbus_nats_messages_lost_total", 201),
+            ("swarmbus_nats_messages_unconfirmed", 202),
+            ("swarmbus_nats_directory_publish_failures_total", 203),
+            ("swarmbus_nats_claim_conflicts_total", 204),
+            ("swarmbus_nats_node_clashes_total", 205),
+            ("swarmbus_nats_hellos_total{result=\"sent\"}", 206),
+            ("swarmbus_nats_hellos_total{result=\"deferred\"}", 207),
+            ("swarmbus_nats_nodes_expired_total", 208),
+            ("swarmbus_nats_nodes_revived_total", 209),
+            ("swarmbus_nats_replies_not_forwarded_total", 210),
+        ]
+        .iter()
+        .map(|(k, v)| format!("{k} {v}\n"))
+        .collect();
+        for (i, reason) in REFUSALS.iter().enumerate() {
+            expected.push(format!(
+                "swarmbus_nats_frames_rejected_total{{reason=\"{reason}\"}} {}\n",
+                300 + i
+            ));
+        }
+        let missing: Vec<_> = expected.iter().filter(|l| !text.contains(*l)).collect();
+        assert!(
+            missing.is_empty(),
+            "missing from /metrics: {missing:?}\n{text}"
         );
     }
 }

@@ -26,7 +26,9 @@ pub struct MetricsSnapshot {
     /// Messages taken out of a mailbox by `recv`.
     pub messages_received: u64,
     /// Accepted messages dropped, by reason (`DropReason::as_str`: `drop_oldest`,
-    /// `mailbox_full`, `recipient_gone`, `reply_orphaned`, `memory_budget`, ...).
+    /// `mailbox_full`, `recipient_gone`, `reply_orphaned`, `hub_closed`, `frame_too_large`,
+    /// `publish_failed`, `lost_in_transit`, `hub_gone`, `unsent`, `memory_budget`,
+    /// `payload_too_large`); every reason is present, zero or not.
     pub messages_dropped: BTreeMap<&'static str, u64>,
     /// Calls that returned an error, by kind.
     pub send_errors: BTreeMap<&'static str, u64>,
@@ -74,6 +76,9 @@ pub struct MetricsSnapshot {
     pub workers: crate::workers::WorkerStats,
     /// The NATS bridge, when the hub is part of a multi-host swarm.
     pub nats: Option<crate::nats::NatsStats>,
+    /// The HTTP server's connection counters, when `metrics_addr` is set. They stay
+    /// readable after `shutdown` stopped the server (with `connections_open` at 0).
+    pub http: Option<crate::http::HttpStats>,
 }
 
 /// One mailbox's backlog.

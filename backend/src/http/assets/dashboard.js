@@ -143,6 +143,92 @@
     state.points.mailboxes = list.length;
   }
 
+  // A row of labelled figures; `bad` marks the ones an operator should look at.
+  function figures(id, items) {
+    var box = $(id);
+    box.textContent = "";
+    items.forEach(function (it) {
+      var span = document.createElement("span");
+      if (it.cls) span.className = it.cls;
+      span.appendChild(document.createTextNode(it.label + " "));
+      var b = document.createElement("b"); b.textContent = it.value;
+      span.appendChild(b);
+      box.appendChild(span);
+    });
+  }
+
+  // Per-second rates of the labelled counters in `now` that have counted anything, and
+  // always an "all" series, so a quiet chart still draws.
+  function pushReasons(chart, now, before, rate, extra) {
+    var all = 0;
+    Object.keys(now).forEach(function (r) {
+      var v = rate(now[r], before ? before[r] || 0 : 0);
+      if (Number.isFinite(v)) all += v;
+      if (now[r] > 0) push(chart, r, v);
+    });
+    push(chart, "all", all + (extra || 0));
+  }
+
+  // The HTTP server's counters (`http` in /api/stats), when the hub reports them.
+  function updateHttp(s, rate) {
+    var h = s.http;
+    var has = !!h && typeof h.connections_open === "number";
+    state.available.http = has;
+    state.available.httprefused = has;
+    $("http-note").hidden = has;
+    if (!has) { $("http-note").textContent = "The hub does not report HTTP connection counters."; return; }
+    push("http", "open", h.connections_open);
+    push("http", "cap", h.connections_cap);
+    var closed = function (x) {
+      return { over_cap: x.connections_over_cap, evicted: x.connections_evicted,
+        header_timeout: x.connections_header_timeout, idle_timeout: x.connections_idle_timeout,
+        host: x.requests_refused_host, accept_errors: x.accept_errors };
+    };
+    var p = prev && prev.http;
+    if (p) pushReasons("httprefused", closed(h), closed(p), rate);
+    var refusals = sum(closed(h));
+    figures("http-figures", [
+      { label: "accepted", value: fmtNum(h.connections_accepted) },
+      { label: "refused", value: fmtNum(refusals), cls: refusals > 0 ? "bad" : "" },
+      { label: "keep-alive expired", value: fmtNum(h.connections_keep_alive_expired) },
+    ]);
+    drawChart("http", function (v) { return fmtNum(v); });
+    if (p) drawChart("httprefused", function (v) { return fmtNum(v, 1); });
+  }
+
+  // The NATS bridge (`nats` in /api/stats): shown only for a hub in a swarm.
+  function updateNats(s, rate) {
+    var n = s.nats;
+    var has = !!n && typeof n.connected === "boolean";
+    state.available.nats = has;
+    state.available.natsrefused = has;
+    $("nats-card").hidden = !has;
+    $("natsrefused-card").hidden = !has;
+    if (!has) return;
+    $("nats-node").textContent = "node " + n.node;
+    var p = prev && prev.nats;
+    push("nats", "buffered", n.buffered);
+    push("nats", "unconfirmed", n.messages_unconfirmed || 0);
+    if (p) push("nats", "lost/s", rate(n.messages_lost || 0, p.messages_lost || 0));
+    var refused = sum(n.frames_rejected || {});
+    figures("nats-figures", [
+      { label: "link", value: n.connected ? "connected" : "disconnected", cls: n.connected ? "ok" : "bad" },
+      { label: "remote hubs", value: fmtNum(n.directory_nodes) },
+      { label: "buffered", value: fmtNum(n.buffered) },
+      { label: "lost", value: fmtNum(n.messages_lost || 0), cls: n.messages_lost > 0 ? "bad" : "" },
+      { label: "node clashes", value: fmtNum(n.node_clashes || 0), cls: n.node_clashes > 0 ? "bad" : "" },
+      { label: "reconnects", value: fmtNum(n.reconnects) },
+    ]);
+    if (p) pushReasons("natsrefused", n.frames_rejected || {}, p.frames_rejected, rate);
+    var byReason = Object.keys(n.frames_rejected || {})
+      .filter(function (r) { return n.frames_rejected[r] > 0; })
+      .map(function (r) { return { label: r, value: fmtNum(n.frames_rejected[r]), cls: "bad" }; });
+    figures("natsrefused-figures", [{ label: "refused in all", value: fmtNum(refused), cls: refused > 0 ? "bad" : "" }]
+      .concat(byReason));
+    drawChart("nats", function (v) { return fmtNum(v); });
+    if (p) drawChart("natsrefused", function (v) { return fmtNum(v, 1); });
+  }
+
   function update(s) {
     var dt = prev ? s.uptime_seconds - prev.uptime_seconds : 0;
     var rate = function (now, before) { return dt > 0 ? Math.max(0, now - before) / dt : NaN; };
@@ -203,6 +289,8 @@
     drawChart("memory", fmtBytes);
     drawChart("drops", function (v) { return fmtNum(v, 1); });
     drawMailboxes(s.deepest_mailboxes || []);
+    updateHttp(s, rate);
+    updateNats(s, rate);
     ["throughput", "latency", "batch", "flushes", "compression", "saved", "pools", "agents", "memory", "drops", "mailboxes"]
       .forEach(function (id) { state.available[id] = true; });
 
