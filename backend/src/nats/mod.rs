@@ -71,6 +71,9 @@ pub(crate) struct Leftovers {
     pub(crate) unconfirmed: u64,
 }
 
+/// A link's publisher task, with the remote hub it serves (`None`: a fan-out link).
+type Publisher = (Option<Arc<RemoteNode>>, JoinHandle<()>);
+
 /// A hub's connection to the swarm.
 #[derive(Debug)]
 pub(crate) struct Bridge {
@@ -83,8 +86,8 @@ pub(crate) struct Bridge {
     stats: Arc<BridgeStats>,
     changes: flume::Sender<LocalChange>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    /// Each link's publisher, with the remote hub it serves (`None`: a fan-out link).
-    publishers: Mutex<Vec<(Option<Arc<RemoteNode>>, JoinHandle<()>)>>,
+    /// Each link's publisher.
+    publishers: Mutex<Vec<Publisher>>,
     limits: Limits,
     /// Largest message published: the server's `max_payload`, at most `max_frame_bytes`.
     max_message: usize,
