@@ -27,6 +27,9 @@ pub(crate) struct Batch {
     pub(crate) wire_bytes: u64,
     /// What its messages are charged against the hub's queued-bytes budget.
     pub(crate) charge: u64,
+    /// Budget reserved for this batch's next messages and not yet charged to one
+    /// (`Mailbox::try_charge`); given back when the batch leaves.
+    pub(crate) credit: u64,
     /// The linger timer holds an entry for this mailbox.
     pub(crate) scheduled: bool,
 }
@@ -41,6 +44,7 @@ impl Batch {
             raw_bytes: 0,
             wire_bytes: 0,
             charge: 0,
+            credit: 0,
             scheduled: false,
         }
     }

@@ -16,6 +16,11 @@
 //! among 1,000 holds every payload at a thousandth of its size). `mailbox_capacity` still
 //! bounds that agent's mailbox in messages.
 //!
+//! Open batches reserve the budget in chunks of at most 16 KiB (a 4,096th of a small budget)
+//! and charge their messages from that reserve, so the hub-wide counter is touched about once
+//! per chunk, not once per message; what a batch did not use goes back when it leaves. The
+//! bound is therefore exact to within one chunk per open batch.
+//!
 //! The charges of one batch are kept as one sum; evicting a single message from a batch
 //! releases an even share of it, and the batch's last message releases the rest, so what is
 //! charged is always released exactly.
@@ -80,7 +85,13 @@ impl MemoryBudget {
         }
     }
 
-    /// Bytes charged now.
+    /// How much an open batch reserves at a time: 16 KiB, or less for a small budget (a
+    /// 4,096th of it), so what open batches hold in reserve stays small next to the budget.
+    pub(crate) fn chunk(&self) -> u64 {
+        (self.limit / 4096).min(16 * 1024)
+    }
+
+    /// Bytes charged now (including what open batches hold in reserve).
     pub(crate) fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
     }

@@ -138,7 +138,7 @@ impl Shared {
             return Err(Refused::Full(Box::new(env)));
         }
         let cost = MemoryBudget::cost(env.payload.wire_len(), recipients);
-        if !mailbox.try_charge(cost) {
+        if !mailbox.try_charge(&mut batch, cost) {
             return Err(Refused::OverBudget(Box::new(env), cost));
         }
         if !room {

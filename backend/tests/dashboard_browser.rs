@@ -4,7 +4,7 @@
 //! `docs/img/dashboard.png`.
 
 mod common;
-mod nats_process;
+mod nats_server;
 
 use base64::Engine;
 use common::{free_port, request, require_tool, try_request, ChildGuard, HubProcess};
@@ -97,7 +97,7 @@ fn dashboard_shows_live_data_in_headless_chromium() {
     {
         return;
     }
-    let nats = nats_process::NatsProcess::start();
+    let nats = nats_server::NatsServer::start().expect("nats-server is installed (checked above)");
     let url = nats.url();
     let hub = HubProcess::spawn(&[
         "--demo",

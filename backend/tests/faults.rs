@@ -26,7 +26,6 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,79 +36,9 @@ use tokio::sync::mpsc;
 
 // ===== nats-server =====
 
-/// A `nats-server` on a free loopback port, killed (SIGKILL) by PID on `stop` and on drop.
-struct NatsServer {
-    child: Option<Child>,
-    port: u16,
-    // Tests take turns: a server restarted on its port must not race another test's
-    // choice of a free port.
-    _turn: std::sync::MutexGuard<'static, ()>,
-}
+mod nats_server;
 
-static TURN: Mutex<()> = Mutex::new(());
-
-impl NatsServer {
-    fn start() -> Option<NatsServer> {
-        if Command::new("nats-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "nats-server is required under CI (scripts/test.sh installs it)"
-            );
-            eprintln!("skipping: nats-server not installed");
-            return None;
-        }
-        let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let mut server = NatsServer {
-            child: None,
-            port,
-            _turn: turn,
-        };
-        server.spawn();
-        Some(server)
-    }
-
-    /// Starts (or restarts) the server on its port and waits until it accepts connections.
-    fn spawn(&mut self) {
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nats-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL, and waits for the process to be gone.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use nats_server::NatsServer;
 
 // ===== hubs and counting =====
 

@@ -2,7 +2,7 @@
 //! `/healthz`, routing, auth, and graceful stops.
 
 mod common;
-mod nats_process;
+mod nats_server;
 
 use common::{get, request, require_tool, HubProcess};
 use std::collections::HashMap;
@@ -267,7 +267,7 @@ fn a_hub_in_a_swarm_exports_the_bridge_counters_and_passes_promtool() {
     if !require_tool("promtool", name) || !require_tool("nats-server", name) {
         return;
     }
-    let nats = nats_process::NatsProcess::start();
+    let nats = nats_server::NatsServer::start().expect("nats-server is installed (checked above)");
     let url = nats.url();
     let hub = HubProcess::spawn(&[
         "--agents",

@@ -6,59 +6,12 @@ use super::frame::{self, Numbers};
 use crate::envelope::Kind;
 use crate::nats::NatsConfig;
 use crate::{AgentId, Envelope, Hub, HubConfig, MessageId, Payload, Priority};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A `nats-server` on a free loopback port, killed by its PID on drop.
-struct Server {
-    child: Child,
-    port: u16,
-}
+#[path = "../../tests/nats_server/mod.rs"]
+mod nats_server;
 
-impl Server {
-    fn start() -> Option<Server> {
-        if Command::new("nats-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "nats-server is required under CI (scripts/test.sh installs it)"
-            );
-            eprintln!("skipping: nats-server not installed");
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nats-server");
-        let server = Server { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(server)
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use nats_server::NatsServer as Server;
 
 fn envelope(from: AgentId, to: AgentId, kind: Kind, body: &str) -> Envelope {
     Envelope {
