@@ -146,11 +146,16 @@ impl AgentSender {
         let payload = self.shared.prepare(payload.into())?;
         let env = self.message(to, Kind::Request, Priority::High, payload);
         let id = env.id;
-        // Dropping this future at any await below drops `_pending`, which removes the entry.
-        let (_pending, reply) = self.shared.requests.insert(id, to);
+        // Dropping this future at any await below drops `pending`, which removes the entry.
+        let (pending, reply) = self.shared.requests.insert(id, to);
         self.shared.send_one(env, Wait::Policy, true).await?;
         self.shared.metrics.requests.fetch_add(1, Ordering::Relaxed);
-        self.shared.await_reply(id, reply, timeout).await
+        let outcome = self.shared.await_reply(id, reply, timeout).await;
+        if !matches!(outcome, Err(Error::RequestTimeout { .. })) {
+            // A reply took the entry, or shutdown cleared the table.
+            pending.answered();
+        }
+        outcome
     }
 
     /// Answers a request. Anything this agent already batched for the requester leaves

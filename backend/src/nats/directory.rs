@@ -15,14 +15,14 @@
 //! - a hub that said bye, or whose retention ran out, leaves a tombstone, so its old
 //!   messages cannot bring it back.
 //!
-//! Ids from the wire are chosen by others, so the maps use a randomly seeded hasher
-//! (`RandomState`), not the fast unseeded one of local ids.
+//! Ids from the wire are chosen by others, so the maps use a hasher with a random key
+//! (`id::KeyedIdState`), not the fast unseeded one of local ids.
 
 use super::control::StreamEnd;
 use super::link::Link;
+use crate::id::KeyedIdState;
 use crate::AgentId;
 use parking_lot::{Mutex, RwLock};
-use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -213,7 +213,7 @@ const MAX_DEPARTED: usize = 4096;
 /// Shards of the agent map: senders on different cores rarely share a lock word.
 const SHARDS: usize = 64;
 
-type Shard = RwLock<HashMap<AgentId, Arc<RemoteNode>, RandomState>>;
+type Shard = RwLock<HashMap<AgentId, Arc<RemoteNode>, KeyedIdState>>;
 
 /// Agent claims refused by [`Directory::add_agents`].
 #[derive(Debug, Default)]
@@ -253,7 +253,7 @@ impl Default for Directory {
     fn default() -> Self {
         Self {
             shards: (0..SHARDS)
-                .map(|_| RwLock::new(HashMap::with_hasher(RandomState::new())))
+                .map(|_| RwLock::new(HashMap::with_hasher(KeyedIdState::default())))
                 .collect(),
             nodes: Mutex::default(),
             departed: Mutex::default(),
