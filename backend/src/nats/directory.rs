@@ -598,7 +598,7 @@ mod tests {
             "the crafted ids collide under the unseeded hasher"
         );
         let dir = Directory::default();
-        let seeded = dir.shards[0].read().hasher().clone();
+        let seeded = *dir.shards[0].read().hasher();
         let spread: HashSet<u64> = ids.iter().map(|id| seeded.hash_one(id)).collect();
         assert!(spread.len() > 990, "{} distinct hashes", spread.len());
     }
