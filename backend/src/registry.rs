@@ -7,6 +7,7 @@ use crate::{AgentId, Error, Result};
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Longest topic name accepted.
@@ -56,6 +57,9 @@ impl Shard {
 pub(crate) struct Registry {
     shards: Box<[Shard]>,
     topics: RwLock<HashMap<Arc<str>, Vec<AgentId>>>,
+    /// Registered agents, kept here so counting them does not load every shard (a
+    /// broadcast counts its recipients).
+    count: AtomicUsize,
 }
 
 impl Default for Registry {
@@ -63,6 +67,7 @@ impl Default for Registry {
         Self {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             topics: RwLock::default(),
+            count: AtomicUsize::new(0),
         }
     }
 }
@@ -76,7 +81,9 @@ impl Registry {
 
     pub(crate) fn insert(&self, slot: Arc<AgentSlot>) {
         self.shard(slot.id).update(|map| {
-            map.insert(slot.id, slot);
+            if map.insert(slot.id, slot).is_none() {
+                self.count.fetch_add(1, Ordering::Relaxed);
+            }
         });
     }
 
@@ -106,7 +113,9 @@ impl Registry {
     /// Removes the agent and all its subscriptions.
     pub(crate) fn remove(&self, slot: &AgentSlot) {
         self.shard(slot.id).update(|map| {
-            map.remove(&slot.id);
+            if map.remove(&slot.id).is_some() {
+                self.count.fetch_sub(1, Ordering::Relaxed);
+            }
         });
         let topics = std::mem::take(&mut *slot.topics.lock());
         if !topics.is_empty() {
@@ -118,7 +127,7 @@ impl Registry {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.map.load().len()).sum()
+        self.count.load(Ordering::Relaxed)
     }
 
     pub(crate) fn slots(&self) -> Vec<Arc<AgentSlot>> {
