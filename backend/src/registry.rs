@@ -28,10 +28,11 @@ pub(crate) type Subscribers<'p> = (Option<Arc<str>>, Pooled<'p, Vec<AgentId>>);
 /// Shards of the agent map. Each shard is an immutable map swapped whole on registration
 /// (copy-on-write), so a send reads it without writing any shared cache line: no lock word
 /// bounces between the cores of senders to random peers. Registration copies one shard,
-/// 1/512 of the agents (with 64 shards, 100,000 registrations took 28 s in a debug build
-/// and 6 s in release; the cost still grows with the swarm, see the bus-wing issue). More
-/// shards make a broadcast pay for them: with 4,096, loading every shard was 10% of a
-/// broadcast to 1,000 agents.
+/// 1/512 of the agents (`cargo test -p swarmbus --test nats a_hundred_thousand`, which
+/// registers and drops 100,000, took 66 s with 64 shards and 4.5 s with 512 in a debug
+/// build; the cost still grows with the swarm, see the bus-wing issue). More shards make a
+/// broadcast pay for them: with 4,096, loading every shard was 10% of a broadcast to 1,000
+/// agents.
 const SHARDS: usize = 512;
 
 type AgentMap = IdMap<AgentId, Arc<AgentSlot>>;

@@ -31,6 +31,25 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The next message for `rx`, failing the test after 5 s.
+async fn next(rx: &mut swarmbus::Agent) -> swarmbus::Envelope {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a message within 5 s")
+        .expect("the mailbox is open")
+}
+
+/// Two hubs from `a` and `b`, a sender `tx` on the first and a receiver `rx` on the second,
+/// once the first knows the receiver.
+async fn pair(a: HubConfig, b: HubConfig) -> (Hub, Hub, swarmbus::Agent, swarmbus::Agent) {
+    let a = Hub::connect(a).await.unwrap();
+    let b = Hub::connect(b).await.unwrap();
+    let tx = a.register("tx").unwrap();
+    let rx = b.register("rx").unwrap();
+    until("a to learn rx", || a.knows(rx.id())).await;
+    (a, b, tx, rx)
+}
+
 fn text(env: &swarmbus::Envelope) -> String {
     env.payload().to_text().unwrap()
 }
@@ -72,19 +91,13 @@ async fn cross_hub_direct_broadcast_topic_and_request() {
     a1.broadcast("all hands").await.unwrap();
     a.flush();
     for agent in [&mut a2, &mut b1, &mut b2] {
-        let e = tokio::time::timeout(Duration::from_secs(5), agent.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        let e = next(agent).await;
         assert_eq!(text(&e), "all hands");
     }
 
     // Topics: only the subscriber on b.
     a1.publish("plans.step", "step 1").await.unwrap();
-    let e = tokio::time::timeout(Duration::from_secs(5), b2.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let e = next(&mut b2).await;
     assert_eq!(
         (text(&e), e.topic()),
         ("step 1".to_string(), Some("plans.step"))
@@ -194,10 +207,7 @@ async fn nats_restart_mid_stream_delivers_what_was_sent_during_the_outage() {
         tx.send(to, i.to_le_bytes().to_vec()).await.unwrap();
     }
     for _ in 0..1000 {
-        tokio::time::timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        next(&mut rx).await;
     }
     server.stop();
     until("a to notice the outage", || {
@@ -262,10 +272,7 @@ async fn corrupt_frames_are_counted_and_dropped() {
     assert_eq!(s.frames_rejected["truncated"], 1);
     // Still working.
     tx.send(rx.id(), "after").await.unwrap();
-    let e = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let e = next(&mut rx).await;
     assert_eq!(text(&e), "after");
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
@@ -418,10 +425,7 @@ async fn a_hello_over_the_servers_max_payload_is_split_and_recovers_after_a_rest
     let tx = c.register("tx").unwrap();
     let last = agents.last_mut().unwrap();
     tx.send(last.id(), "hello").await.unwrap();
-    let e = tokio::time::timeout(Duration::from_secs(5), last.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let e = next(last).await;
     assert_eq!(text(&e), "hello");
     assert_eq!(nats_stats(&a).directory_publish_failures, 0);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -518,13 +522,7 @@ async fn shutdown_during_an_outage_reports_what_it_could_not_send() {
     if let Some(n) = cfg.nats.as_mut() {
         n.shutdown_drain = Duration::from_millis(300);
     }
-    let a = Hub::connect(cfg).await.unwrap();
-    let b = Hub::connect(config(&server.url(), "b", "o2"))
-        .await
-        .unwrap();
-    let tx = a.register("tx").unwrap();
-    let rx = b.register("rx").unwrap();
-    until("a to learn rx", || a.knows(rx.id())).await;
+    let (a, b, tx, rx) = pair(cfg, config(&server.url(), "b", "o2")).await;
     server.stop();
     until("a to notice the outage", || !nats_stats(&a).connected).await;
     for i in 0..1000u32 {
@@ -578,15 +576,11 @@ async fn a_replayed_frame_is_delivered_once() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let a = Hub::connect(config(&server.url(), "a", "r1"))
-        .await
-        .unwrap();
-    let b = Hub::connect(config(&server.url(), "b", "r1"))
-        .await
-        .unwrap();
-    let tx = a.register("tx").unwrap();
-    let mut rx = b.register("rx").unwrap();
-    until("a to learn rx", || a.knows(rx.id())).await;
+    let (a, b, tx, mut rx) = pair(
+        config(&server.url(), "a", "r1"),
+        config(&server.url(), "b", "r1"),
+    )
+    .await;
     let spy = async_nats::connect(server.url()).await.unwrap();
     let mut captured = spy.subscribe("swarmbus.r1.node.b").await.unwrap();
     spy.flush().await.unwrap();
@@ -602,10 +596,7 @@ async fn a_replayed_frame_is_delivered_once() {
             .unwrap();
     }
     spy.flush().await.unwrap();
-    let e = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let e = next(&mut rx).await;
     assert_eq!(text(&e), "once");
     until("b to refuse the replays", || {
         nats_stats(&b).frames_rejected["replayed"] == 5
@@ -621,15 +612,11 @@ async fn forged_directory_messages_cannot_hijack_agents_or_flood() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let a = Hub::connect(config(&server.url(), "a", "f1"))
-        .await
-        .unwrap();
-    let b = Hub::connect(config(&server.url(), "b", "f1"))
-        .await
-        .unwrap();
-    let tx = a.register("tx").unwrap();
-    let mut rx = b.register("rx").unwrap();
-    until("a to learn rx", || a.knows(rx.id())).await;
+    let (a, b, tx, mut rx) = pair(
+        config(&server.url(), "a", "f1"),
+        config(&server.url(), "b", "f1"),
+    )
+    .await;
     let evil = async_nats::connect(server.url()).await.unwrap();
     let id = rx.id().to_string();
     // A hello from another node claiming b's agent (in today's and in the old format).
@@ -662,10 +649,7 @@ async fn forged_directory_messages_cannot_hijack_agents_or_flood() {
     let hellos = nats_stats(&a).hellos_sent - hellos_before;
     assert!(hellos <= 8, "300 syncs made {hellos} hellos");
     tx.send(rx.id(), "still b's").await.unwrap();
-    let e = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let e = next(&mut rx).await;
     assert_eq!(text(&e), "still b's");
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
@@ -689,15 +673,11 @@ async fn a_signed_swarm_refuses_what_the_key_did_not_sign() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let a = Hub::connect(signed(&server.url(), "a", "s1", KEY_1, &[]))
-        .await
-        .unwrap();
-    let b = Hub::connect(signed(&server.url(), "b", "s1", KEY_1, &[]))
-        .await
-        .unwrap();
-    let tx = a.register("tx").unwrap();
-    let mut rx = b.register("rx").unwrap();
-    until("a to learn rx", || a.knows(rx.id())).await;
+    let (a, b, tx, mut rx) = pair(
+        signed(&server.url(), "a", "s1", KEY_1, &[]),
+        signed(&server.url(), "b", "s1", KEY_1, &[]),
+    )
+    .await;
     // The attacker reads b's real announcements and forges a bye and a hijacking hello in
     // b's name with b's epoch and a later sequence number.
     let evil = async_nats::connect(server.url()).await.unwrap();
@@ -741,10 +721,7 @@ async fn a_signed_swarm_refuses_what_the_key_did_not_sign() {
     .await;
     assert!(a.knows(rx.id()), "a forged bye or hello took effect");
     tx.send(rx.id(), "signed").await.unwrap();
-    let e = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let e = next(&mut rx).await;
     assert_eq!(text(&e), "signed");
     // A hub with another key is not part of the swarm.
     let c = Hub::connect(signed(&server.url(), "c", "s1", KEY_2, &[]))
@@ -773,20 +750,13 @@ async fn hubs_in_the_middle_of_a_key_rotation_still_talk() {
     };
     // Step two of the documented rotation: one hub seals with the new key, one still with
     // the old one, each accepting both.
-    let a = Hub::connect(signed(&server.url(), "a", "s2", KEY_2, &[KEY_1]))
-        .await
-        .unwrap();
-    let b = Hub::connect(signed(&server.url(), "b", "s2", KEY_1, &[KEY_2]))
-        .await
-        .unwrap();
-    let tx = a.register("tx").unwrap();
-    let mut rx = b.register("rx").unwrap();
-    until("a to learn rx", || a.knows(rx.id())).await;
+    let (a, b, tx, mut rx) = pair(
+        signed(&server.url(), "a", "s2", KEY_2, &[KEY_1]),
+        signed(&server.url(), "b", "s2", KEY_1, &[KEY_2]),
+    )
+    .await;
     tx.send(rx.id(), "rotating").await.unwrap();
-    let e = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let e = next(&mut rx).await;
     assert_eq!(text(&e), "rotating");
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
@@ -883,10 +853,7 @@ async fn a_payload_too_big_for_one_frame_is_refused_before_any_delivery() {
     // A payload that fits still goes, to both.
     tx.broadcast(vec![7u8; 1000]).await.unwrap();
     a.flush();
-    let e = tokio::time::timeout(Duration::from_secs(5), local.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let e = next(&mut local).await;
     assert_eq!(e.payload().len(), 1000);
     let report = a.shutdown().await.unwrap();
     assert_eq!(report.undelivered, 0, "{report:?}");

@@ -523,19 +523,8 @@ mod exported {
     use super::*;
     use std::collections::BTreeMap;
 
-    /// Every `frames_rejected` reason (`nats::stats::Refusal::LABELS`).
-    const REFUSALS: [&str; 10] = [
-        "truncated",
-        "bad_magic",
-        "unknown_version",
-        "too_large",
-        "bad_field",
-        "unsigned",
-        "bad_tag",
-        "unknown_key",
-        "replayed",
-        "bad_sender",
-    ];
+    /// Every `frames_rejected` reason.
+    const REFUSALS: [&str; 10] = crate::nats::REFUSAL_LABELS;
 
     /// A snapshot of a real (stopped) hub with every hardening counter set to its own value.
     async fn snapshot_with_every_counter_set() -> MetricsSnapshot {

@@ -12,6 +12,7 @@
 //!   hello's parts, joins and leaves in the order they were made.
 
 use super::control::{self, Announcement, Control};
+use super::link::Stream;
 use super::stats::{BridgeStats, Refusal};
 use super::{Bridge, LocalChange};
 use crate::hub::Shared;
@@ -299,10 +300,10 @@ impl Announcer {
         let mut streams = node.streams.lock();
         for end in ends {
             let index = usize::from(end.stream);
-            let ours = match end.stream {
-                0 => &end.to == me,
-                1 | 2 => true,
-                _ => false,
+            let ours = if end.stream == Stream::Direct as u8 {
+                &end.to == me
+            } else {
+                index < super::directory::STREAMS
             };
             if ours {
                 lost += streams[index].settle(end.link, end.next_msg);

@@ -242,13 +242,8 @@ impl std::fmt::Debug for NatsConfig {
     }
 }
 
-/// One server URL with its password (or token) blanked: `nats://user:***@host:4222`.
-pub(crate) fn redact_url(url: &str) -> String {
-    redact_urls_in(url)
-}
-
-/// Blanks the secret part of every `scheme://secret@host` in `text`: a password after
-/// `user:`, or a whole token without a user.
+/// Blanks the secret part of every `scheme://secret@host` in `text` (`nats://user:***@host`):
+/// a password after `user:`, or a whole token without a user.
 pub(crate) fn redact_urls_in(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -308,8 +303,8 @@ mod tests {
             redact_urls_in("connect to nats://admin:hunter2@h:4222 failed"),
             "connect to nats://admin:***@h:4222 failed"
         );
-        assert_eq!(redact_url("nats://h:4222"), "nats://h:4222");
-        assert_eq!(redact_url("tls://a@b@h"), "tls://***@h");
+        assert_eq!(redact_urls_in("nats://h:4222"), "nats://h:4222");
+        assert_eq!(redact_urls_in("tls://a@b@h"), "tls://***@h");
     }
 
     #[test]

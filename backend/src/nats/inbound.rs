@@ -122,12 +122,8 @@ fn receive(
             }
         }
     }
-    if forged > 0 {
-        // Replies to requests this hub sent to agents of another hub.
-        for _ in 0..forged {
-            stats.refuse(Refusal::BadSender);
-        }
-    }
+    // Replies to requests this hub sent to agents of another hub.
+    stats.refuse_n(Refusal::BadSender, forged);
     Ok(())
 }
 

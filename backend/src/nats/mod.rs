@@ -39,6 +39,10 @@ mod subjects;
 pub use config::NatsConfig;
 pub use stats::NatsStats;
 
+/// Every reason label of `NatsStats::frames_rejected`, in order.
+#[cfg(test)]
+pub(crate) const REFUSAL_LABELS: [&str; 10] = stats::Refusal::LABELS;
+
 use crate::hub::Shared;
 use crate::mailbox::Mailbox;
 use crate::metrics::{DropReason, FlushReason};
@@ -147,7 +151,7 @@ pub(crate) async fn start(shared: &Arc<Shared>, config: NatsConfig) -> Result<Ar
     }
     let client = options.connect(config.url.as_str()).await.map_err(|e| {
         nats_error(
-            &format!("NATS connect to {}", config::redact_url(&config.url)),
+            &format!("NATS connect to {}", config::redact_urls_in(&config.url)),
             &e.to_string(),
         )
     })?;

@@ -84,7 +84,11 @@ pub(crate) struct BridgeStats {
 
 impl BridgeStats {
     pub(crate) fn refuse(&self, why: Refusal) {
-        self.rejected[why.index()].fetch_add(1, Ordering::Relaxed);
+        self.refuse_n(why, 1);
+    }
+
+    pub(crate) fn refuse_n(&self, why: Refusal, n: u64) {
+        self.rejected[why.index()].fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn add(counter: &AtomicU64, n: u64) {

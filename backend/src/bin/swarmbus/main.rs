@@ -180,6 +180,8 @@ async fn run_hub(args: HubArgs) -> Result<()> {
     tracing::info!(
         sent = report.sent,
         delivered = report.delivered,
+        forwarded = report.forwarded,
+        unconfirmed = report.unconfirmed,
         undelivered = report.undelivered,
         dropped = report.dropped,
         queued = report.queued,
