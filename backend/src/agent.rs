@@ -1,12 +1,8 @@
 //! Agent handles: [`Agent`] owns a mailbox and receives; [`AgentSender`] is its sending half.
 
-use crate::bus::{Audience, Wait};
+use crate::bus::{AgentSlot, Audience, Bus, Wait};
 use crate::envelope::Kind;
-use crate::hub::Shared;
-use crate::metrics::DropReason;
-use crate::registry::AgentSlot;
 use crate::{AgentId, Envelope, Error, MessageId, Payload, Priority, Result};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +12,7 @@ use std::time::Duration;
 /// agent to one recipient stay in order whichever handle sent them.
 #[derive(Clone, Debug)]
 pub struct AgentSender {
-    shared: Arc<Shared>,
+    bus: Arc<Bus>,
     slot: Arc<AgentSlot>,
 }
 
@@ -34,8 +30,8 @@ pub struct Agent {
 }
 
 impl AgentSender {
-    pub(crate) fn new(shared: Arc<Shared>, slot: Arc<AgentSlot>) -> Self {
-        Self { shared, slot }
+    pub(crate) fn new(bus: Arc<Bus>, slot: Arc<AgentSlot>) -> Self {
+        Self { bus, slot }
     }
 
     /// This agent's id.
@@ -49,7 +45,7 @@ impl AgentSender {
     }
 
     fn message(&self, to: AgentId, kind: Kind, priority: Priority, payload: Payload) -> Envelope {
-        self.shared
+        self.bus
             .envelope(self.slot.id, to, kind, priority, None, payload)
     }
 
@@ -76,9 +72,9 @@ impl AgentSender {
         // Take part in tokio's cooperative scheduling as a channel send does, so a task
         // that only sends still lets the receivers on its worker thread run.
         tokio::task::coop::consume_budget().await;
-        let payload = self.shared.prepare(payload.into())?;
+        let payload = self.bus.prepare(payload.into())?;
         let env = self.message(to, Kind::Message, priority, payload);
-        self.shared.send_one(env, Wait::Policy, false).await
+        self.bus.send_one(env, Wait::Policy, false).await
     }
 
     /// Sends without ever waiting: `Error::MailboxFull` when there is no room (except under
@@ -89,9 +85,9 @@ impl AgentSender {
     ///
     /// As [`send_with`](Self::send_with), never waiting.
     pub fn try_send(&self, to: AgentId, payload: impl Into<Payload>) -> Result<MessageId> {
-        let payload = self.shared.prepare(payload.into())?;
+        let payload = self.bus.prepare(payload.into())?;
         let env = self.message(to, Kind::Message, Priority::Normal, payload);
-        let fut = self.shared.send_one(env, Wait::Never, false);
+        let fut = self.bus.send_one(env, Wait::Never, false);
         // With `Wait::Never` the future completes on its first poll.
         match poll_once(fut) {
             Some(result) => result,
@@ -109,8 +105,8 @@ impl AgentSender {
     /// error.
     pub async fn broadcast(&self, payload: impl Into<Payload>) -> Result<usize> {
         tokio::task::coop::consume_budget().await;
-        let payload = self.shared.prepare(payload.into())?;
-        self.shared
+        let payload = self.bus.prepare(payload.into())?;
+        self.bus
             .fan_out(self.slot.id, Audience::Everyone, Priority::Normal, payload)
             .await
     }
@@ -129,8 +125,8 @@ impl AgentSender {
         priority: Priority,
     ) -> Result<usize> {
         tokio::task::coop::consume_budget().await;
-        let payload = self.shared.prepare(payload.into())?;
-        self.shared
+        let payload = self.bus.prepare(payload.into())?;
+        self.bus
             .fan_out(self.slot.id, Audience::Topic(topic), priority, payload)
             .await
     }
@@ -143,14 +139,14 @@ impl AgentSender {
         payload: impl Into<Payload>,
         timeout: Duration,
     ) -> Result<Envelope> {
-        let payload = self.shared.prepare(payload.into())?;
+        let payload = self.bus.prepare(payload.into())?;
         let env = self.message(to, Kind::Request, Priority::High, payload);
         let id = env.id;
         // Dropping this future at any await below drops `pending`, which removes the entry.
-        let (pending, reply) = self.shared.requests.insert(id, to);
-        self.shared.send_one(env, Wait::Policy, true).await?;
-        self.shared.metrics.requests.fetch_add(1, Ordering::Relaxed);
-        let outcome = self.shared.await_reply(id, reply, timeout).await;
+        let (pending, reply) = self.bus.requests.insert(id, to);
+        self.bus.send_one(env, Wait::Policy, true).await?;
+        self.bus.metrics.requests.add(1);
+        let outcome = self.bus.await_reply(id, reply, timeout).await;
         if !matches!(outcome, Err(Error::RequestTimeout { .. })) {
             // A reply took the entry, or shutdown cleared the table.
             pending.answered();
@@ -164,32 +160,32 @@ impl AgentSender {
         if !request.is_request() {
             return Err(Error::NotARequest(request.id));
         }
-        if self.shared.closing.load(Ordering::Acquire) {
-            return self.shared.metrics.fail(Error::ShuttingDown);
+        if self.bus.is_closing() {
+            return self.bus.metrics.fail(Error::ShuttingDown);
         }
-        let payload = self.shared.prepare(payload.into())?;
-        self.shared.flush_to(request.from);
+        let payload = self.bus.prepare(payload.into())?;
+        self.bus.flush_to(request.from);
         let env = self.message(
             request.from,
             Kind::Reply(request.id),
             request.priority,
             payload,
         );
-        self.shared.deliver_reply(env, request.id);
+        self.bus.deliver_reply(env, request.id);
         Ok(())
     }
 
     /// Subscribes to a topic (idempotent).
     pub fn subscribe(&self, topic: &str) -> Result<()> {
-        match self.shared.registry.subscribe(&self.slot, topic) {
+        match self.bus.registry.subscribe(&self.slot, topic) {
             Ok(()) => Ok(()),
-            Err(e) => self.shared.metrics.fail(e),
+            Err(e) => self.bus.metrics.fail(e),
         }
     }
 
     /// Unsubscribes; returns whether it was subscribed.
     pub fn unsubscribe(&self, topic: &str) -> bool {
-        self.shared.registry.unsubscribe(&self.slot, topic)
+        self.bus.registry.unsubscribe(&self.slot, topic)
     }
 }
 
@@ -234,7 +230,7 @@ impl Agent {
     fn recycle(&mut self) {
         if self.hand.capacity() != 0 {
             let buffer = Vec::from(std::mem::take(&mut self.hand));
-            self.sender.shared.pools.batches.put(buffer);
+            self.sender.bus.pools.batches.put(buffer);
         }
     }
 
@@ -250,13 +246,13 @@ impl Agent {
             let now = crate::envelope::nanos_since_epoch(tokio::time::Instant::now());
             let waited = std::time::Duration::from_nanos(now.saturating_sub(first.sent_at));
             self.sender
-                .shared
+                .bus
                 .metrics
                 .latency
                 .observe_n(waited.as_secs_f64(), batch.len() as u64);
         }
-        let metrics = &self.sender.shared.metrics;
-        metrics.received.fetch_add(self.taken, Ordering::Relaxed);
+        let metrics = &self.sender.bus.metrics;
+        metrics.received.add(self.taken);
         self.taken = 1;
         self.hand = batch.into();
         let first = self.hand.pop_front();
@@ -347,19 +343,9 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        let shared = &self.sender.shared;
-        shared.registry.remove(&self.sender.slot);
-        if let Some(bridge) = shared.remote.get() {
-            bridge.local_change(crate::nats::LocalChange::Left(self.sender.slot.id));
-        }
-        let left = self.sender.slot.mailbox.close(&shared.metrics) + self.hand.len();
-        shared
-            .metrics
-            .drop_n(DropReason::RecipientGone, left as u64);
-        shared
-            .metrics
-            .received
-            .fetch_add(self.taken, Ordering::Relaxed);
+        let bus = &self.sender.bus;
+        bus.deregister(&self.sender.slot, self.hand.len());
+        bus.metrics.received.add(self.taken);
     }
 }
 

@@ -41,8 +41,15 @@ pub struct HubConfig {
     /// A message at or above this priority flushes its batch at once. Default `Critical`.
     pub flush_priority: Priority,
     /// Payloads larger than this many bytes are gzip-compressed (kept raw if gzip does not
-    /// shrink them). Default 1024. `usize::MAX` disables compression.
+    /// shrink them) where compression pays: on their way to another hub over NATS, and when
+    /// they join a backlog (see `compress_backlog`). A local send to a recipient that keeps
+    /// up shares the payload's bytes and never compresses. Default 1024. `usize::MAX`
+    /// disables compression.
     pub compress_over: usize,
+    /// A payload over `compress_over` sent to a local mailbox that already holds at least
+    /// this many messages is compressed: it will wait, and compression saves backlog
+    /// memory. Default 256; 0 compresses every local payload over `compress_over`.
+    pub compress_backlog: usize,
     /// gzip level, 0-9. Default 1 (fast).
     pub compression_level: u32,
     /// Largest payload accepted, before compression, and the bound on decompression; a
@@ -87,6 +94,7 @@ impl Default for HubConfig {
             linger: Duration::from_millis(10),
             flush_priority: Priority::Critical,
             compress_over: 1024,
+            compress_backlog: 256,
             compression_level: 1,
             max_payload: 16 * 1024 * 1024,
             mailbox_capacity: 65_536,
@@ -175,7 +183,8 @@ impl HubConfig {
                 ));
             }
         }
-        let smallest = (self.max_payload as u64).saturating_add(crate::budget::ENVELOPE_BYTES);
+        let smallest =
+            (self.max_payload as u64).saturating_add(std::mem::size_of::<crate::Envelope>() as u64);
         if !(smallest..=limits::MAX_QUEUED_BYTES).contains(&self.max_queued_bytes) {
             return bad(format!(
                 "max_queued_bytes must be {smallest} (max_payload + 128, one message of the largest size) to {} (got {})",

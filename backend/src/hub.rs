@@ -1,37 +1,28 @@
-//! The hub: the shared core behind every handle, registration, metrics and shutdown.
+//! The hub: the handle an embedder holds. It owns the bus (`bus/`), and the parts above it:
+//! the worker pool (started on first use), the NATS bridge, the HTTP server, the metrics
+//! snapshot and shutdown.
 
 use crate::agent::{Agent, AgentSender};
-use crate::budget::MemoryBudget;
-use crate::linger::{self, Schedule};
-use crate::mailbox::Mailbox;
-use crate::metrics::{DropReason, FlushReason, MailboxDepth, Metrics, MetricsSnapshot};
-use crate::pool::Pools;
-use crate::registry::{AgentSlot, Registry};
-use crate::request::Requests;
-use crate::workers::WorkerPool;
+use crate::bus::{Bus, Inbound};
+use crate::metrics::{DropReason, FlushReason, MailboxDepth, MetricsSnapshot, SendError};
+use crate::nats::Bridge;
+use crate::workers::{WorkerPool, WorkerStats};
 use crate::{Error, HubConfig, Priority, Result};
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
-/// State shared by the hub and every agent handle.
+/// Everything a hub owns; `Hub` handles share it.
 #[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: HubConfig,
-    pub(crate) metrics: Metrics,
-    pub(crate) pools: Pools,
-    pub(crate) registry: Registry,
-    pub(crate) requests: Requests,
-    /// Bytes queued in agents' mailboxes, against `max_queued_bytes`.
-    pub(crate) budget: Arc<MemoryBudget>,
-    pub(crate) linger: flume::Sender<Schedule>,
-    pub(crate) closing: AtomicBool,
-    pub(crate) workers: WorkerPool,
+struct HubState {
+    bus: Arc<Bus>,
+    /// Started by the first `submit` (or with the hub, per `workers.start_with_hub`).
+    workers: OnceLock<WorkerPool>,
+    workers_starting: Mutex<()>,
     /// The NATS bridge, once connected.
-    pub(crate) remote: std::sync::OnceLock<Arc<crate::nats::Bridge>>,
+    bridge: OnceLock<Arc<Bridge>>,
     started: Instant,
     shutdown_report: Mutex<Option<ShutdownReport>>,
     /// Serializes `shutdown` calls: a second caller waits for the first one's report.
@@ -39,7 +30,7 @@ pub(crate) struct Shared {
     /// The HTTP server, when `metrics_addr` is set; taken by `shutdown`.
     http: Mutex<Option<crate::http::Server>>,
     /// The HTTP server's counters, kept past `shutdown` so the last snapshot still has them.
-    http_counters: std::sync::OnceLock<Arc<crate::http::HttpCounters>>,
+    http_counters: OnceLock<Arc<crate::http::HttpCounters>>,
 }
 
 /// A running hub. Cheap to clone; every clone is the same hub.
@@ -71,7 +62,7 @@ pub(crate) struct Shared {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Hub {
-    shared: Arc<Shared>,
+    state: Arc<HubState>,
 }
 
 /// What shutdown accounted for. In a clean run `undelivered == 0`.
@@ -99,68 +90,85 @@ pub struct ShutdownReport {
     pub flushed_at_shutdown: u64,
 }
 
+/// The HTTP server's view of the hub: weak, so a server never keeps its hub alive.
+struct StatsOf(Weak<HubState>);
+
+impl crate::http::StatsSource for StatsOf {
+    fn snapshot(&self) -> Option<MetricsSnapshot> {
+        self.0.upgrade().map(|state| state.snapshot())
+    }
+
+    fn is_running(&self) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|state| !state.bus.is_closing())
+    }
+}
+
 impl Hub {
     /// Starts a hub on the current tokio runtime.
+    ///
+    /// # Errors
+    /// `NoRuntime` outside a tokio runtime, `Config` for an invalid configuration, `Io`
+    /// when the metrics address cannot be bound, and worker-pool start failures when
+    /// `workers.start_with_hub` is set.
     pub fn start(config: HubConfig) -> Result<Hub> {
         config.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        let (tx, rx) = flume::unbounded();
-        let workers = WorkerPool::start(&config.workers)?;
-        let shared = Arc::new(Shared {
-            pools: Pools::new(&config.pools),
-            metrics: Metrics::default(),
-            registry: Registry::default(),
-            requests: Requests::default(),
-            budget: Arc::new(MemoryBudget::new(config.max_queued_bytes)),
-            linger: tx,
-            closing: AtomicBool::new(false),
-            workers,
-            remote: std::sync::OnceLock::new(),
+        let nats = config.nats.clone();
+        let bus = Bus::start(config, &runtime);
+        let state = Arc::new(HubState {
+            bus,
+            workers: OnceLock::new(),
+            workers_starting: Mutex::new(()),
+            bridge: OnceLock::new(),
             started: Instant::now(),
             shutdown_report: Mutex::new(None),
             shutdown_gate: tokio::sync::Mutex::new(()),
             http: Mutex::new(None),
-            http_counters: std::sync::OnceLock::new(),
-            config,
+            http_counters: OnceLock::new(),
         });
-        runtime.spawn(linger::run(Arc::downgrade(&shared), rx));
-        if let Some(addr) = shared.config.metrics_addr {
-            let token = shared.config.auth_token.clone();
+        let hub = Hub { state };
+        let config = &hub.state.bus.config;
+        if config.workers.start_with_hub {
+            hub.state.workers()?;
+        }
+        if let Some(addr) = config.metrics_addr {
+            let source = Arc::new(StatsOf(Arc::downgrade(&hub.state)));
             let server = crate::http::Server::start_with(
                 addr,
-                Arc::downgrade(&shared),
-                token,
-                shared.config.http,
+                source,
+                config.auth_token.clone(),
+                config.http,
                 &runtime,
             )?;
-            let _ = shared.http_counters.set(server.counters());
-            *shared.http.lock() = Some(server);
+            let _ = hub.state.http_counters.set(server.counters());
+            *hub.state.http.lock() = Some(server);
         }
-        if let Some(nats) = shared.config.nats.clone() {
+        if let Some(nats) = nats {
             // `start` is synchronous: join the swarm in the background. `Hub::connect`
             // waits for it instead.
-            let weak = Arc::downgrade(&shared);
+            let weak = Arc::downgrade(&hub.state);
             runtime.spawn(async move {
-                let Some(shared) = weak.upgrade() else { return };
-                match crate::nats::start(&shared, nats).await {
-                    Ok(bridge) => {
-                        let _ = shared.remote.set(bridge);
-                    }
-                    Err(e) => tracing::error!("joining the swarm over NATS failed: {e}"),
+                let Some(state) = weak.upgrade() else { return };
+                if let Err(e) = state.join_swarm(nats).await {
+                    tracing::error!("joining the swarm over NATS failed: {e}");
                 }
             });
         }
-        Ok(Hub { shared })
+        Ok(hub)
     }
 
     /// Starts a hub and, when `config.nats` is set, waits until it has joined the swarm
-    /// (connected, subscribed, announced). Connection errors surface here.
+    /// (connected, subscribed, announced).
+    ///
+    /// # Errors
+    /// As [`start`](Self::start), and NATS connection errors.
     pub async fn connect(mut config: HubConfig) -> Result<Hub> {
         let nats = config.nats.take();
         let hub = Hub::start(config)?;
         if let Some(nats) = nats {
-            let bridge = crate::nats::start(&hub.shared, nats).await?;
-            let _ = hub.shared.remote.set(bridge);
+            hub.state.join_swarm(nats).await?;
         }
         Ok(hub)
     }
@@ -168,125 +176,120 @@ impl Hub {
     /// Whether `id` can be reached now: a local agent, or one the directory knows on
     /// another hub.
     pub fn knows(&self, id: crate::AgentId) -> bool {
-        self.shared.route(id, |_| ()).is_some()
+        self.state.bus.route(id, |_| ()).is_some()
     }
 
     /// Registers an agent under `name` (names need not be unique; ids are).
+    ///
+    /// # Errors
+    /// `ShuttingDown` once shutdown has begun.
     pub fn register(&self, name: impl Into<String>) -> Result<Agent> {
-        let shared = &self.shared;
-        if shared.closing.load(Ordering::Acquire) {
-            return shared.metrics.fail(Error::ShuttingDown);
-        }
-        let id = crate::AgentId::new_v4();
-        let slot = Arc::new(AgentSlot {
-            id,
-            name: Arc::from(name.into()),
-            mailbox: Arc::new(
-                Mailbox::new(shared.config.mailbox_capacity, shared.config.overflow)
-                    .with_budget(shared.budget.clone()),
-            ),
-            topics: Mutex::new(Vec::new()),
-        });
-        shared.registry.insert(slot.clone());
-        if let Some(bridge) = shared.remote.get() {
-            bridge.local_change(crate::nats::LocalChange::Joined(id));
-        }
-        Ok(Agent::new(AgentSender::new(shared.clone(), slot)))
+        let bus = &self.state.bus;
+        let slot = bus.register(name.into())?;
+        Ok(Agent::new(AgentSender::new(bus.clone(), slot)))
     }
 
     /// The configuration the hub runs with.
     pub fn config(&self) -> &HubConfig {
-        &self.shared.config
+        &self.state.bus.config
     }
 
     /// The address the HTTP server is bound to (the real port when `metrics_addr` asked for
     /// port 0); `None` without a server or after `shutdown`.
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
-        self.shared.http.lock().as_ref().map(|s| s.local_addr())
+        self.state.http.lock().as_ref().map(|s| s.local_addr())
     }
 
     /// Number of registered agents.
     pub fn agent_count(&self) -> usize {
-        self.shared.registry.len()
+        self.state.bus.registry.len()
     }
 
     /// Flushes every open batch now.
     pub fn flush(&self) {
-        let shared = &self.shared;
-        if let Some(bridge) = shared.remote.get() {
-            bridge.flush_links(shared, FlushReason::Explicit);
-        }
-        shared.registry.for_each(|slot| {
-            let mut batch = slot.mailbox.batch.lock();
-            slot.mailbox
-                .flush(&mut batch, FlushReason::Explicit, &shared.metrics);
-        });
+        self.state.bus.flush_all(FlushReason::Explicit);
     }
 
-    /// Runs `work` on the elastic worker pool and returns its result.
+    /// Runs `work` on the elastic worker pool and returns its result. The pool starts on
+    /// the first call.
+    ///
+    /// # Errors
+    /// `ShuttingDown` once shutdown has begun; `TaskPanicked` when `work` panics.
     pub async fn submit<F, T>(&self, priority: Priority, work: F) -> Result<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.shared.workers.submit(priority, work).await
+        self.state.workers()?.submit(priority, work).await
     }
 
     /// Runs every unit on the worker pool in parallel; results come back in input order.
+    ///
+    /// # Errors
+    /// As [`submit`](Self::submit).
     pub async fn submit_batch<I, F, T>(&self, priority: Priority, units: I) -> Result<Vec<T>>
     where
         I: IntoIterator<Item = F>,
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.shared.workers.submit_batch(priority, units).await
+        self.state.workers()?.submit_batch(priority, units).await
     }
 
-    /// Every figure of the hub now.
+    /// Whether the worker pool has started (on the first `submit`, or with the hub).
+    pub fn workers_started(&self) -> bool {
+        self.state.workers.get().is_some()
+    }
+
+    /// Every figure of the hub now. Its cost does not grow with the number of agents.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.shared.snapshot()
+        self.state.snapshot()
     }
 
     /// Whether `shutdown` has begun.
     pub fn is_shutting_down(&self) -> bool {
-        self.shared.closing.load(Ordering::Acquire)
+        self.state.bus.is_closing()
     }
 
     /// Stops accepting, flushes every batch, hands every accepted message to its mailbox,
     /// stops the worker pool after its queued units, and reports. Agents can still `recv`
     /// what is queued; then `recv` returns `None`. Calling it again returns the same report.
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for transports that can fail to close.
     pub async fn shutdown(&self) -> Result<ShutdownReport> {
-        let shared = &self.shared;
+        let state = &self.state;
+        let bus = &state.bus;
         // Refuse new work at once, even while an earlier call still holds the gate.
-        shared.closing.store(true, Ordering::Release);
-        let _gate = shared.shutdown_gate.lock().await;
-        if let Some(report) = *shared.shutdown_report.lock() {
+        bus.close();
+        let _gate = state.shutdown_gate.lock().await;
+        if let Some(report) = *state.shutdown_report.lock() {
             return Ok(report);
         }
-        let before = shared.metrics.flushes.get(FlushReason::Shutdown as usize);
-        let slots = shared.registry.slots();
+        let m = &bus.metrics;
+        let before = m.flushes.get(FlushReason::Shutdown as usize);
+        let slots = bus.registry.slots();
         for slot in &slots {
             slot.mailbox.wake_senders();
         }
         for slot in &slots {
-            let mut batch = slot.mailbox.batch.lock();
-            slot.mailbox
-                .flush(&mut batch, FlushReason::Shutdown, &shared.metrics);
+            slot.mailbox.flush(FlushReason::Shutdown);
         }
-        let leftovers = match shared.remote.get() {
-            Some(bridge) => bridge.shutdown(shared).await,
+        let leftovers = match state.bridge.get() {
+            Some(bridge) => bridge.shutdown().await,
             None => Default::default(),
         };
-        shared.workers.shutdown().await;
-        shared.requests.clear();
+        if let Some(workers) = state.workers.get() {
+            workers.shutdown().await;
+        }
+        bus.requests.clear();
         for slot in &slots {
             slot.mailbox.seal();
         }
-        let m = &shared.metrics;
-        let sent = m.sent.load(Ordering::Relaxed);
-        let delivered = m.delivered.load(Ordering::Relaxed);
-        let forwarded = m.forwarded.load(Ordering::Relaxed);
-        let gone_before_mailbox = m.lost_before_mailbox.load(Ordering::Relaxed);
+        let sent = m.sent.get();
+        let delivered = m.delivered.get();
+        let forwarded = m.forwarded.get();
+        let gone_before_mailbox = m.lost_before_mailbox.get();
         let report = ShutdownReport {
             sent,
             delivered,
@@ -297,8 +300,8 @@ impl Hub {
             queued: slots.iter().map(|s| s.mailbox.depth() as u64).sum(),
             flushed_at_shutdown: m.flushes.get(FlushReason::Shutdown as usize) - before,
         };
-        *shared.shutdown_report.lock() = Some(report);
-        let http = shared.http.lock().take();
+        *state.shutdown_report.lock() = Some(report);
+        let http = state.http.lock().take();
         if let Some(server) = http {
             server.stop().await;
         }
@@ -308,15 +311,40 @@ impl Hub {
 
 #[cfg(test)]
 impl Hub {
-    /// The core, for the crate's unit tests.
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+    /// The bus, for the crate's unit tests.
+    pub(crate) fn bus(&self) -> &Arc<Bus> {
+        &self.state.bus
     }
 }
 
-impl Shared {
-    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
-        let m = &self.metrics;
+impl HubState {
+    /// The worker pool, started now if it was not.
+    fn workers(&self) -> Result<&WorkerPool> {
+        if let Some(pool) = self.workers.get() {
+            return Ok(pool);
+        }
+        if self.bus.is_closing() {
+            return Err(Error::ShuttingDown);
+        }
+        let _starting = self.workers_starting.lock();
+        if let Some(pool) = self.workers.get() {
+            return Ok(pool);
+        }
+        let pool = WorkerPool::start(&self.bus.config.workers)?;
+        Ok(self.workers.get_or_init(|| pool))
+    }
+
+    /// Connects to NATS and plugs the bridge in as the bus's transport.
+    async fn join_swarm(&self, nats: crate::nats::NatsConfig) -> Result<()> {
+        let bridge = crate::nats::start(Inbound::new(&self.bus), nats).await?;
+        self.bus.set_transport(bridge.clone());
+        let _ = self.bridge.set(bridge);
+        Ok(())
+    }
+
+    fn snapshot(&self) -> MetricsSnapshot {
+        let bus = &self.bus;
+        let m = &bus.metrics;
         let labeled = |names: &[&'static str], get: &dyn Fn(usize) -> u64| {
             names
                 .iter()
@@ -325,33 +353,32 @@ impl Shared {
                 .collect::<BTreeMap<_, _>>()
         };
         let drop_names: Vec<_> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
-        let err_names: Vec<_> = crate::metrics::SendError::ALL
-            .iter()
-            .map(|r| r.as_str())
-            .collect();
+        let err_names: Vec<_> = SendError::ALL.iter().map(|r| r.as_str()).collect();
         let flush_names: Vec<_> = FlushReason::ALL.iter().map(|r| r.as_str()).collect();
         let latency = m.latency.snapshot();
-        let raw = m.bytes_raw.load(Ordering::Relaxed);
-        let wire = m.bytes_wire.load(Ordering::Relaxed);
-        let slots = self.registry.slots();
-        let mut depths: Vec<MailboxDepth> = slots
-            .iter()
-            .map(|s| MailboxDepth {
-                agent: s.id,
-                name: s.name.to_string(),
-                depth: s.mailbox.depth() as u64,
+        let raw = m.bytes_raw.get();
+        let wire = m.bytes_wire.get();
+        let depths: Vec<MailboxDepth> = bus
+            .deepest
+            .top(10)
+            .into_iter()
+            .map(|(agent, depth)| MailboxDepth {
+                agent,
+                name: bus
+                    .registry
+                    .name_of(agent)
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+                depth: depth as u64,
             })
             .collect();
-        let total: u64 = depths.iter().map(|d| d.depth).sum();
-        depths.sort_unstable_by_key(|d| std::cmp::Reverse(d.depth));
-        depths.truncate(10);
         MetricsSnapshot {
             uptime_seconds: self.started.elapsed().as_secs_f64(),
-            agents: slots.len() as u64,
-            topics: self.registry.topic_count() as u64,
-            messages_sent: m.sent.load(Ordering::Relaxed),
-            messages_delivered: m.delivered.load(Ordering::Relaxed),
-            messages_received: m.received.load(Ordering::Relaxed),
+            agents: bus.registry.len() as u64,
+            topics: bus.registry.topic_count() as u64,
+            messages_sent: m.sent.get(),
+            messages_delivered: m.delivered.get(),
+            messages_received: m.received.get(),
             messages_dropped: labeled(&drop_names, &|i| m.dropped.get(i)),
             send_errors: labeled(&err_names, &|i| m.errors.get(i)),
             batches_flushed: labeled(&flush_names, &|i| m.flushes.get(i)),
@@ -361,24 +388,27 @@ impl Shared {
             delivery_latency_seconds: latency,
             payload_bytes_raw: raw,
             payload_bytes_wire: wire,
-            compressed_messages: m.compressed.load(Ordering::Relaxed),
-            incompressible_messages: m.incompressible.load(Ordering::Relaxed),
+            compressed_messages: m.compressed.get(),
+            incompressible_messages: m.incompressible.get(),
             compression_ratio: if wire == 0 {
                 1.0
             } else {
                 raw as f64 / wire as f64
             },
-            pools: self.pools.stats(),
-            queued_bytes: self.budget.used(),
-            queued_bytes_budget: self.budget.limit(),
-            mailbox_depth_total: total,
+            pools: bus.pools.stats(),
+            queued_bytes: bus.budget.used(),
+            queued_bytes_budget: bus.budget.limit(),
+            mailbox_depth_total: bus.queued_total(),
             mailbox_depth_max: depths.first().map_or(0, |d| d.depth),
             deepest_mailboxes: depths,
-            requests: m.requests.load(Ordering::Relaxed),
-            replies: m.replies.load(Ordering::Relaxed),
-            pending_requests: self.requests.len() as u64,
-            workers: self.workers.stats(),
-            nats: self.remote.get().map(|b| b.stats()),
+            requests: m.requests.get(),
+            replies: m.replies.get(),
+            pending_requests: bus.requests.len() as u64,
+            workers: self
+                .workers
+                .get()
+                .map_or_else(WorkerStats::default, WorkerPool::stats),
+            nats: self.bridge.get().map(|b| b.stats()),
             http: self.http_counters.get().map(|c| c.snapshot()),
         }
     }

@@ -33,8 +33,6 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod agent;
-mod batch;
-mod budget;
 mod bus;
 mod codec;
 pub mod config;
@@ -44,15 +42,11 @@ mod error;
 pub mod http;
 mod hub;
 mod id;
-mod linger;
-mod mailbox;
 pub mod metrics;
 pub mod nats;
 mod payload;
 mod pool;
 mod priority;
-mod registry;
-mod request;
 pub mod workers;
 
 pub use agent::{Agent, AgentSender};

@@ -211,7 +211,7 @@ pub(crate) struct Pools {
     pub(crate) strings: BufferPool<String>,
     pub(crate) bytes: BufferPool<Vec<u8>>,
     pub(crate) uuids: BufferPool<Vec<AgentId>>,
-    pub(crate) batches: BufferPool<Vec<crate::Envelope>>,
+    pub(crate) batches: std::sync::Arc<BufferPool<Vec<crate::Envelope>>>,
 }
 
 impl Pools {
@@ -224,7 +224,7 @@ impl Pools {
         let (n, s, e, i) = p("uuids", config.uuids);
         let uuids = BufferPool::new(n, s, e, i);
         let (n, s, e, i) = p("batches", config.batches);
-        let batches = BufferPool::new(n, s, e, i);
+        let batches = std::sync::Arc::new(BufferPool::new(n, s, e, i));
         Self {
             strings,
             bytes,

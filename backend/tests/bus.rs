@@ -47,14 +47,14 @@ async fn size_flush_at_exactly_max_messages() {
     let hub = Hub::start(config()).unwrap();
     let a = hub.register("a").unwrap();
     let mut b = hub.register("b").unwrap();
+    // b is busy (not receiving): the batch forms.
     for i in 0..49 {
         a.send(b.id(), format!("{i}")).await.unwrap();
     }
-    assert!(
-        b.try_recv().is_none(),
-        "49 messages must still wait in the batch"
-    );
+    assert_eq!(b.pending(), 0, "49 messages must still wait in the batch");
+    assert_eq!(hub.metrics().messages_sent, 0);
     a.send(b.id(), "49").await.unwrap();
+    assert_eq!(b.pending(), 50, "the 50th flushes the batch");
     for i in 0..50 {
         assert_eq!(
             text(&b.try_recv().expect("the 50th flushes the batch")),
@@ -73,18 +73,24 @@ async fn linger_flush_after_exactly_linger() {
     let hub = Hub::start(config()).unwrap();
     let a = hub.register("a").unwrap();
     let mut b = hub.register("b").unwrap();
+    // b is busy (not receiving): "x" waits in the open batch for at most the linger.
     a.send(b.id(), "x").await.unwrap();
     tokio::time::sleep(Duration::from_micros(9_900)).await;
-    assert!(b.try_recv().is_none(), "flushed before the linger elapsed");
+    assert_eq!(b.pending(), 0, "flushed before the linger elapsed");
     tokio::time::sleep(Duration::from_micros(200)).await;
+    assert_eq!(b.pending(), 1, "flushed by linger");
     let env = b.try_recv().expect("flushed by linger");
     assert_eq!(text(&env), "x");
     assert_eq!(hub.metrics().batches_flushed["linger"], 1);
-    // recv waits out the linger by itself.
+    // A recipient that asks for messages takes the open batch at once: the linger is an
+    // upper bound, never the wait of a recipient that is ready.
     a.send(b.id(), "y").await.unwrap();
     let started = tokio::time::Instant::now();
     assert_eq!(text(&b.recv().await.unwrap()), "y");
-    assert_eq!(started.elapsed(), Duration::from_millis(10));
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    let m = hub.metrics();
+    assert_eq!(m.batches_flushed["waiting"], 1);
+    assert_eq!(m.batches_flushed["linger"], 1);
     hub.shutdown().await.unwrap();
 }
 
@@ -159,9 +165,17 @@ async fn fifo_per_pair_with_many_concurrent_senders() {
     assert_eq!(report.sent, (SENDERS * EACH as usize) as u64);
 }
 
+/// Every local payload over `compress_over` compressed (`compress_backlog: 0`), as for a
+/// recipient with a backlog or a remote one.
+fn compressing() -> HubConfig {
+    let mut c = config();
+    c.compress_backlog = 0;
+    c
+}
+
 #[tokio::test]
 async fn compression_threshold_is_strictly_over_1024() {
-    let hub = Hub::start(config()).unwrap();
+    let hub = Hub::start(compressing()).unwrap();
     let a = hub.register("a").unwrap();
     let mut b = hub.register("b").unwrap();
     let at = vec![b'a'; 1024];
@@ -183,9 +197,52 @@ async fn compression_threshold_is_strictly_over_1024() {
     hub.shutdown().await.unwrap();
 }
 
+/// Local delivery shares the payload's bytes: a recipient without a backlog gets them raw,
+/// and nothing is spent on gzip.
+#[tokio::test]
+async fn a_local_send_without_a_backlog_is_not_compressed() {
+    let hub = Hub::start(config()).unwrap();
+    let a = hub.register("a").unwrap();
+    let mut b = hub.register("b").unwrap();
+    let big = vec![b'a'; 64 * 1024];
+    a.send(b.id(), big.clone()).await.unwrap();
+    let env = b.recv().await.unwrap();
+    assert!(!env.payload().is_compressed());
+    assert_eq!(&*env.payload().bytes().unwrap(), &big[..]);
+    let m = hub.metrics();
+    assert_eq!((m.compressed_messages, m.incompressible_messages), (0, 0));
+    hub.shutdown().await.unwrap();
+}
+
+/// A payload that joins a backlog of `compress_backlog` messages is compressed: it waits,
+/// and gzip saves the memory it waits in.
+#[tokio::test]
+async fn a_payload_joining_a_backlog_is_compressed() {
+    let mut cfg = config();
+    cfg.compress_backlog = 100;
+    let hub = Hub::start(cfg).unwrap();
+    let a = hub.register("a").unwrap();
+    let mut b = hub.register("b").unwrap();
+    for i in 0..100u32 {
+        a.send(b.id(), i.to_be_bytes().to_vec()).await.unwrap();
+    }
+    hub.flush();
+    assert_eq!(b.pending(), 100);
+    let big = vec![b'z'; 4096];
+    a.send(b.id(), big.clone()).await.unwrap();
+    for _ in 0..100 {
+        b.recv().await.unwrap();
+    }
+    let env = b.recv().await.unwrap();
+    assert!(env.payload().is_compressed());
+    assert_eq!(&*env.payload().bytes().unwrap(), &big[..]);
+    assert_eq!(hub.metrics().compressed_messages, 1);
+    hub.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn incompressible_data_stays_raw() {
-    let hub = Hub::start(config()).unwrap();
+    let hub = Hub::start(compressing()).unwrap();
     let a = hub.register("a").unwrap();
     let mut b = hub.register("b").unwrap();
     let noise = noise(8192);
@@ -628,7 +685,8 @@ async fn request_reply_echo_of_mixed_payloads() {
     for r in requesters {
         r.await.unwrap();
     }
-    assert!(hub.metrics().compressed_messages > 0);
+    // Local requests and replies share their bytes: nothing was worth compressing.
+    assert_eq!(hub.metrics().compressed_messages, 0);
     hub.shutdown().await.unwrap();
     for r in responders {
         r.await.unwrap();

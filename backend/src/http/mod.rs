@@ -14,7 +14,7 @@ pub mod prometheus;
 
 pub use conn::{HttpLimits, HttpStats};
 
-use crate::hub::Shared;
+use crate::metrics::MetricsSnapshot;
 use crate::Result;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -22,13 +22,22 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use auth::{AuthState, HostRule};
 pub(crate) use conn::HttpCounters;
+
+/// What the server reads: the hub's figures while it runs. The hub implements it over a
+/// weak handle, so a server never keeps its hub alive.
+pub(crate) trait StatsSource: Send + Sync + 'static {
+    /// A fresh snapshot; `None` once the hub is gone.
+    fn snapshot(&self) -> Option<MetricsSnapshot>;
+    /// Whether the hub is running and not shutting down.
+    fn is_running(&self) -> bool;
+}
 
 /// How long `stop` waits for open connections before cutting them.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -52,7 +61,7 @@ impl Server {
     /// `limits` (`HubConfig::http`).
     pub(crate) fn start_with(
         addr: SocketAddr,
-        hub: Weak<Shared>,
+        hub: Arc<dyn StatsSource>,
         token: Option<String>,
         limits: HttpLimits,
         runtime: &tokio::runtime::Handle,
@@ -138,14 +147,14 @@ impl Server {
     }
 }
 
-type AppState = Weak<Shared>;
+type AppState = Arc<dyn StatsSource>;
 
 /// Whether serving `addr` is open to other machines with nothing guarding it.
 fn exposed_without_token(addr: SocketAddr, has_token: bool) -> bool {
     !has_token && !addr.ip().is_loopback()
 }
 
-fn router(hub: Weak<Shared>, auth: AuthState) -> Router {
+fn router(hub: AppState, auth: AuthState) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics))
@@ -164,20 +173,17 @@ fn gone() -> Response {
 }
 
 async fn healthz(State(hub): State<AppState>) -> Response {
-    match hub.upgrade() {
-        Some(shared) if !shared.closing.load(std::sync::atomic::Ordering::Acquire) => {
-            "ok".into_response()
-        }
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
+    if hub.is_running() {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
     }
 }
 
 async fn metrics(State(hub): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(shared) = hub.upgrade() else {
+    let Some(snapshot) = hub.snapshot() else {
         return gone();
     };
-    let snapshot = shared.snapshot();
-    drop(shared);
     let openmetrics = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -200,11 +206,9 @@ async fn metrics(State(hub): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 async fn stats(State(hub): State<AppState>) -> Response {
-    let Some(shared) = hub.upgrade() else {
+    let Some(snapshot) = hub.snapshot() else {
         return gone();
     };
-    let snapshot = shared.snapshot();
-    drop(shared);
     match serde_json::to_vec(&snapshot) {
         Ok(body) => (
             [
@@ -241,11 +245,23 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
+    /// No hub: routes that need the hub answer 503.
+    struct NoHub;
+
+    impl super::StatsSource for NoHub {
+        fn snapshot(&self) -> Option<crate::MetricsSnapshot> {
+            None
+        }
+        fn is_running(&self) -> bool {
+            false
+        }
+    }
+
     /// A server with `limits` and no hub behind it (routes that need the hub answer 503).
     fn server(limits: HttpLimits) -> Server {
         Server::start_with(
             "127.0.0.1:0".parse().unwrap(),
-            std::sync::Weak::new(),
+            std::sync::Arc::new(NoHub),
             None,
             limits,
             &tokio::runtime::Handle::current(),

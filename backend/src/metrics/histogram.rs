@@ -3,8 +3,8 @@
 //! Hot paths should record into a [`LocalHistogram`] and [`Histogram::merge`] it once per
 //! batch, so the shared cache line is touched per batch, not per message.
 
+use super::Counter;
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Upper bounds (inclusive) shared by a family of histograms, ascending; `+Inf` is implicit.
 pub type Bounds = &'static [f64];
@@ -20,15 +20,14 @@ pub const COUNTS: Bounds = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 49.0, 50.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];
 
-/// A shared histogram: one atomic counter per bucket plus an atomic sum.
+/// A shared histogram: one striped counter per bucket plus a striped sum.
 #[derive(Debug)]
 pub struct Histogram {
     bounds: Bounds,
     // One more than bounds: the last is +Inf.
-    buckets: Box<[AtomicU64]>,
-    count: AtomicU64,
+    buckets: Box<[Counter]>,
     // Sum as f64 bits would need a CAS loop; keep it in integer micro-units instead.
-    sum_micros: AtomicU64,
+    sum_micros: Counter,
 }
 
 impl Histogram {
@@ -36,9 +35,8 @@ impl Histogram {
     pub fn new(bounds: Bounds) -> Self {
         Self {
             bounds,
-            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
-            sum_micros: AtomicU64::new(0),
+            buckets: (0..=bounds.len()).map(|_| Counter::default()).collect(),
+            sum_micros: Counter::default(),
         }
     }
 
@@ -53,10 +51,8 @@ impl Histogram {
             return;
         }
         let i = bucket_index(self.bounds, value);
-        self.buckets[i].fetch_add(n, Ordering::Relaxed);
-        self.count.fetch_add(n, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add(to_micros(value).saturating_mul(n), Ordering::Relaxed);
+        self.buckets[i].add(n);
+        self.sum_micros.add(to_micros(value).saturating_mul(n));
     }
 
     /// Adds a local histogram's counts (with the same bounds) and clears it.
@@ -67,13 +63,11 @@ impl Histogram {
         debug_assert_eq!(local.buckets.len(), self.buckets.len());
         for (shared, n) in self.buckets.iter().zip(local.buckets.iter_mut()) {
             if *n != 0 {
-                shared.fetch_add(*n, Ordering::Relaxed);
+                shared.add(*n);
                 *n = 0;
             }
         }
-        self.count.fetch_add(local.count, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add(to_micros(local.sum), Ordering::Relaxed);
+        self.sum_micros.add(to_micros(local.sum));
         local.count = 0;
         local.sum = 0.0;
     }
@@ -85,15 +79,11 @@ impl Histogram {
 
     /// A consistent-enough copy of the counts.
     pub fn snapshot(&self) -> HistogramSnapshot {
-        let counts: Vec<u64> = self
-            .buckets
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
-            .collect();
+        let counts: Vec<u64> = self.buckets.iter().map(Counter::get).collect();
         HistogramSnapshot {
             bounds: self.bounds.to_vec(),
             count: counts.iter().sum(),
-            sum: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            sum: self.sum_micros.get() as f64 / 1e6,
             counts,
         }
     }

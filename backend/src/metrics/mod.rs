@@ -4,13 +4,14 @@
 //! `/metrics`, `/api/stats` and the code cannot drift apart. Hot paths add to them once per
 //! batch, not once per message.
 
+mod counter;
 pub mod histogram;
 mod snapshot;
 
+pub(crate) use counter::stripe;
+pub use counter::Counter;
 pub use histogram::{Histogram, HistogramSnapshot, LocalHistogram};
 pub use snapshot::{MailboxDepth, MetricsSnapshot};
-
-use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! label_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $label:literal,)+ }) => {
@@ -47,6 +48,8 @@ label_enum!(
         Explicit => "explicit",
         /// The hub shut down.
         Shutdown => "shutdown",
+        /// Its recipient was waiting for messages and took it as soon as it had one.
+        Waiting => "waiting",
     }
 );
 
@@ -108,70 +111,75 @@ label_enum!(
 
 /// A counter per label value.
 #[derive(Debug)]
-pub(crate) struct LabeledCounter<const N: usize>([AtomicU64; N]);
+pub(crate) struct LabeledCounter<const N: usize>([Counter; N]);
 
 impl<const N: usize> Default for LabeledCounter<N> {
     fn default() -> Self {
-        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+        Self(std::array::from_fn(|_| Counter::default()))
     }
 }
 
 impl<const N: usize> LabeledCounter<N> {
     pub(crate) fn add(&self, index: usize, n: u64) {
-        self.0[index].fetch_add(n, Ordering::Relaxed);
+        self.0[index].add(n);
     }
 
     pub(crate) fn get(&self, index: usize) -> u64 {
-        self.0[index].load(Ordering::Relaxed)
+        self.0[index].get()
     }
 
     pub(crate) fn total(&self) -> u64 {
-        self.0.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        self.0.iter().map(Counter::get).sum()
     }
 }
 
 /// The core's counters. One per hub.
 #[derive(Debug)]
 pub(crate) struct Metrics {
-    pub(crate) sent: AtomicU64,
-    pub(crate) delivered: AtomicU64,
+    pub(crate) sent: Counter,
+    pub(crate) delivered: Counter,
     /// Messages handed to the NATS client for remote hubs.
-    pub(crate) forwarded: AtomicU64,
-    pub(crate) received: AtomicU64,
+    pub(crate) forwarded: Counter,
+    pub(crate) received: Counter,
     pub(crate) dropped: LabeledCounter<{ DropReason::ALL.len() }>,
     pub(crate) errors: LabeledCounter<{ SendError::ALL.len() }>,
     pub(crate) flushes: LabeledCounter<{ FlushReason::ALL.len() }>,
     pub(crate) batch_size: Histogram,
     pub(crate) latency: Histogram,
-    pub(crate) bytes_raw: AtomicU64,
-    pub(crate) bytes_wire: AtomicU64,
-    pub(crate) compressed: AtomicU64,
-    pub(crate) incompressible: AtomicU64,
-    pub(crate) requests: AtomicU64,
-    pub(crate) replies: AtomicU64,
+    pub(crate) bytes_raw: Counter,
+    pub(crate) bytes_wire: Counter,
+    pub(crate) compressed: Counter,
+    pub(crate) incompressible: Counter,
+    pub(crate) requests: Counter,
+    pub(crate) replies: Counter,
     /// Accepted messages dropped before reaching a mailbox (for the shutdown accounting).
-    pub(crate) lost_before_mailbox: AtomicU64,
+    pub(crate) lost_before_mailbox: Counter,
+    /// Delivered messages dropped from a mailbox unread (evicted, or their agent left), so
+    /// the depth of every mailbox together is `delivered - received - queue_dropped`,
+    /// without visiting any mailbox.
+    pub(crate) queue_dropped: Counter,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self {
-            sent: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
-            forwarded: AtomicU64::new(0),
-            received: AtomicU64::new(0),
+            sent: Counter::default(),
+            delivered: Counter::default(),
+            forwarded: Counter::default(),
+            received: Counter::default(),
             dropped: LabeledCounter::default(),
             errors: LabeledCounter::default(),
             flushes: LabeledCounter::default(),
             batch_size: Histogram::new(histogram::COUNTS),
             latency: Histogram::new(histogram::SECONDS),
-            bytes_raw: AtomicU64::new(0),
-            bytes_wire: AtomicU64::new(0),
-            compressed: AtomicU64::new(0),
-            incompressible: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
-            replies: AtomicU64::new(0),
-            lost_before_mailbox: AtomicU64::new(0),
+            bytes_raw: Counter::default(),
+            bytes_wire: Counter::default(),
+            compressed: Counter::default(),
+            incompressible: Counter::default(),
+            requests: Counter::default(),
+            replies: Counter::default(),
+            lost_before_mailbox: Counter::default(),
+            queue_dropped: Counter::default(),
         }
     }
 }

@@ -15,11 +15,11 @@ use super::control::{self, Announcement, Control};
 use super::link::Stream;
 use super::stats::{BridgeStats, Refusal};
 use super::{Bridge, LocalChange};
-use crate::hub::Shared;
+use crate::bus::Inbound;
 use crate::metrics::DropReason;
 use crate::{AgentId, Error, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -100,7 +100,7 @@ impl HelloLimiter {
 
 /// The directory task's state.
 struct Announcer {
-    shared: Weak<Shared>,
+    bus: Inbound,
     bridge: Arc<Bridge>,
     hello: HelloLimiter,
     last_tick: Instant,
@@ -109,7 +109,7 @@ struct Announcer {
 
 /// Runs until the hub is gone or the subscription ends.
 pub(super) async fn run(
-    shared: Weak<Shared>,
+    bus: Inbound,
     bridge: Arc<Bridge>,
     mut sub: async_nats::Subscriber,
     early: Vec<async_nats::Message>,
@@ -119,7 +119,7 @@ pub(super) async fn run(
     use futures_util::StreamExt;
     let heartbeat = bridge.config.heartbeat;
     let mut me = Announcer {
-        shared,
+        bus,
         hello: HelloLimiter {
             every: heartbeat,
             last: None,
@@ -192,12 +192,7 @@ async fn sleep_until(at: Option<Instant>) {
 
 impl Announcer {
     fn is_local(&self) -> impl Fn(AgentId) -> bool + '_ {
-        let shared = self.shared.upgrade();
-        move |id| {
-            shared
-                .as_ref()
-                .is_some_and(|s| s.registry.with_mailbox(id, |_| ()).is_some())
-        }
+        move |id| self.bus.hosts(id)
     }
 
     /// Publishes a list in parts that fit the server.
@@ -215,12 +210,10 @@ impl Announcer {
     }
 
     async fn say_hello(&self, reply: bool) {
-        let Some(shared) = self.shared.upgrade() else {
+        if self.bus.is_gone() {
             return;
-        };
-        let mut agents = Vec::with_capacity(shared.registry.len());
-        shared.registry.for_each(|slot| agents.push(slot.id));
-        drop(shared);
+        }
+        let agents = self.bus.agents();
         let room = self
             .bridge
             .max_message
@@ -244,9 +237,9 @@ impl Announcer {
     /// Heartbeat: pause detection, the beat, confirmation of what was published, expiry.
     /// False when the hub is gone.
     async fn tick(&mut self) -> bool {
-        let Some(shared) = self.shared.upgrade() else {
+        if self.bus.is_gone() {
             return false;
-        };
+        }
         let bridge = &self.bridge;
         let now = Instant::now();
         let slept = now.duration_since(self.last_tick);
@@ -261,7 +254,7 @@ impl Announcer {
         }
         bridge
             .announce(Control::Beat {
-                agents: shared.registry.len() as u64,
+                agents: self.bus.agent_count() as u64,
             })
             .await;
         self.confirm();
@@ -286,15 +279,15 @@ impl Announcer {
             .sweep(grace, bridge.config.departed_retention)
         {
             if let Some(ends) = &swept.bye {
-                self.settle(&shared, &swept.node, ends);
+                self.settle(&swept.node, ends);
             }
-            bridge.close_link(&shared, &swept.node);
+            bridge.close_link(&swept.node);
         }
         true
     }
 
     /// Counts messages a departed hub said it sent on its streams to us but that never came.
-    fn settle(&self, shared: &Shared, node: &super::RemoteNode, ends: &[control::StreamEnd]) {
+    fn settle(&self, node: &super::RemoteNode, ends: &[control::StreamEnd]) {
         let me = &self.bridge.config.node;
         let mut lost = 0;
         let mut streams = node.streams.lock();
@@ -312,7 +305,7 @@ impl Announcer {
         drop(streams);
         if lost > 0 {
             BridgeStats::add(&self.bridge.stats.messages_lost, lost);
-            shared.metrics.drop_n(DropReason::LostInTransit, lost);
+            self.bus.lost(lost, DropReason::LostInTransit);
             tracing::warn!(target: "swarmbus::nats", "{lost} messages from hub {} were lost in transit", node.name);
         }
     }
@@ -369,9 +362,9 @@ impl Announcer {
     }
 
     async fn on_message(&mut self, message: async_nats::Message) {
-        let Some(shared) = self.shared.upgrade() else {
+        if self.bus.is_gone() {
             return;
-        };
+        }
         let bridge = self.bridge.clone();
         let a = match parse(&bridge, &message) {
             Ok(a) => a,
@@ -387,7 +380,7 @@ impl Announcer {
                     // Tell the newcomer at once that the name is taken.
                     bridge
                         .announce(Control::Beat {
-                            agents: shared.registry.len() as u64,
+                            agents: self.bus.agent_count() as u64,
                         })
                         .await;
                 }
@@ -403,7 +396,7 @@ impl Announcer {
         if matches!(a.body, Control::Probe { .. }) {
             return;
         }
-        let Some(node) = bridge.node_entry(&shared, &a.node, a.epoch, false) else {
+        let Some(node) = bridge.node_entry(&a.node, a.epoch, false) else {
             bridge.stats.refuse(Refusal::Replayed);
             return;
         };

@@ -31,7 +31,7 @@ const HEADER_MIN: usize = 3 + 1 + 1 + 8 + 8 + 8 + 8 + 1 + 4;
 /// Smallest possible envelope on the wire: a bound on `count` before reading any.
 const ENVELOPE_MIN: usize = 16 * 3 + 1 + 1 + 2 + 1 + 4 + 4;
 const MAX_NODE_LEN: usize = 64;
-const MAX_TOPIC_LEN: usize = crate::registry::MAX_TOPIC_LEN;
+const MAX_TOPIC_LEN: usize = crate::bus::MAX_TOPIC_LEN;
 
 /// Why a frame was refused; the label is a metric label value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

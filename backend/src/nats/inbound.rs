@@ -10,28 +10,27 @@
 use super::link::Stream;
 use super::stats::{BridgeStats, Refusal};
 use super::Bridge;
-use crate::bus::WireReply;
+use crate::bus::{Inbound, WireReply};
 use crate::envelope::Kind;
-use crate::hub::Shared;
 use crate::metrics::DropReason;
 use crate::{AgentId, Envelope};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 /// Decodes frames from one subscription and delivers their envelopes to local agents.
 pub(super) async fn run(
-    shared: Weak<Shared>,
+    bus: Inbound,
     bridge: Arc<Bridge>,
     mut sub: async_nats::Subscriber,
     stream: Stream,
 ) {
     use futures_util::StreamExt;
     while let Some(message) = sub.next().await {
-        let Some(shared) = shared.upgrade() else {
+        if bus.is_gone() {
             return;
-        };
+        }
         let stats = &bridge.stats;
         BridgeStats::add(&stats.bytes_received, message.payload.len() as u64);
-        if let Err(why) = receive(&shared, &bridge, stream, &message.subject, message.payload) {
+        if let Err(why) = receive(&bus, &bridge, stream, &message.subject, message.payload) {
             stats.refuse(why);
             tracing::debug!(target: "swarmbus::nats", "refused a frame on {}: {why:?}", message.subject);
         }
@@ -39,7 +38,7 @@ pub(super) async fn run(
 }
 
 fn receive(
-    shared: &Arc<Shared>,
+    bus: &Inbound,
     bridge: &Arc<Bridge>,
     stream: Stream,
     subject: &str,
@@ -60,12 +59,12 @@ fn receive(
         return Err(Refusal::Frame(super::frame::FrameError::BadField));
     }
     let node = bridge
-        .node_entry(shared, &frame.node, numbers.epoch, true)
+        .node_entry(&frame.node, numbers.epoch, true)
         .ok_or(Refusal::Replayed)?;
     // A sender must be this hub's agent, or one nobody else claims (it may have joined
     // a moment ago): never ours, never another hub's.
     let foreign = |id: AgentId| {
-        shared.registry.with_mailbox(id, |_| ()).is_some()
+        bus.hosts(id)
             || bridge
                 .directory
                 .owner(id)
@@ -92,9 +91,7 @@ fn receive(
     if gap.frames > 0 || gap.messages > 0 {
         BridgeStats::add(&stats.frames_lost, gap.frames);
         BridgeStats::add(&stats.messages_lost, gap.messages);
-        shared
-            .metrics
-            .drop_n(DropReason::LostInTransit, gap.messages);
+        bus.lost(gap.messages, DropReason::LostInTransit);
         tracing::warn!(
             target: "swarmbus::nats",
             "{} frames ({} messages) from hub {} were lost in transit",
@@ -106,19 +103,17 @@ fn receive(
     for env in frame.envelopes {
         match stream {
             Stream::Direct => match env.kind {
-                Kind::Reply(request) => {
-                    match shared.deliver_reply_from_wire(env, request, hosted_by_sender) {
-                        WireReply::Forged => forged += 1,
-                        WireReply::NotHere => BridgeStats::add(&stats.replies_not_forwarded, 1),
-                        WireReply::Delivered | WireReply::Dropped => {}
-                    }
-                }
-                _ => shared.deliver_inbound(env),
+                Kind::Reply(request) => match bus.deliver_reply(env, request, hosted_by_sender) {
+                    WireReply::Forged => forged += 1,
+                    WireReply::NotHere => BridgeStats::add(&stats.replies_not_forwarded, 1),
+                    WireReply::Delivered | WireReply::Dropped => {}
+                },
+                _ => bus.deliver(env),
             },
-            Stream::Everyone => shared.deliver_fan_out_inbound(env, None),
+            Stream::Everyone => bus.deliver_fan_out(env, None),
             Stream::Topics => {
                 let topic = env.topic().map(str::to_owned);
-                shared.deliver_fan_out_inbound(env, topic.as_deref());
+                bus.deliver_fan_out(env, topic.as_deref());
             }
         }
     }

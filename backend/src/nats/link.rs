@@ -8,9 +8,8 @@
 //! message is counted once on its way out: handed to the NATS client (`forwarded`), or
 //! dropped with a reason (too large, publish failed, hub gone, unsent at shutdown).
 
-use crate::mailbox::Mailbox;
-use crate::metrics::{DropReason, Metrics};
-use crate::OverflowPolicy;
+use crate::bus::{Inbound, Mailbox};
+use crate::metrics::DropReason;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -41,14 +40,11 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    pub(crate) fn new(instance: u64, capacity: usize, frame_messages: usize) -> Link {
+    /// A link over `mailbox` (a forwarding mailbox the bus made: `Inbound::link_mailbox`).
+    pub(crate) fn new(instance: u64, mailbox: Mailbox) -> Link {
         Link {
             instance,
-            mailbox: Arc::new(
-                Mailbox::new(capacity, OverflowPolicy::Reject)
-                    .with_max_batch(frame_messages)
-                    .forwarding(),
-            ),
+            mailbox: Arc::new(mailbox),
             in_hand: AtomicU64::new(0),
             next_seq: AtomicU64::new(1),
             next_msg: AtomicU64::new(0),
@@ -90,17 +86,16 @@ impl Link {
     }
 
     /// Drops what the mailbox holds and refuses further sends; counted as `reason`.
-    pub(crate) fn close(&self, metrics: &Metrics, reason: DropReason) -> u64 {
-        let n = self.mailbox.close(metrics) as u64;
-        metrics.drop_n(reason, n);
+    pub(crate) fn close(&self, bus: &Inbound, reason: DropReason) -> u64 {
+        let n = self.mailbox.close() as u64;
+        bus.lost(n, reason);
         n
     }
 
     /// After the publisher was stopped: drops what it held, counted as `reason`.
-    pub(crate) fn abandon_in_hand(&self, metrics: &Metrics, reason: DropReason) -> u64 {
+    pub(crate) fn abandon_in_hand(&self, bus: &Inbound, reason: DropReason) -> u64 {
         let n = self.in_hand.swap(0, Ordering::AcqRel);
-        metrics.lost_before_mailbox.fetch_add(n, Ordering::Relaxed);
-        metrics.drop_n(reason, n);
+        bus.lost_before_mailbox(n, reason);
         n
     }
 }

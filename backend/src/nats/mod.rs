@@ -43,8 +43,7 @@ pub use stats::NatsStats;
 #[cfg(test)]
 pub(crate) const REFUSAL_LABELS: [&str; 10] = stats::Refusal::LABELS;
 
-use crate::hub::Shared;
-use crate::mailbox::Mailbox;
+use crate::bus::{Inbound, Mailbox, Transport};
 use crate::metrics::{DropReason, FlushReason};
 use crate::{AgentId, Error, Result};
 use bytes::Bytes;
@@ -108,11 +107,13 @@ pub(crate) struct Bridge {
     clash_logged: Mutex<Option<Instant>>,
     /// The swarm's keys; `None` for an unsigned swarm.
     keyring: Option<signing::Keyring>,
+    /// The bus this hub delivers into.
+    bus: Inbound,
 }
 
 /// Connects, subscribes, checks that the node name is free, announces this hub, and starts
 /// the bridge's tasks.
-pub(crate) async fn start(shared: &Arc<Shared>, config: NatsConfig) -> Result<Arc<Bridge>> {
+pub(crate) async fn start(bus: Inbound, config: NatsConfig) -> Result<Arc<Bridge>> {
     config.validate()?;
     let keyring = config.keyring()?;
     let stats = Arc::new(BridgeStats::default());
@@ -167,11 +168,18 @@ pub(crate) async fn start(shared: &Arc<Shared>, config: NatsConfig) -> Result<Ar
     let subjects = Subjects::new(&config.swarm);
     let (changes, changes_rx) = flume::unbounded();
     let epoch = start_epoch();
+    let link = |instance| {
+        Link::new(
+            instance,
+            bus.link_mailbox(config.outage_buffer, config.frame_messages),
+        )
+    };
+    let (everyone, topics) = (link(1), link(2));
     let bridge = Arc::new(Bridge {
         epoch,
         limits: Limits {
             max_frame: max_message,
-            max_payload: shared.config.max_payload,
+            max_payload: bus.max_payload(),
         },
         max_message,
         client,
@@ -182,13 +190,14 @@ pub(crate) async fn start(shared: &Arc<Shared>, config: NatsConfig) -> Result<Ar
         tasks: Mutex::new(Vec::new()),
         publishers: Mutex::new(Vec::new()),
         links_created: AtomicU64::new(2),
-        everyone: Link::new(1, config.outage_buffer, config.frame_messages),
-        topics: Link::new(2, config.outage_buffer, config.frame_messages),
+        everyone,
+        topics,
         announced: AtomicU64::new(0),
         floor: Mutex::new(Instant::now()),
         clash_logged: Mutex::new(None),
         keyring,
         config,
+        bus: bus.clone(),
     });
     let sub_err = |e: async_nats::SubscribeError| nats_error("NATS subscribe", &e.to_string());
     let client = &bridge.client;
@@ -211,7 +220,7 @@ pub(crate) async fn start(shared: &Arc<Shared>, config: NatsConfig) -> Result<Ar
     // Is the name taken? Ask, and listen for one heartbeat before announcing anything, so
     // a second hub with the same name never replaces the first in anyone's directory.
     let early = announcer::probe(&bridge, &mut dir).await?;
-    let weak = Arc::downgrade(shared);
+    let weak = bus;
     let tasks = vec![
         tokio::spawn(inbound::run(
             weak.clone(),
@@ -242,6 +251,7 @@ pub(crate) async fn start(shared: &Arc<Shared>, config: NatsConfig) -> Result<Ar
     ];
     bridge.tasks.lock().extend(tasks);
     let fan_out = |target| tokio::spawn(outbound::run(weak.clone(), bridge.clone(), target));
+    // Agents registered before the bridge existed are in the first hello.
     let fan_out_publishers = [
         (None, fan_out(outbound::Target::Everyone)),
         (None, fan_out(outbound::Target::Topics)),
@@ -314,11 +324,6 @@ impl Bridge {
                 .all(|n| n.heard_in() >= generation)
     }
 
-    /// Runs `f` on the link of the hub that hosts `id`.
-    pub(crate) fn route<R>(&self, id: AgentId, f: impl FnOnce(&Arc<Mailbox>) -> R) -> Option<R> {
-        self.directory.with_node(id, |node| f(&node.link.mailbox))
-    }
-
     /// The largest payload (as stored) that fits one frame: larger ones are refused at
     /// send, before any delivery.
     pub(crate) fn max_wire_payload(&self) -> usize {
@@ -326,37 +331,21 @@ impl Bridge {
             .saturating_sub(frame::HEADER_MAX + signing_room() + frame::ENVELOPE_FIXED_MAX)
     }
 
-    /// Whether a topic name maps to a NATS subject.
-    pub(crate) fn check_topic(&self, topic: &str) -> Result<()> {
-        self.subjects.topic(topic).map(|_| ())
-    }
-
-    /// The link that carries broadcasts (`topic: None`) or topic messages.
-    pub(crate) fn fan_out_link(&self, topic: bool) -> &Arc<Mailbox> {
-        if topic {
-            &self.topics.mailbox
-        } else {
-            &self.everyone.mailbox
-        }
-    }
-
     /// The node entry for `name` at `epoch`, creating its link and publisher when new.
     /// `None` for a stale epoch (a replay, or a hub that said bye); a leaving node is
     /// returned only when `leaving_ok` (its last frames).
     fn node_entry(
         self: &Arc<Self>,
-        shared: &Arc<Shared>,
         name: &str,
         epoch: u64,
         leaving_ok: bool,
     ) -> Option<Arc<RemoteNode>> {
         let upsert = self.directory.upsert(name, epoch, || {
             let instance = self.links_created.fetch_add(1, Ordering::AcqRel) + 1;
-            let link = Link::new(
-                instance,
-                self.config.outage_buffer,
-                self.config.frame_messages,
-            );
+            let mailbox = self
+                .bus
+                .link_mailbox(self.config.outage_buffer, self.config.frame_messages);
+            let link = Link::new(instance, mailbox);
             link.mailbox.set_max_wire(self.max_wire_payload());
             link
         });
@@ -371,10 +360,10 @@ impl Bridge {
             }
             Upsert::New { node, replaced } => {
                 if let Some(old) = replaced {
-                    self.close_link(shared, &old);
+                    self.close_link(&old);
                 }
                 let task = tokio::spawn(outbound::run(
-                    Arc::downgrade(shared),
+                    self.bus.clone(),
                     self.clone(),
                     outbound::Target::Node(node.clone()),
                 ));
@@ -387,8 +376,8 @@ impl Bridge {
     }
 
     /// Drops what a gone hub's link still holds, counted (`hub_gone`).
-    fn close_link(&self, shared: &Shared, node: &RemoteNode) {
-        let dropped = node.link.close(&shared.metrics, DropReason::HubGone);
+    fn close_link(&self, node: &RemoteNode) {
+        let dropped = node.link.close(&self.bus, DropReason::HubGone);
         if dropped > 0 {
             tracing::warn!(
                 target: "swarmbus::nats",
@@ -437,16 +426,16 @@ impl Bridge {
     }
 
     /// Flushes every link's open batch (shutdown, `hub.flush()`).
-    pub(crate) fn flush_links(&self, shared: &Shared, reason: FlushReason) {
+    pub(crate) fn flush_links(&self, reason: FlushReason) {
         for r in self.links() {
-            self.link(&r).mailbox.flush_open(reason, &shared.metrics);
+            self.link(&r).mailbox.flush(reason);
         }
     }
 
     /// Shutdown: links drain into NATS (for at most `shutdown_drain`), this hub says bye,
     /// and what could not be handed over or confirmed is reported, never called delivered.
-    pub(crate) async fn shutdown(&self, shared: &Shared) -> Leftovers {
-        self.flush_links(shared, FlushReason::Shutdown);
+    pub(crate) async fn shutdown(&self) -> Leftovers {
+        self.flush_links(FlushReason::Shutdown);
         let links = self.links();
         for r in &links {
             self.link(r).mailbox.seal();
@@ -472,8 +461,8 @@ impl Bridge {
         let mut leftovers = Leftovers::default();
         for r in &links {
             let link = self.link(r);
-            leftovers.unsent += link.close(&shared.metrics, DropReason::Unsent);
-            leftovers.unsent += link.abandon_in_hand(&shared.metrics, DropReason::Unsent);
+            leftovers.unsent += link.close(&self.bus, DropReason::Unsent);
+            leftovers.unsent += link.abandon_in_hand(&self.bus, DropReason::Unsent);
         }
         if leftovers.unsent > 0 {
             tracing::warn!(
@@ -600,6 +589,46 @@ enum LinkRef {
 /// The envelope a remote fan-out travels in: addressed to nobody in particular.
 pub(crate) fn fan_out_recipient() -> AgentId {
     AgentId::from(uuid::Uuid::nil())
+}
+
+impl Transport for Bridge {
+    fn route(&self, to: AgentId) -> Option<Arc<Mailbox>> {
+        self.directory
+            .with_node(to, |node| node.link.mailbox.clone())
+    }
+
+    fn fan_out_link(&self, topic: Option<&str>, wire_len: usize) -> Result<Arc<Mailbox>> {
+        if let Some(name) = topic {
+            self.subjects.topic(name)?;
+        }
+        let max = self.max_wire_payload();
+        if wire_len > max {
+            return Err(Error::PayloadTooLarge {
+                size: wire_len,
+                max,
+            });
+        }
+        Ok(match topic {
+            Some(_) => self.topics.mailbox.clone(),
+            None => self.everyone.mailbox.clone(),
+        })
+    }
+
+    fn fan_out_recipient(&self) -> AgentId {
+        fan_out_recipient()
+    }
+
+    fn joined(&self, id: AgentId) {
+        self.local_change(LocalChange::Joined(id));
+    }
+
+    fn left(&self, id: AgentId) {
+        self.local_change(LocalChange::Left(id));
+    }
+
+    fn flush(&self, reason: FlushReason) {
+        self.flush_links(reason);
+    }
 }
 
 #[cfg(test)]

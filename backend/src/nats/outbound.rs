@@ -9,11 +9,10 @@ use super::frame::{self, Numbers};
 use super::link::Link;
 use super::stats::BridgeStats;
 use super::Bridge;
-use crate::hub::Shared;
+use crate::bus::Inbound;
 use crate::metrics::DropReason;
 use crate::Envelope;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Whose link a publisher drains.
@@ -25,7 +24,7 @@ pub(super) enum Target {
 }
 
 /// Publishes the link's batches until it is sealed and empty, or closed.
-pub(super) async fn run(shared: Weak<Shared>, bridge: Arc<Bridge>, target: Target) {
+pub(super) async fn run(bus: Inbound, bridge: Arc<Bridge>, target: Target) {
     let link = match &target {
         Target::Node(node) => &node.link,
         Target::Everyone => &bridge.everyone,
@@ -45,12 +44,12 @@ pub(super) async fn run(shared: Weak<Shared>, bridge: Arc<Bridge>, target: Targe
             let fits = part.iter().map(frame::envelope_len).sum::<usize>() <= budget;
             if !fits {
                 // Refused at send when it cannot fit; this is a frame limit that shrank.
-                lose(&shared, link, n, DropReason::FrameTooLarge);
+                lose(&bus, link, n, DropReason::FrameTooLarge);
                 continue;
             }
             if !wait_until_open(&bridge, &target, link).await {
                 // The link closed while we waited (its hub is gone).
-                lose(&shared, link, n + rest.len() as u64, DropReason::HubGone);
+                lose(&bus, link, n + rest.len() as u64, DropReason::HubGone);
                 break;
             }
             let subject = match &target {
@@ -59,7 +58,7 @@ pub(super) async fn run(shared: Weak<Shared>, bridge: Arc<Bridge>, target: Targe
                 Target::Topics => bridge.subjects.topic(part[0].topic().unwrap_or("")),
             };
             let Ok(subject) = subject else {
-                lose(&shared, link, n, DropReason::PublishFailed);
+                lose(&bus, link, n, DropReason::PublishFailed);
                 continue;
             };
             let (seq, msg_seq) = link.number(n);
@@ -79,9 +78,7 @@ pub(super) async fn run(shared: Weak<Shared>, bridge: Arc<Bridge>, target: Targe
                     BridgeStats::add(&stats.frames_sent, 1);
                     BridgeStats::add(&stats.bytes_sent, len);
                     BridgeStats::add(&stats.messages_out, n);
-                    if let Some(shared) = shared.upgrade() {
-                        shared.metrics.forwarded.fetch_add(n, Ordering::Relaxed);
-                    }
+                    bus.forwarded(n);
                     link.release_in_hand(n);
                 }
                 Err(e) => {
@@ -89,7 +86,7 @@ pub(super) async fn run(shared: Weak<Shared>, bridge: Arc<Bridge>, target: Targe
                     // count these as lost on top of our count.
                     link.unnumber(n);
                     tracing::warn!(target: "swarmbus::nats", "frame publish failed: {e}");
-                    lose(&shared, link, n, DropReason::PublishFailed);
+                    lose(&bus, link, n, DropReason::PublishFailed);
                 }
             }
         }
@@ -114,15 +111,9 @@ fn frame_end(rest: &[Envelope], budget: usize, by_topic: bool) -> usize {
 }
 
 /// Counts `n` messages the publisher held as dropped.
-fn lose(shared: &Weak<Shared>, link: &Link, n: u64, reason: DropReason) {
+fn lose(bus: &Inbound, link: &Link, n: u64, reason: DropReason) {
     link.release_in_hand(n);
-    if let Some(shared) = shared.upgrade() {
-        shared
-            .metrics
-            .lost_before_mailbox
-            .fetch_add(n, Ordering::Relaxed);
-        shared.metrics.drop_n(reason, n);
-    }
+    bus.lost_before_mailbox(n, reason);
 }
 
 /// Waits until the destination can hear: connected, and (for a remote hub) the hub live

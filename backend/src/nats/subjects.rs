@@ -38,7 +38,7 @@ impl Subjects {
     /// One topic. Topic names follow the hub's one rule (`registry::validate_topic`), so
     /// every valid name maps to subject tokens.
     pub(crate) fn topic(&self, topic: &str) -> Result<String> {
-        crate::registry::validate_topic(topic)?;
+        crate::bus::validate_topic(topic)?;
         Ok(format!("{}.topic.{topic}", self.prefix))
     }
 }

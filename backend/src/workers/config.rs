@@ -30,6 +30,9 @@ use std::time::Duration;
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct WorkerConfig {
+    /// Start the worker threads (and the CPU sampler) with the hub. Default `false`: they
+    /// start on the first `Hub::submit`, so a hub that only moves messages runs none.
+    pub start_with_hub: bool,
     /// Fewest worker threads the controller keeps. Default 2 × CPU count (at most 4096).
     /// Range 1..=4096 (`WorkerConfig::MAX_WORKERS`).
     pub min_workers: usize,
@@ -95,6 +98,7 @@ impl Default for WorkerConfig {
         let cpus = cpu_count();
         let workers = |n: usize| n.clamp(1, Self::MAX_WORKERS);
         Self {
+            start_with_hub: false,
             min_workers: workers(cpus.saturating_mul(2)),
             max_workers: workers(cpus.saturating_mul(4)),
             fixed_workers: None,

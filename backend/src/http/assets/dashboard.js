@@ -139,8 +139,15 @@
       row.appendChild(name); row.appendChild(track); row.appendChild(num);
       box.appendChild(row);
     });
+    if (list.length === 0) {
+      // Only mailboxes holding at least one full batch are tracked (a backlog).
+      var none = document.createElement("div"); none.className = "hint";
+      none.textContent = "no backlog: no mailbox holds a full batch";
+      box.appendChild(none);
+    }
     box.dataset.points = String(list.length);
     state.points.mailboxes = list.length;
+    state.available.mailboxes = list.length > 0;
   }
 
   // A row of labelled figures; `bad` marks the ones an operator should look at.
@@ -291,7 +298,7 @@
     drawMailboxes(s.deepest_mailboxes || []);
     updateHttp(s, rate);
     updateNats(s, rate);
-    ["throughput", "latency", "batch", "flushes", "compression", "saved", "pools", "agents", "memory", "drops", "mailboxes"]
+    ["throughput", "latency", "batch", "flushes", "compression", "saved", "pools", "agents", "memory", "drops"]
       .forEach(function (id) { state.available[id] = true; });
 
     // Big numbers.

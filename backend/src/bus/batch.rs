@@ -3,14 +3,27 @@
 //! someone flushes explicitly.
 //!
 //! There is one open batch per recipient, shared by every sender, so a recipient that many
-//! agents write to sparsely still gets full batches and one wake-up per batch. Senders to
-//! the same recipient take the same lock, exactly as they would on a channel; senders to
-//! different recipients never meet.
+//! agents write to sparsely still gets full batches and one wake-up per batch. A recipient
+//! that is waiting takes the open batch as soon as a message joins it: batches form only
+//! while the recipient is busy, and the bounds above are upper bounds, not the normal wait.
 
 use crate::metrics::FlushReason;
 use crate::pool::BufferPool;
-use crate::Envelope;
+use crate::{Envelope, Priority};
+use std::time::Duration;
 use tokio::time::Instant;
+
+/// When a batch must leave: the design card's upper bounds (`HubConfig::max_messages`,
+/// `linger`, `flush_priority`). A recipient that waits takes a batch before any of them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchRules {
+    /// Messages at most.
+    pub(crate) max_messages: usize,
+    /// How long its first message waits at most.
+    pub(crate) linger: Duration,
+    /// A message at or above this priority sends the batch at once.
+    pub(crate) flush_priority: Priority,
+}
 
 /// Messages waiting for one recipient.
 #[derive(Debug)]
@@ -27,11 +40,6 @@ pub(crate) struct Batch {
     pub(crate) wire_bytes: u64,
     /// What its messages are charged against the hub's queued-bytes budget.
     pub(crate) charge: u64,
-    /// Budget reserved for this batch's next messages and not yet charged to one
-    /// (`Mailbox::try_charge`); given back when the batch leaves.
-    pub(crate) credit: u64,
-    /// The linger timer holds an entry for this mailbox.
-    pub(crate) scheduled: bool,
 }
 
 impl Batch {
@@ -44,8 +52,6 @@ impl Batch {
             raw_bytes: 0,
             wire_bytes: 0,
             charge: 0,
-            credit: 0,
-            scheduled: false,
         }
     }
 
@@ -129,19 +135,14 @@ impl Batch {
         taken
     }
 
-    /// Which flush, if any, the message just pushed calls for.
+    /// Which flush, if any, the message just pushed (at priority `last`) calls for.
     #[inline]
-    pub(crate) fn due(
-        &self,
-        last: crate::Priority,
-        max_messages: usize,
-        config: &crate::HubConfig,
-    ) -> Option<FlushReason> {
-        if self.envelopes.len() >= max_messages {
+    pub(crate) fn due(&self, last: Priority, rules: &BatchRules) -> Option<FlushReason> {
+        if self.envelopes.len() >= rules.max_messages {
             Some(FlushReason::Size)
-        } else if last >= config.flush_priority {
+        } else if last >= rules.flush_priority {
             Some(FlushReason::Priority)
-        } else if config.linger.is_zero() {
+        } else if rules.linger.is_zero() {
             Some(FlushReason::Linger)
         } else {
             None

@@ -16,10 +16,11 @@
 //! among 1,000 holds every payload at a thousandth of its size). `mailbox_capacity` still
 //! bounds that agent's mailbox in messages.
 //!
-//! Open batches reserve the budget in chunks of at most 16 KiB (a 4,096th of a small budget)
-//! and charge their messages from that reserve, so the hub-wide counter is touched about once
-//! per chunk, not once per message; what a batch did not use goes back when it leaves. The
-//! bound is therefore exact to within one chunk per open batch.
+//! Each thread (one of 8 stripes) reserves the budget in chunks of at most 16 KiB (a 4,096th
+//! of a small budget), charges its sends from that reserve and puts what its receives release
+//! back into it, keeping at most two chunks, so the hub-wide counter is touched about once
+//! per chunk, not once per message. The bound is therefore exact to within 16 chunks (256
+//! KiB at most); while a sender waits for room every reserve goes back.
 //!
 //! The charges of one batch are kept as one sum; evicting a single message from a batch
 //! releases an even share of it, and the batch's last message releases the rest, so what is
@@ -33,11 +34,23 @@ use tokio::time::Instant;
 /// What one queued envelope costs besides its payload share: its own size.
 pub(crate) const ENVELOPE_BYTES: u64 = std::mem::size_of::<Envelope>() as u64;
 
+/// Per-thread reserves: as many as the metrics' stripes.
+const RESERVES: usize = 8;
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Reserve(AtomicU64);
+
 /// Bytes queued across the hub, against `HubConfig::max_queued_bytes`.
 #[derive(Debug)]
 pub(crate) struct MemoryBudget {
     limit: u64,
+    /// Charged bytes plus what the reserves hold.
     used: AtomicU64,
+    /// Budget taken from `used` in chunks and not yet charged to a message, one per thread
+    /// stripe: a send charges its thread's reserve, a receive refills its own, and `used`
+    /// (one cache line every core writes) is touched about once per chunk.
+    reserves: [Reserve; RESERVES],
     /// Senders waiting for room; releases wake them only when there are any.
     waiting: AtomicUsize,
     released: Notify,
@@ -48,6 +61,7 @@ impl MemoryBudget {
         Self {
             limit,
             used: AtomicU64::new(0),
+            reserves: Default::default(),
             waiting: AtomicUsize::new(0),
             released: Notify::new(),
         }
@@ -60,8 +74,12 @@ impl MemoryBudget {
         ENVELOPE_BYTES.saturating_add(share)
     }
 
-    /// Charges `n` bytes if they fit; false (and nothing charged) if they do not.
-    pub(crate) fn try_charge(&self, n: u64) -> bool {
+    fn reserve(&self) -> &AtomicU64 {
+        &self.reserves[crate::metrics::stripe() % RESERVES].0
+    }
+
+    /// Takes `n` bytes from the hub-wide counter if they fit.
+    fn take_global(&self, n: u64) -> bool {
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 used.checked_add(n).filter(|&total| total <= self.limit)
@@ -69,8 +87,7 @@ impl MemoryBudget {
             .is_ok()
     }
 
-    /// Gives back `n` bytes charged earlier and wakes senders waiting for room.
-    pub(crate) fn release(&self, n: u64) {
+    fn give_global(&self, n: u64) {
         if n == 0 {
             return;
         }
@@ -85,15 +102,59 @@ impl MemoryBudget {
         }
     }
 
-    /// How much an open batch reserves at a time: 16 KiB, or less for a small budget (a
-    /// 4,096th of it), so what open batches hold in reserve stays small next to the budget.
+    /// Charges `n` bytes if they fit; false (and nothing charged) if they do not.
+    pub(crate) fn try_charge(&self, n: u64) -> bool {
+        let reserve = self.reserve();
+        if reserve
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| r.checked_sub(n))
+            .is_ok()
+        {
+            return true;
+        }
+        let chunk = self.chunk();
+        if chunk > n && self.take_global(chunk) {
+            reserve.fetch_add(chunk - n, Ordering::AcqRel);
+            return true;
+        }
+        self.take_global(n)
+    }
+
+    /// Gives back `n` bytes charged earlier and wakes senders waiting for room.
+    pub(crate) fn release(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if self.waiting.load(Ordering::Acquire) > 0 {
+            self.give_global(n);
+            return;
+        }
+        let chunk = self.chunk();
+        let reserve = self.reserve();
+        let held = reserve.fetch_add(n, Ordering::AcqRel).saturating_add(n);
+        if held > 2 * chunk {
+            // Keep one chunk for this thread's next sends; the rest goes back.
+            if let Ok(was) = reserve.fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
+                (r > chunk).then_some(chunk)
+            }) {
+                self.give_global(was - chunk);
+            }
+        }
+    }
+
+    /// How much a thread's reserve takes at a time: 16 KiB, or less for a small budget (a
+    /// 4,096th of it), so what the reserves hold stays small next to the budget.
     pub(crate) fn chunk(&self) -> u64 {
         (self.limit / 4096).min(16 * 1024)
     }
 
-    /// Bytes charged now (including what open batches hold in reserve).
+    /// Bytes charged now (what the reserves hold is not counted).
     pub(crate) fn used(&self) -> u64 {
-        self.used.load(Ordering::Relaxed)
+        let held: u64 = self
+            .reserves
+            .iter()
+            .map(|r| r.0.load(Ordering::Relaxed))
+            .sum();
+        self.used.load(Ordering::Relaxed).saturating_sub(held)
     }
 
     /// The budget (`HubConfig::max_queued_bytes`).
@@ -107,6 +168,10 @@ impl MemoryBudget {
         tokio::pin!(released);
         released.as_mut().enable();
         self.waiting.fetch_add(1, Ordering::AcqRel);
+        // Reserves go back to the shared counter while anyone waits.
+        for r in &self.reserves {
+            self.give_global(r.0.swap(0, Ordering::AcqRel));
+        }
         let fits = self.used().saturating_add(n) <= self.limit;
         let woke = fits || tokio::time::timeout_at(deadline, released).await.is_ok();
         self.waiting.fetch_sub(1, Ordering::AcqRel);
@@ -144,12 +209,12 @@ mod tests {
     async fn a_waiting_sender_wakes_on_release_or_times_out() {
         let b = std::sync::Arc::new(MemoryBudget::new(100));
         assert!(b.try_charge(100));
-        let deadline = crate::bus::deadline_after(std::time::Duration::from_millis(50));
+        let deadline = crate::bus::send::deadline_after(std::time::Duration::from_millis(50));
         assert!(!b.wait_for_room(10, deadline).await);
         let waiter = {
             let b = b.clone();
             tokio::spawn(async move {
-                let deadline = crate::bus::deadline_after(std::time::Duration::from_secs(1));
+                let deadline = crate::bus::send::deadline_after(std::time::Duration::from_secs(1));
                 b.wait_for_room(10, deadline).await
             })
         };

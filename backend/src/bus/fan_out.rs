@@ -1,0 +1,137 @@
+//! One payload to many recipients: every agent (broadcast) or a topic's subscribers, and
+//! one copy for every other hub through the transport's fan-out link.
+
+use super::mailbox::{Mailbox, Refused};
+use super::send::{Deadline, Wait};
+use super::state::Bus;
+use crate::envelope::Kind;
+use crate::metrics::DropReason;
+use crate::{AgentId, Error, Payload, Priority, Result};
+use std::sync::Arc;
+
+/// Who a fan-out reaches.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Audience<'a> {
+    Everyone,
+    Topic(&'a str),
+}
+
+impl Bus {
+    /// Sends one payload to many recipients, sharing it. Returns how many accepted it;
+    /// recipients whose mailbox stayed full are counted as dropped (`mailbox_full`), those
+    /// the queued-bytes budget refused as `memory_budget`. Under `Block` the refused
+    /// recipients share one deadline: the fan-out waits at most one timeout in all, however
+    /// many of them are full.
+    pub(crate) async fn fan_out(
+        &self,
+        from: AgentId,
+        audience: Audience<'_>,
+        priority: Priority,
+        payload: Payload,
+    ) -> Result<usize> {
+        let topic_name = match audience {
+            Audience::Everyone => None,
+            Audience::Topic(name) => Some(name),
+        };
+        // Refuse what cannot reach the other hubs before any local delivery.
+        let link = match self.transport() {
+            Some(t) => match t.fan_out_link(topic_name, payload.wire_len()) {
+                Ok(link) => Some((link, t.fan_out_recipient())),
+                Err(e) => return self.metrics.fail(e),
+            },
+            None => None,
+        };
+        let subscribers = match topic_name {
+            None => None,
+            Some(name) => match self.registry.subscribers(name, &self.pools.uuids) {
+                Ok(found) => Some(found),
+                Err(e) => return self.metrics.fail(e),
+            },
+        };
+        // How many envelopes share the payload, for their budget charge (an estimate: the
+        // sender and agents that leave meanwhile are not recipients).
+        let recipients = match &subscribers {
+            None => self.registry.len().saturating_sub(1),
+            Some((_, ids)) => ids.len(),
+        };
+        let mut accepted = 0;
+        let mut refused = self.pools.uuids.take();
+        let mut failure = None;
+        let mut each = |to: AgentId, mailbox: &Arc<Mailbox>, topic: &Option<Arc<str>>| {
+            if to == from || failure.is_some() {
+                return;
+            }
+            let env = self.envelope(
+                from,
+                to,
+                Kind::Message,
+                priority,
+                topic.clone(),
+                payload.clone(),
+            );
+            match self.admit_to(mailbox, env, false, recipients) {
+                Ok(()) => accepted += 1,
+                Err(Refused::Full(_) | Refused::OverBudget(..)) => refused.push(to),
+                // Left between the lookup and the lock: not a recipient any more.
+                Err(Refused::Error(Error::UnknownAgent(_))) => {}
+                Err(Refused::Error(e)) => failure = Some(e),
+            }
+        };
+        let topic = match &subscribers {
+            None => {
+                self.registry
+                    .for_each(|slot| each(slot.id, &slot.mailbox, &None));
+                None
+            }
+            Some((topic, ids)) => {
+                for &to in ids.iter() {
+                    self.registry
+                        .with_mailbox(to, |mailbox| each(to, mailbox, topic));
+                }
+                topic.clone()
+            }
+        };
+        drop(subscribers);
+        if let Some(e) = failure {
+            return self.metrics.fail(e);
+        }
+        if let Some((link, to)) = link {
+            // One copy for every other hub, compressed for the wire: it buffers during an
+            // outage and fails fast when full, never waits for NATS.
+            let topic = topic_name.map(Arc::<str>::from);
+            let mut wire = payload.clone();
+            self.compress(&mut wire);
+            let env = self.envelope(from, to, Kind::Message, priority, topic, wire);
+            match self.admit_to(&link, env, false, 1) {
+                Ok(()) => {}
+                Err(Refused::Full(_) | Refused::OverBudget(..)) => {
+                    return self.metrics.fail(Error::MailboxFull(to))
+                }
+                Err(Refused::Error(e)) => return self.metrics.fail(e),
+            }
+        }
+        let mut deadline = Deadline::default();
+        for &to in refused.iter() {
+            let env = self.envelope(
+                from,
+                to,
+                Kind::Message,
+                priority,
+                topic.clone(),
+                payload.clone(),
+            );
+            match self
+                .send_until(env, Wait::Policy, false, recipients, &mut deadline)
+                .await
+            {
+                Ok(_) => accepted += 1,
+                Err(Error::ShuttingDown) => return self.metrics.fail(Error::ShuttingDown),
+                // Left while we waited: not a recipient any more.
+                Err(Error::UnknownAgent(_)) => {}
+                Err(Error::Overloaded { .. }) => self.metrics.drop_n(DropReason::MemoryBudget, 1),
+                Err(_) => self.metrics.drop_n(DropReason::MailboxFull, 1),
+            }
+        }
+        Ok(accepted)
+    }
+}

@@ -1,0 +1,209 @@
+//! Delivery of messages that came from other hubs, through a narrow handle the transport
+//! holds: it never reaches the rest of the bus.
+//!
+//! Inbound delivery never waits: a full mailbox, a spent budget or a missing recipient is a
+//! counted drop, never a stall of the transport's subscription.
+
+use super::batch::BatchRules;
+use super::mailbox::{Mailbox, Refused};
+use super::reply::WireReply;
+use super::state::Bus;
+use crate::envelope::Kind;
+use crate::metrics::{DropReason, Metrics};
+use crate::pool::BufferPool;
+use crate::{AgentId, Envelope, Error, MessageId};
+use std::sync::{Arc, Weak};
+
+/// The transport's handle on the bus: deliveries in, and the figures it reports about this
+/// hub. Holds the bus weakly: a transport never keeps a hub alive.
+#[derive(Debug, Clone)]
+pub(crate) struct Inbound {
+    bus: Weak<Bus>,
+    /// What links are made of (they outlive nothing: the bus holds them through the
+    /// transport, and they count into the hub's counters).
+    metrics: Arc<Metrics>,
+    buffers: Arc<BufferPool<Vec<Envelope>>>,
+    rules: BatchRules,
+}
+
+impl Inbound {
+    pub(crate) fn new(bus: &Arc<Bus>) -> Self {
+        Self {
+            bus: Arc::downgrade(bus),
+            metrics: bus.metrics.clone(),
+            buffers: bus.pools.batches.clone(),
+            rules: *bus.rules(),
+        }
+    }
+
+    /// The bus, while the hub is alive.
+    fn bus(&self) -> Option<Arc<Bus>> {
+        self.bus.upgrade()
+    }
+
+    /// Whether the hub is gone.
+    pub(crate) fn is_gone(&self) -> bool {
+        self.bus.strong_count() == 0
+    }
+
+    /// A direct message or request for a local agent.
+    pub(crate) fn deliver(&self, env: Envelope) {
+        if let Some(bus) = self.bus() {
+            bus.deliver_inbound(env);
+        }
+    }
+
+    /// A broadcast (`topic: None`) or topic message for the local agents it reaches.
+    pub(crate) fn deliver_fan_out(&self, env: Envelope, topic: Option<&str>) {
+        if let Some(bus) = self.bus() {
+            bus.deliver_fan_out_inbound(env, topic);
+        }
+    }
+
+    /// A reply to a local requester; see [`Bus::deliver_reply_from_wire`].
+    pub(crate) fn deliver_reply(
+        &self,
+        env: Envelope,
+        request: MessageId,
+        sent_by_host: impl FnOnce(AgentId) -> bool,
+    ) -> WireReply {
+        match self.bus() {
+            Some(bus) => bus.deliver_reply_from_wire(env, request, sent_by_host),
+            None => WireReply::Dropped,
+        }
+    }
+
+    /// Whether `id` is a local agent.
+    pub(crate) fn hosts(&self, id: AgentId) -> bool {
+        self.bus().is_some_and(|bus| bus.registry.contains(id))
+    }
+
+    /// Every local agent's id.
+    pub(crate) fn agents(&self) -> Vec<AgentId> {
+        let Some(bus) = self.bus() else {
+            return Vec::new();
+        };
+        let mut ids = Vec::with_capacity(bus.registry.len());
+        bus.registry.for_each(|slot| ids.push(slot.id));
+        ids
+    }
+
+    /// A mailbox for a link to other hubs: it batches up to `max_messages`, holds at most
+    /// `capacity` (refusing beyond), and hands its messages on rather than delivering them.
+    pub(crate) fn link_mailbox(&self, capacity: usize, max_messages: usize) -> Mailbox {
+        let rules = BatchRules {
+            max_messages,
+            ..self.rules
+        };
+        Mailbox::new(
+            capacity,
+            crate::OverflowPolicy::Reject,
+            rules,
+            self.metrics.clone(),
+            self.buffers.clone(),
+        )
+        .forwarding()
+    }
+
+    /// How many local agents there are.
+    pub(crate) fn agent_count(&self) -> usize {
+        self.bus().map_or(0, |bus| bus.registry.len())
+    }
+
+    /// The largest payload the hub accepts.
+    pub(crate) fn max_payload(&self) -> usize {
+        self.bus().map_or(0, |bus| bus.config.max_payload)
+    }
+
+    /// `n` messages were handed to the transport's client.
+    pub(crate) fn forwarded(&self, n: u64) {
+        self.metrics.forwarded.add(n);
+    }
+
+    /// `n` accepted messages were dropped on their way out, or found missing on their way
+    /// in, with `reason`.
+    pub(crate) fn lost(&self, n: u64, reason: DropReason) {
+        self.metrics.drop_n(reason, n);
+    }
+
+    /// `n` accepted messages were dropped before reaching any mailbox (for the shutdown
+    /// accounting), with `reason`.
+    pub(crate) fn lost_before_mailbox(&self, n: u64, reason: DropReason) {
+        self.metrics.lost_before_mailbox.add(n);
+        self.metrics.drop_n(reason, n);
+    }
+}
+
+impl Bus {
+    /// Delivers an envelope that came from a remote hub, without waiting.
+    pub(crate) fn deliver_inbound(&self, env: Envelope) {
+        if !self.inbound_payload_fits(&env) {
+            return;
+        }
+        if let Kind::Reply(_) = env.kind {
+            // Replies from the wire go through `deliver_reply_from_wire`.
+            self.metrics.drop_n(DropReason::ReplyOrphaned, 1);
+            return;
+        }
+        let flush_now = env.kind == Kind::Request;
+        // Only local agents: a frame is never forwarded to a third hub.
+        let to = env.to;
+        let outcome = self
+            .registry
+            .with_mailbox(to, |mailbox| self.admit_to(mailbox, env, flush_now, 1))
+            .unwrap_or(Err(Refused::Error(Error::UnknownAgent(to))));
+        self.count_inbound_refusal(outcome);
+    }
+
+    /// Delivers a remote broadcast (`topic: None`) or topic message to local agents, each
+    /// copy charged its share of the one payload they share.
+    pub(crate) fn deliver_fan_out_inbound(&self, env: Envelope, topic: Option<&str>) {
+        if !self.inbound_payload_fits(&env) {
+            return;
+        }
+        let deliver = |to: AgentId, mailbox: &Arc<Mailbox>, recipients: usize| {
+            if to == env.from {
+                return;
+            }
+            let mut copy = env.clone();
+            copy.to = to;
+            self.count_inbound_refusal(self.admit_to(mailbox, copy, false, recipients));
+        };
+        match topic {
+            None => {
+                let recipients = self.registry.len();
+                self.registry
+                    .for_each(|slot| deliver(slot.id, &slot.mailbox, recipients))
+            }
+            Some(name) => {
+                if let Ok((_, ids)) = self.registry.subscribers(name, &self.pools.uuids) {
+                    for &to in ids.iter() {
+                        self.registry
+                            .with_mailbox(to, |mailbox| deliver(to, mailbox, ids.len()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The wire decoder bounds what it reads; this bounds what is queued, whatever decoded
+    /// it: a payload over `max_payload` (declared or stored) is dropped and counted.
+    pub(crate) fn inbound_payload_fits(&self, env: &Envelope) -> bool {
+        let fits = env.payload.check_size(self.config.max_payload).is_ok();
+        if !fits {
+            self.metrics.drop_n(DropReason::PayloadTooLarge, 1);
+        }
+        fits
+    }
+
+    fn count_inbound_refusal(&self, outcome: Result<(), Refused>) {
+        let reason = match outcome {
+            Ok(()) => return,
+            Err(Refused::Full(_)) => DropReason::MailboxFull,
+            Err(Refused::OverBudget(..)) => DropReason::MemoryBudget,
+            Err(Refused::Error(Error::ShuttingDown)) => DropReason::HubClosed,
+            Err(Refused::Error(_)) => DropReason::RecipientGone,
+        };
+        self.metrics.drop_n(reason, 1);
+    }
+}
