@@ -671,3 +671,219 @@ fn split_by_priority(lanes: &mut Lanes, batch: Vec<Envelope>, mask: u8, charge: 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PoolSizing;
+    use crate::envelope::Kind;
+    use crate::{AgentId, MessageId, Payload, Priority};
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    static RUNNING: AtomicBool = AtomicBool::new(false);
+
+    fn mailbox(capacity: usize, policy: OverflowPolicy) -> (Mailbox, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::default());
+        let sizing = PoolSizing {
+            initial: 0,
+            max: 4,
+            item_capacity: 64,
+        };
+        let rules = BatchRules {
+            max_messages: 4,
+            linger: Duration::from_millis(10),
+            flush_priority: Priority::Critical,
+        };
+        let buffers = Arc::new(BufferPool::new("batches", sizing, true, Duration::ZERO));
+        let mb = Mailbox::new(capacity, policy, rules, metrics.clone(), buffers);
+        (mb, metrics)
+    }
+
+    fn env(n: u8, priority: Priority) -> Envelope {
+        Envelope {
+            id: MessageId::new_v4(),
+            from: AgentId::new_v4(),
+            to: AgentId::new_v4(),
+            kind: Kind::Message,
+            priority,
+            payload: Payload::from(vec![n]),
+            sent_at: 0,
+        }
+    }
+
+    fn admit(mb: &Mailbox, e: Envelope) -> Result<Admitted, Refused> {
+        mb.admit(
+            e,
+            Admission {
+                closing: &RUNNING,
+                flush_now: false,
+                recipients: 1,
+            },
+        )
+    }
+
+    fn bytes(batch: &[Envelope]) -> Vec<u8> {
+        batch.iter().map(|e| e.payload.wire_bytes()[0]).collect()
+    }
+
+    #[tokio::test]
+    async fn a_waiting_owner_takes_the_first_message_at_once() {
+        let (mb, metrics) = mailbox(100, OverflowPolicy::Reject);
+        let mb = Arc::new(mb);
+        let owner = {
+            let mb = mb.clone();
+            tokio::spawn(async move { mb.next_batch().await })
+        };
+        // Let the owner register as waiting.
+        while mb.state.lock().receiver.is_none() {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(
+            admit(&mb, env(1, Priority::Normal)),
+            Ok(Admitted::Done)
+        ));
+        let batch = owner.await.unwrap().unwrap();
+        assert_eq!(bytes(&batch), vec![1]);
+        assert_eq!(metrics.flushes.get(FlushReason::Waiting as usize), 1);
+        assert_eq!(metrics.delivered.get(), 1);
+    }
+
+    #[test]
+    fn a_busy_owner_gets_batches_bounded_by_size_and_priority() {
+        let (mb, metrics) = mailbox(100, OverflowPolicy::Reject);
+        assert!(matches!(
+            admit(&mb, env(0, Priority::Normal)),
+            Ok(Admitted::Schedule(_))
+        ));
+        for n in 1..4 {
+            assert!(matches!(
+                admit(&mb, env(n, Priority::Normal)),
+                Ok(Admitted::Done)
+            ));
+        }
+        assert_eq!((mb.depth(), mb.open_len()), (4, 0), "the 4th fills it");
+        assert_eq!(metrics.flushes.get(FlushReason::Size as usize), 1);
+        let _ = admit(&mb, env(4, Priority::Low));
+        let _ = admit(&mb, env(5, Priority::Critical));
+        assert_eq!(metrics.flushes.get(FlushReason::Priority as usize), 1);
+        // Highest lane first, FIFO inside a lane.
+        assert_eq!(bytes(&mb.pop().unwrap()), vec![5]);
+        assert_eq!(bytes(&mb.pop().unwrap()), vec![0, 1, 2, 3]);
+        assert_eq!(bytes(&mb.pop().unwrap()), vec![4]);
+        assert!(mb.pop().is_none());
+    }
+
+    #[test]
+    fn an_owner_back_for_more_takes_the_open_batch_highest_priority_first() {
+        let (mb, metrics) = mailbox(100, OverflowPolicy::Reject);
+        let _ = admit(&mb, env(0, Priority::Low));
+        let _ = admit(&mb, env(1, Priority::High));
+        assert_eq!(mb.depth(), 0);
+        assert_eq!(bytes(&mb.pop().unwrap()), vec![1]);
+        assert_eq!(bytes(&mb.pop().unwrap()), vec![0]);
+        assert_eq!(metrics.flushes.get(FlushReason::Waiting as usize), 1);
+        assert_eq!(metrics.sent.get(), 2);
+    }
+
+    #[test]
+    fn capacity_covers_open_and_queued_messages() {
+        let (mb, _) = mailbox(3, OverflowPolicy::Reject);
+        for n in 0..3 {
+            assert!(admit(&mb, env(n, Priority::Normal)).is_ok());
+        }
+        match admit(&mb, env(9, Priority::Normal)) {
+            Err(Refused::Full(back)) => assert_eq!(back.payload.wire_bytes(), &[9]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(bytes(&mb.pop().unwrap()), vec![0, 1, 2]);
+        assert!(admit(&mb, env(3, Priority::Normal)).is_ok());
+    }
+
+    #[test]
+    fn drop_oldest_evicts_the_oldest_of_the_lowest_priority() {
+        let (mb, metrics) = mailbox(3, OverflowPolicy::DropOldest);
+        let _ = admit(&mb, env(0, Priority::High));
+        let _ = admit(&mb, env(1, Priority::Low));
+        let _ = admit(&mb, env(2, Priority::Low));
+        let _ = admit(&mb, env(3, Priority::Normal));
+        assert_eq!(metrics.dropped.get(DropReason::DropOldest as usize), 1);
+        assert_eq!(bytes(&mb.pop().unwrap()), vec![0]);
+        assert_eq!(bytes(&mb.pop().unwrap()), vec![3]);
+        assert_eq!(bytes(&mb.pop().unwrap()), vec![2]);
+    }
+
+    #[tokio::test]
+    async fn close_refuses_and_counts_and_ends_the_owner() {
+        let (mb, metrics) = mailbox(100, OverflowPolicy::Reject);
+        for n in 0..6 {
+            let _ = admit(&mb, env(n, Priority::Normal));
+        }
+        assert_eq!((mb.depth(), mb.open_len()), (4, 2));
+        assert_eq!(mb.close(), 6);
+        assert_eq!(metrics.lost_before_mailbox.get(), 2, "the open batch");
+        assert_eq!(metrics.queue_dropped.get(), 4, "the queue");
+        assert!(matches!(
+            admit(&mb, env(7, Priority::Normal)),
+            Err(Refused::Error(Error::UnknownAgent(_)))
+        ));
+        assert!(mb.next_batch().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_wait_leaves_no_receiver_behind() {
+        let (mb, _) = mailbox(100, OverflowPolicy::Reject);
+        let waited = tokio::time::timeout(Duration::from_millis(1), mb.next_batch()).await;
+        assert!(waited.is_err());
+        assert!(mb.state.lock().receiver.is_none());
+        // With nobody waiting, the batch forms and arms the linger.
+        assert!(matches!(
+            admit(&mb, env(1, Priority::Normal)),
+            Ok(Admitted::Schedule(_))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_linger_flushes_a_batch_nobody_took() {
+        let (mb, metrics) = mailbox(100, OverflowPolicy::Reject);
+        let mb = Arc::new(mb);
+        let (tx, rx) = flume::unbounded();
+        let timer = tokio::spawn(crate::bus::linger::run(rx));
+        let Ok(Admitted::Schedule(at)) = admit(&mb, env(1, Priority::Normal)) else {
+            panic!("the first message arms the linger");
+        };
+        tx.send(crate::bus::linger::Schedule(at, mb.clone()))
+            .unwrap();
+        tokio::time::sleep(Duration::from_micros(9_900)).await;
+        assert_eq!(mb.depth(), 0);
+        tokio::time::sleep(Duration::from_micros(200)).await;
+        assert_eq!(mb.depth(), 1);
+        assert_eq!(metrics.flushes.get(FlushReason::Linger as usize), 1);
+        drop(tx);
+        timer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_sender_waiting_for_room_wakes_when_the_owner_takes_some() {
+        let (mb, _) = mailbox(1, OverflowPolicy::Reject);
+        let mb = Arc::new(mb);
+        let _ = admit(&mb, env(0, Priority::Normal));
+        assert!(matches!(
+            admit(&mb, env(1, Priority::Normal)),
+            Err(Refused::Full(_))
+        ));
+        let waiter = {
+            let mb = mb.clone();
+            tokio::spawn(async move { mb.room().await })
+        };
+        while mb.state.lock().senders.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        assert!(mb.pop().is_some());
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .unwrap();
+        assert!(admit(&mb, env(1, Priority::Normal)).is_ok());
+    }
+}

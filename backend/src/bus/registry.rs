@@ -219,3 +219,92 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+    use crate::bus::batch::BatchRules;
+    use crate::config::PoolSizing;
+    use crate::metrics::Metrics;
+
+    fn slot(registry: &Registry, name: &str) -> Arc<AgentSlot> {
+        let sizing = PoolSizing {
+            initial: 0,
+            max: 0,
+            item_capacity: 1,
+        };
+        let rules = BatchRules {
+            max_messages: 50,
+            linger: std::time::Duration::from_millis(10),
+            flush_priority: crate::Priority::Critical,
+        };
+        let mailbox = Mailbox::new(
+            16,
+            crate::OverflowPolicy::Reject,
+            rules,
+            Arc::new(Metrics::default()),
+            Arc::new(BufferPool::new(
+                "batches",
+                sizing,
+                false,
+                Default::default(),
+            )),
+        );
+        let slot = Arc::new(AgentSlot {
+            id: AgentId::new_v4(),
+            name: Arc::from(name),
+            mailbox: Arc::new(mailbox),
+            topics: Mutex::new(Vec::new()),
+        });
+        registry.insert(slot.clone());
+        slot
+    }
+
+    #[test]
+    fn agents_come_and_go_and_are_counted() {
+        let registry = Registry::default();
+        let slots: Vec<_> = (0..1_000)
+            .map(|i| slot(&registry, &format!("a{i}")))
+            .collect();
+        assert_eq!(registry.len(), 1_000);
+        assert!(slots.iter().all(|s| registry.contains(s.id)));
+        assert_eq!(registry.name_of(slots[7].id).as_deref(), Some("a7"));
+        let mut seen = 0;
+        registry.for_each(|_| seen += 1);
+        assert_eq!(seen, 1_000);
+        for s in &slots[..500] {
+            registry.remove(s);
+            registry.remove(s);
+        }
+        assert_eq!(registry.len(), 500);
+        assert!(!registry.contains(slots[0].id));
+        assert!(registry.with_mailbox(slots[999].id, |_| ()).is_some());
+        assert_eq!(registry.slots().len(), 500);
+    }
+
+    #[test]
+    fn leaving_removes_every_subscription() {
+        let registry = Registry::default();
+        let a = slot(&registry, "a");
+        let b = slot(&registry, "b");
+        registry.subscribe(&a, "plans").unwrap();
+        registry.subscribe(&a, "plans").unwrap();
+        registry.subscribe(&b, "plans").unwrap();
+        registry.subscribe(&a, "other").unwrap();
+        let pool = BufferPool::new(
+            "uuids",
+            crate::config::PoolSizing {
+                initial: 0,
+                max: 1,
+                item_capacity: 4,
+            },
+            true,
+            Default::default(),
+        );
+        assert_eq!(registry.subscribers("plans", &pool).unwrap().1.len(), 2);
+        registry.remove(&a);
+        assert_eq!(registry.subscribers("plans", &pool).unwrap().1.len(), 1);
+        assert_eq!(registry.topic_count(), 1, "`other` had only a");
+        assert!(registry.subscribers("bad topic", &pool).is_err());
+    }
+}
