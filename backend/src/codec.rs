@@ -137,7 +137,7 @@ pub(crate) fn decompress(gz: &[u8], expected_len: usize, max: usize) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::PoolSizing;
+    use crate::pool::PoolSizing;
     use std::io::Read;
 
     fn scratch() -> BufferPool<Vec<u8>> {

@@ -36,7 +36,7 @@ pub struct HubConfig {
     pub max_messages: usize,
     /// A batch flushes when its oldest message has waited this long. Default 10 ms; at
     /// most 1 minute.
-    #[serde(with = "duration_serde")]
+    #[serde(with = "crate::duration")]
     pub linger: Duration,
     /// A message at or above this priority flushes its batch at once. Default `Critical`.
     pub flush_priority: Priority,
@@ -148,7 +148,7 @@ impl HubConfig {
         if self.linger > limits::MAX_LINGER {
             return bad(format!(
                 "linger must be at most {} (got {:?})",
-                duration_serde::format_duration(limits::MAX_LINGER),
+                crate::duration::format_duration(limits::MAX_LINGER),
                 self.linger
             ));
         }
@@ -179,7 +179,7 @@ impl HubConfig {
             if timeout > limits::MAX_BLOCK_TIMEOUT {
                 return bad(format!(
                     "overflow.timeout must be at most {} (got {timeout:?})",
-                    duration_serde::format_duration(limits::MAX_BLOCK_TIMEOUT)
+                    crate::duration::format_duration(limits::MAX_BLOCK_TIMEOUT)
                 ));
             }
         }
@@ -196,7 +196,7 @@ impl HubConfig {
             if timeout > limits::MAX_BLOCK_TIMEOUT {
                 return bad(format!(
                     "budget_policy.timeout must be at most {} (got {timeout:?})",
-                    duration_serde::format_duration(limits::MAX_BLOCK_TIMEOUT)
+                    crate::duration::format_duration(limits::MAX_BLOCK_TIMEOUT)
                 ));
             }
         }
@@ -235,7 +235,7 @@ pub enum OverflowPolicy {
     /// Wait for room up to `timeout`, then `Error::MailboxFull`.
     Block {
         /// How long a sender may wait.
-        #[serde(with = "duration_serde")]
+        #[serde(with = "crate::duration")]
         timeout: Duration,
     },
     /// `Error::MailboxFull` at once.
@@ -254,140 +254,14 @@ pub enum BudgetPolicy {
     /// over budget then are dropped (`memory_budget`).
     Block {
         /// How long a sender may wait.
-        #[serde(with = "duration_serde")]
+        #[serde(with = "crate::duration")]
         timeout: Duration,
     },
     /// `Error::Overloaded` at once (a fan-out drops the recipients over budget).
     Reject,
 }
 
-/// Settings of the buffer pools.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct PoolConfig {
-    /// `false` allocates every buffer fresh (for baseline measurements).
-    pub enabled: bool,
-    /// String buffers: 500 of 1 KiB.
-    pub strings: PoolSizing,
-    /// Byte buffers (compression scratch): 200 of 4 KiB.
-    pub bytes: PoolSizing,
-    /// UUID vectors (fan-out recipient lists): 100 of 64 ids.
-    pub uuids: PoolSizing,
-    /// Batch buffers, recycled from receivers back to senders: 64 of 64 messages.
-    pub batches: PoolSizing,
-    /// A pool that has had no miss for this long shrinks back to its initial size.
-    #[serde(with = "duration_serde")]
-    pub idle_shrink_after: Duration,
-}
-
-impl Default for PoolConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            strings: PoolSizing {
-                initial: 500,
-                max: 2_000,
-                item_capacity: 1024,
-            },
-            bytes: PoolSizing {
-                initial: 200,
-                max: 1_000,
-                item_capacity: 4096,
-            },
-            uuids: PoolSizing {
-                initial: 100,
-                max: 400,
-                item_capacity: 64,
-            },
-            batches: PoolSizing {
-                initial: 64,
-                max: 4_096,
-                item_capacity: 64,
-            },
-            idle_shrink_after: Duration::from_secs(30),
-        }
-    }
-}
-
-impl PoolConfig {
-    /// Checks every pool's sizes against the documented maxima (see [`limits`]).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] naming the pool and field out of range.
-    pub fn validate(&self) -> Result<()> {
-        let envelope = std::mem::size_of::<crate::Envelope>();
-        let uuid = std::mem::size_of::<crate::AgentId>();
-        for (name, sizing, item_bytes) in [
-            ("strings", self.strings, 1),
-            ("bytes", self.bytes, 1),
-            ("uuids", self.uuids, uuid),
-            ("batches", self.batches, envelope),
-        ] {
-            sizing.validate(name, item_bytes)?;
-        }
-        if self.idle_shrink_after > limits::MAX_IDLE_SHRINK_AFTER {
-            return Err(Error::Config(format!(
-                "pools.idle_shrink_after must be at most {} (got {:?})",
-                duration_serde::format_duration(limits::MAX_IDLE_SHRINK_AFTER),
-                self.idle_shrink_after
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// How big one pool is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PoolSizing {
-    /// Items created up front, and the size an idle pool shrinks back to.
-    pub initial: usize,
-    /// Items kept at most; a returned item beyond this is freed.
-    pub max: usize,
-    /// Capacity of each new item (bytes, chars or ids). Items that grew past 4× this are
-    /// freed on return rather than kept.
-    pub item_capacity: usize,
-}
-
-impl PoolSizing {
-    /// `name` is the pool (`pools.<name>` in messages); `item_bytes` the size of one element
-    /// of an item (1 for strings and bytes).
-    fn validate(&self, name: &str, item_bytes: usize) -> Result<()> {
-        let bad = |m: String| Err(Error::Config(m));
-        if self.max > limits::MAX_POOL_ITEMS {
-            return bad(format!(
-                "pools.{name}.max must be at most {} (got {})",
-                limits::MAX_POOL_ITEMS,
-                self.max
-            ));
-        }
-        if self.initial > self.max {
-            return bad(format!(
-                "pools.{name}.initial ({}) must be at most pools.{name}.max ({})",
-                self.initial, self.max
-            ));
-        }
-        if self.item_capacity > limits::MAX_POOL_ITEM_CAPACITY {
-            return bad(format!(
-                "pools.{name}.item_capacity must be at most {} (got {})",
-                limits::MAX_POOL_ITEM_CAPACITY,
-                self.item_capacity
-            ));
-        }
-        let held = (self.max as u128) * (self.item_capacity as u128) * (item_bytes as u128);
-        if held > limits::MAX_POOL_BYTES as u128 {
-            return bad(format!(
-                "pools.{name}: max × item_capacity ({} × {} items of {item_bytes} bytes) may hold more than {} bytes",
-                self.max,
-                self.item_capacity,
-                limits::MAX_POOL_BYTES
-            ));
-        }
-        Ok(())
-    }
-}
+pub use crate::pool::{PoolConfig, PoolSizing};
 
 /// The ranges [`HubConfig::validate`] enforces. Each bound is far above any value a
 /// working hub needs and below what would overflow a deadline or exhaust memory up front.
@@ -406,97 +280,12 @@ pub mod limits {
     pub const MAX_QUEUED_BYTES: u64 = 1 << 40;
     /// Longest `OverflowPolicy::Block` (and `BudgetPolicy::Block`) timeout.
     pub const MAX_BLOCK_TIMEOUT: Duration = Duration::from_secs(3600);
-    /// Most items one pool may keep (`max`; `initial` must not exceed `max`).
-    pub const MAX_POOL_ITEMS: usize = 1_000_000;
-    /// Largest `item_capacity` of a pool item (elements: bytes, chars, ids or envelopes).
-    pub const MAX_POOL_ITEM_CAPACITY: usize = 1 << 24;
-    /// Most memory one pool may hold: `max × item_capacity × element size` (1 GiB).
-    pub const MAX_POOL_BYTES: usize = 1 << 30;
-    /// Longest `pools.idle_shrink_after`.
-    pub const MAX_IDLE_SHRINK_AFTER: Duration = Duration::from_secs(24 * 3600);
+    pub use crate::pool::limits::{
+        MAX_IDLE_SHRINK_AFTER, MAX_POOL_BYTES, MAX_POOL_ITEMS, MAX_POOL_ITEM_CAPACITY,
+    };
 }
 
-/// Parses a duration such as `"500ms"`, `"250us"`, `"1.5s"`, `"2m"` or `"1h"` (the unit is
-/// required), as the configuration file and the command lines take them.
-///
-/// ```
-/// use std::time::Duration;
-/// assert_eq!(swarmbus::config::parse_duration("10ms").unwrap(), Duration::from_millis(10));
-/// assert!(swarmbus::config::parse_duration("soon").is_err());
-/// ```
-pub fn parse_duration(text: &str) -> Result<Duration> {
-    duration_serde::parse_duration(text).ok_or_else(|| {
-        Error::Config(format!(
-            "invalid duration `{text}`: expected e.g. 500ms, 10s, 2m"
-        ))
-    })
-}
-
-/// Serde for durations as human strings (`"10ms"`, `"250us"`, `"1.5s"`, `"2m"`) or integer
-/// milliseconds.
-pub(crate) mod duration_serde {
-    use serde::{de, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_duration(*d))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        struct V;
-        impl de::Visitor<'_> for V {
-            type Value = Duration;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a duration such as \"10ms\" or integer milliseconds")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-                Ok(Duration::from_millis(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-                u64::try_from(v)
-                    .map(Duration::from_millis)
-                    .map_err(|_| E::custom("negative duration"))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-                parse_duration(v).ok_or_else(|| E::custom(format!("invalid duration `{v}`")))
-            }
-        }
-        d.deserialize_any(V)
-    }
-
-    /// Parses `"10ms"`, `"250us"`, `"1.5s"`, `"2m"`, `"100ns"`.
-    pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(text.len());
-        let (num, unit) = text.split_at(split);
-        let value: f64 = num.parse().ok()?;
-        let secs = match unit.trim() {
-            "ns" => value / 1e9,
-            "us" | "µs" => value / 1e6,
-            "ms" => value / 1e3,
-            "s" => value,
-            "m" | "min" => value * 60.0,
-            "h" => value * 3600.0,
-            _ => return None,
-        };
-        Duration::try_from_secs_f64(secs).ok()
-    }
-
-    pub(crate) fn format_duration(d: Duration) -> String {
-        let nanos = d.as_nanos();
-        if nanos.is_multiple_of(1_000_000_000) {
-            format!("{}s", d.as_secs())
-        } else if nanos.is_multiple_of(1_000_000) {
-            format!("{}ms", d.as_millis())
-        } else if nanos.is_multiple_of(1_000) {
-            format!("{}us", d.as_micros())
-        } else {
-            format!("{nanos}ns")
-        }
-    }
-}
+pub use crate::duration::parse_duration;
 
 #[cfg(test)]
 mod tests {
@@ -687,7 +476,7 @@ mod tests {
 
     #[test]
     fn durations_parse() {
-        use duration_serde::parse_duration as p;
+        use crate::duration::parse_text as p;
         assert_eq!(p("10ms"), Some(Duration::from_millis(10)));
         assert_eq!(p("250us"), Some(Duration::from_micros(250)));
         assert_eq!(p("1.5s"), Some(Duration::from_millis(1500)));

@@ -5,9 +5,8 @@
 //! `idle_shrink_after` without a miss. Items that grew past 4× their nominal capacity are
 //! freed on return, so one huge payload does not pin memory. Hits and misses are counted.
 
-use crate::config::{PoolConfig, PoolSizing};
-use crate::AgentId;
-use serde::Serialize;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -205,44 +204,6 @@ impl<T: Recycle> Drop for Pooled<'_, T> {
     }
 }
 
-/// The hub's three pools.
-#[derive(Debug)]
-pub(crate) struct Pools {
-    pub(crate) strings: BufferPool<String>,
-    pub(crate) bytes: BufferPool<Vec<u8>>,
-    pub(crate) uuids: BufferPool<Vec<AgentId>>,
-    pub(crate) batches: std::sync::Arc<BufferPool<Vec<crate::Envelope>>>,
-}
-
-impl Pools {
-    pub(crate) fn new(config: &PoolConfig) -> Self {
-        let p = |name, sizing| (name, sizing, config.enabled, config.idle_shrink_after);
-        let (n, s, e, i) = p("strings", config.strings);
-        let strings = BufferPool::new(n, s, e, i);
-        let (n, s, e, i) = p("bytes", config.bytes);
-        let bytes = BufferPool::new(n, s, e, i);
-        let (n, s, e, i) = p("uuids", config.uuids);
-        let uuids = BufferPool::new(n, s, e, i);
-        let (n, s, e, i) = p("batches", config.batches);
-        let batches = std::sync::Arc::new(BufferPool::new(n, s, e, i));
-        Self {
-            strings,
-            bytes,
-            uuids,
-            batches,
-        }
-    }
-
-    pub(crate) fn stats(&self) -> Vec<PoolStats> {
-        vec![
-            self.strings.stats(),
-            self.bytes.stats(),
-            self.uuids.stats(),
-            self.batches.stats(),
-        ]
-    }
-}
-
 /// Counters of one pool.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PoolStats {
@@ -329,4 +290,150 @@ mod tests {
         let s = p.stats();
         assert_eq!((s.hits, s.misses, s.idle), (0, 1, 0));
     }
+}
+
+/// The largest envelope an item of the `batches` pool holds, for its memory bound.
+const ENVELOPE_BYTES: usize = 128;
+
+/// Settings of the buffer pools.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PoolConfig {
+    /// `false` allocates every buffer fresh (for baseline measurements).
+    pub enabled: bool,
+    /// String buffers: 500 of 1 KiB.
+    pub strings: PoolSizing,
+    /// Byte buffers (compression scratch): 200 of 4 KiB.
+    pub bytes: PoolSizing,
+    /// UUID vectors (fan-out recipient lists): 100 of 64 ids.
+    pub uuids: PoolSizing,
+    /// Batch buffers, recycled from receivers back to senders: 64 of 64 messages.
+    pub batches: PoolSizing,
+    /// A pool that has had no miss for this long shrinks back to its initial size.
+    #[serde(with = "crate::duration")]
+    pub idle_shrink_after: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            strings: PoolSizing {
+                initial: 500,
+                max: 2_000,
+                item_capacity: 1024,
+            },
+            bytes: PoolSizing {
+                initial: 200,
+                max: 1_000,
+                item_capacity: 4096,
+            },
+            uuids: PoolSizing {
+                initial: 100,
+                max: 400,
+                item_capacity: 64,
+            },
+            batches: PoolSizing {
+                initial: 64,
+                max: 4_096,
+                item_capacity: 64,
+            },
+            idle_shrink_after: Duration::from_secs(30),
+        }
+    }
+}
+
+impl PoolConfig {
+    /// Checks every pool's sizes against the documented maxima (see [`limits`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the pool and field out of range.
+    pub fn validate(&self) -> Result<()> {
+        // An envelope is at most 128 bytes (`envelope.rs` checks it), an id 16.
+        let envelope = ENVELOPE_BYTES;
+        let uuid = 16;
+        for (name, sizing, item_bytes) in [
+            ("strings", self.strings, 1),
+            ("bytes", self.bytes, 1),
+            ("uuids", self.uuids, uuid),
+            ("batches", self.batches, envelope),
+        ] {
+            sizing.validate(name, item_bytes)?;
+        }
+        if self.idle_shrink_after > limits::MAX_IDLE_SHRINK_AFTER {
+            return Err(Error::Config(format!(
+                "pools.idle_shrink_after must be at most {} (got {:?})",
+                crate::duration::format_duration(limits::MAX_IDLE_SHRINK_AFTER),
+                self.idle_shrink_after
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// How big one pool is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSizing {
+    /// Items created up front, and the size an idle pool shrinks back to.
+    pub initial: usize,
+    /// Items kept at most; a returned item beyond this is freed.
+    pub max: usize,
+    /// Capacity of each new item (bytes, chars or ids). Items that grew past 4× this are
+    /// freed on return rather than kept.
+    pub item_capacity: usize,
+}
+
+impl PoolSizing {
+    /// `name` is the pool (`pools.<name>` in messages); `item_bytes` the size of one element
+    /// of an item (1 for strings and bytes).
+    fn validate(&self, name: &str, item_bytes: usize) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.max > limits::MAX_POOL_ITEMS {
+            return bad(format!(
+                "pools.{name}.max must be at most {} (got {})",
+                limits::MAX_POOL_ITEMS,
+                self.max
+            ));
+        }
+        if self.initial > self.max {
+            return bad(format!(
+                "pools.{name}.initial ({}) must be at most pools.{name}.max ({})",
+                self.initial, self.max
+            ));
+        }
+        if self.item_capacity > limits::MAX_POOL_ITEM_CAPACITY {
+            return bad(format!(
+                "pools.{name}.item_capacity must be at most {} (got {})",
+                limits::MAX_POOL_ITEM_CAPACITY,
+                self.item_capacity
+            ));
+        }
+        let held = (self.max as u128) * (self.item_capacity as u128) * (item_bytes as u128);
+        if held > limits::MAX_POOL_BYTES as u128 {
+            return bad(format!(
+                "pools.{name}: max × item_capacity ({} × {} items of {item_bytes} bytes) may hold more than {} bytes",
+                self.max,
+                self.item_capacity,
+                limits::MAX_POOL_BYTES
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The ranges [`PoolConfig::validate`] enforces (also in `config::limits`).
+pub mod limits {
+    use std::time::Duration;
+
+    /// Most items one pool may keep (`max`; `initial` must not exceed `max`).
+    pub const MAX_POOL_ITEMS: usize = 1_000_000;
+    /// Largest `item_capacity` of a pool item (elements: bytes, chars, ids or envelopes).
+    pub const MAX_POOL_ITEM_CAPACITY: usize = 1 << 24;
+    /// Most memory one pool may hold: `max × item_capacity × element size` (1 GiB).
+    pub const MAX_POOL_BYTES: usize = 1 << 30;
+    /// Longest `pools.idle_shrink_after`.
+    pub const MAX_IDLE_SHRINK_AFTER: Duration = Duration::from_secs(24 * 3600);
 }

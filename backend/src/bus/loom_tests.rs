@@ -6,10 +6,10 @@
 
 use super::batch::BatchRules;
 use super::mailbox::{Admission, Mailbox, Refused};
-use crate::config::PoolSizing;
 use crate::envelope::Kind;
 use crate::metrics::Metrics;
 use crate::pool::BufferPool;
+use crate::pool::PoolSizing;
 use crate::{AgentId, Envelope, MessageId, OverflowPolicy, Payload, Priority};
 use loom::future::block_on;
 use loom::thread;

@@ -675,8 +675,8 @@ fn split_by_priority(lanes: &mut Lanes, batch: Vec<Envelope>, mask: u8, charge: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::PoolSizing;
     use crate::envelope::Kind;
+    use crate::pool::PoolSizing;
     use crate::{AgentId, MessageId, Payload, Priority};
     use std::sync::atomic::AtomicBool;
     use std::time::Duration;

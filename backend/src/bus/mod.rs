@@ -18,6 +18,7 @@ mod fan_out;
 mod inbound;
 mod linger;
 mod mailbox;
+mod pools;
 mod registry;
 mod reply;
 mod requests;

@@ -224,8 +224,8 @@ mod tests {
 mod registry_tests {
     use super::*;
     use crate::bus::batch::BatchRules;
-    use crate::config::PoolSizing;
     use crate::metrics::Metrics;
+    use crate::pool::PoolSizing;
 
     fn slot(registry: &Registry, name: &str) -> Arc<AgentSlot> {
         let sizing = PoolSizing {
@@ -293,7 +293,7 @@ mod registry_tests {
         registry.subscribe(&a, "other").unwrap();
         let pool = BufferPool::new(
             "uuids",
-            crate::config::PoolSizing {
+            crate::pool::PoolSizing {
                 initial: 0,
                 max: 1,
                 item_capacity: 4,

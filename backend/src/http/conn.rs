@@ -70,12 +70,12 @@ pub struct HttpLimits {
     /// A connection must deliver a complete request head within this long of opening (or
     /// of its previous answer, once a byte of the next request arrived). Default 10 s;
     /// more than 0, at most 1 h.
-    #[serde(with = "crate::config::duration_serde")]
+    #[serde(with = "crate::duration")]
     pub header_read_timeout: Duration,
     /// A keep-alive connection with no new request for this long is closed, and so is any
     /// connection on which no byte moved either way for this long. Default 60 s; more than
     /// 0, at most 1 h.
-    #[serde(with = "crate::config::duration_serde")]
+    #[serde(with = "crate::duration")]
     pub idle_timeout: Duration,
     /// Connections open at once, at most. Clamped to half the process's file-descriptor
     /// limit (`ulimit -n`) so the hub keeps descriptors for NATS and the rest. Default 512;

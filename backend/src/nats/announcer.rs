@@ -203,7 +203,7 @@ impl Announcer {
         let room = self
             .bridge
             .max_message
-            .saturating_sub(super::signing_room());
+            .saturating_sub(super::bridge::signing_room());
         for part in control::parts(&agents, room) {
             self.bridge.announce(make(part.to_vec())).await;
         }
@@ -217,7 +217,7 @@ impl Announcer {
         let room = self
             .bridge
             .max_message
-            .saturating_sub(super::signing_room());
+            .saturating_sub(super::bridge::signing_room());
         let parts = control::parts(&agents, room);
         let count = u32::try_from(parts.len()).unwrap_or(u32::MAX);
         for (i, part) in parts.iter().enumerate() {
@@ -287,7 +287,7 @@ impl Announcer {
     }
 
     /// Counts messages a departed hub said it sent on its streams to us but that never came.
-    fn settle(&self, node: &super::RemoteNode, ends: &[control::StreamEnd]) {
+    fn settle(&self, node: &super::directory::RemoteNode, ends: &[control::StreamEnd]) {
         let me = &self.bridge.config.node;
         let mut lost = 0;
         let mut streams = node.streams.lock();
@@ -396,7 +396,7 @@ impl Announcer {
         if matches!(a.body, Control::Probe { .. }) {
             return;
         }
-        let Some(node) = bridge.node_entry(&a.node, a.epoch, false) else {
+        let Some(node) = super::outbound::node_entry(&bridge, &a.node, a.epoch, false) else {
             bridge.stats.refuse(Refusal::Replayed);
             return;
         };

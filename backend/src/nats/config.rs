@@ -1,6 +1,5 @@
 //! Settings of the NATS bridge.
 
-use crate::config::duration_serde;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -61,20 +60,20 @@ pub struct NatsConfig {
     /// 1 MiB by default). Default 1,000,000.
     pub max_frame_bytes: usize,
     /// How often the hub announces itself. Default 500 ms.
-    #[serde(with = "duration_serde")]
+    #[serde(with = "crate::duration")]
     pub heartbeat: Duration,
     /// A hub silent for this long is expired: sends to its agents fail with
     /// `UnknownAgent`. Silence is not counted while this hub is disconnected, nor for
     /// `node_timeout` after it reconnects or wakes from a pause. Default 2 s.
-    #[serde(with = "duration_serde")]
+    #[serde(with = "crate::duration")]
     pub node_timeout: Duration,
     /// How long the messages buffered for an expired hub wait for it to come back with the
     /// same epoch; after that they are dropped (`hub_gone`). Default 30 s.
-    #[serde(with = "duration_serde")]
+    #[serde(with = "crate::duration")]
     pub departed_retention: Duration,
     /// At shutdown, how long links may take to hand their messages to NATS; what is left
     /// after it is reported as dropped (`unsent`). Default 5 s.
-    #[serde(with = "duration_serde")]
+    #[serde(with = "crate::duration")]
     pub shutdown_drain: Duration,
     /// Messages a NATS subscription may hold before the client drops them (a "slow
     /// consumer"). Default 262,144.

@@ -7,9 +7,9 @@
 //! message its subject does not carry. Gaps in the sequence numbers are counted as lost
 //! frames and lost messages (`lost_in_transit`).
 
+use super::bridge::Bridge;
 use super::link::Stream;
 use super::stats::{BridgeStats, Refusal};
-use super::Bridge;
 use crate::bus::{Inbound, WireReply};
 use crate::envelope::Kind;
 use crate::metrics::DropReason;
@@ -58,8 +58,7 @@ fn receive(
     if frame.envelopes.iter().any(|e| !fits_stream(e, stream)) {
         return Err(Refusal::Frame(super::frame::FrameError::BadField));
     }
-    let node = bridge
-        .node_entry(&frame.node, numbers.epoch, true)
+    let node = super::outbound::node_entry(bridge, &frame.node, numbers.epoch, true)
         .ok_or(Refusal::Replayed)?;
     // A sender must be this hub's agent, or one nobody else claims (it may have joined
     // a moment ago): never ours, never another hub's.

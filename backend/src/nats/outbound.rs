@@ -4,14 +4,16 @@
 //! Every message leaves counted once: handed to the client (`forwarded`), or dropped with a
 //! reason (`frame_too_large`, `publish_failed`, `hub_gone`; `unsent` at shutdown).
 
+use super::bridge::{signing_room, Bridge};
 use super::directory::RemoteNode;
+use super::directory::Upsert;
 use super::frame::{self, Numbers};
 use super::link::Link;
 use super::stats::BridgeStats;
-use super::Bridge;
 use crate::bus::Inbound;
 use crate::metrics::DropReason;
 use crate::Envelope;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +34,7 @@ pub(super) async fn run(bus: Inbound, bridge: Arc<Bridge>, target: Target) {
     };
     let budget = bridge
         .max_message
-        .saturating_sub(frame::HEADER_MAX + super::signing_room());
+        .saturating_sub(frame::HEADER_MAX + signing_room());
     while let Some(batch) = link.mailbox.next_batch().await {
         link.take_in_hand(batch.len() as u64);
         let mut rest = &batch[..];
@@ -68,8 +70,7 @@ pub(super) async fn run(bus: Inbound, bridge: Arc<Bridge>, target: Target) {
                 seq,
                 msg_seq,
             };
-            let frame =
-                frame::encode_with_room(&bridge.config.node, numbers, part, super::signing_room());
+            let frame = frame::encode_with_room(&bridge.config.node, numbers, part, signing_room());
             let sealed = bridge.seal(&subject, frame);
             let len = sealed.len() as u64;
             match bridge.client.publish(subject, sealed).await {
@@ -133,5 +134,50 @@ async fn wait_until_open(bridge: &Bridge, target: &Target, link: &Link) -> bool 
             return true;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The node entry for `name` at `epoch`, creating its link and starting its publisher
+/// when new.
+/// `None` for a stale epoch (a replay, or a hub that said bye); a leaving node is
+/// returned only when `leaving_ok` (its last frames).
+pub(super) fn node_entry(
+    bridge: &Arc<Bridge>,
+    name: &str,
+    epoch: u64,
+    leaving_ok: bool,
+) -> Option<Arc<RemoteNode>> {
+    let upsert = bridge.directory.upsert(name, epoch, || {
+        let instance = bridge.links_created.fetch_add(1, Ordering::AcqRel) + 1;
+        let mailbox = bridge
+            .bus
+            .link_mailbox(bridge.config.outage_buffer, bridge.config.frame_messages);
+        let link = Link::new(instance, mailbox);
+        link.mailbox.set_max_wire(bridge.max_wire_payload());
+        link
+    });
+    match upsert {
+        Upsert::Known(node) => Some(node),
+        Upsert::Leaving(node) => leaving_ok.then_some(node),
+        Upsert::Stale => None,
+        Upsert::Revived(node) => {
+            BridgeStats::add(&bridge.stats.nodes_revived, 1);
+            tracing::info!(target: "swarmbus::nats", "hub {name} is back; its buffered messages follow");
+            Some(node)
+        }
+        Upsert::New { node, replaced } => {
+            if let Some(old) = replaced {
+                bridge.close_link(&old);
+            }
+            let task = tokio::spawn(run(
+                bridge.bus.clone(),
+                bridge.clone(),
+                Target::Node(node.clone()),
+            ));
+            let mut publishers = bridge.publishers.lock();
+            publishers.retain(|(_, t)| !t.is_finished());
+            publishers.push((Some(node.clone()), task));
+            Some(node)
+        }
     }
 }

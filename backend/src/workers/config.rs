@@ -43,7 +43,7 @@ pub struct WorkerConfig {
     /// Default none (elastic). Range 1..=4096.
     pub fixed_workers: Option<usize>,
     /// How often the controller samples the load. Default 100 ms. Range 1 ms..=1 h.
-    #[serde(with = "crate::config::duration_serde")]
+    #[serde(with = "crate::duration")]
     pub sample_interval: Duration,
     /// System CPU (0..=1) below which the pool may grow when work is queued. Default 0.75.
     /// Must be below `shrink_above_cpu`.
@@ -63,11 +63,11 @@ pub struct WorkerConfig {
     /// Workers retired per shrink. Default 1. Range 1..=4096.
     pub shrink_step: usize,
     /// Least time between two resizes. Default 500 ms. Range 0..=1 h.
-    #[serde(with = "crate::config::duration_serde")]
+    #[serde(with = "crate::duration")]
     pub cooldown: Duration,
     /// A queued unit that has waited this long is served before higher priorities
     /// (anti-starvation). Default 100 ms. Range 0..=1 h.
-    #[serde(with = "crate::config::duration_serde")]
+    #[serde(with = "crate::duration")]
     pub starvation_bound: Duration,
     /// At most one aged unit is promoted past higher lanes per this many dispatches, so
     /// aged low-priority work cannot crowd out higher lanes under overload. Default 4.
@@ -76,7 +76,7 @@ pub struct WorkerConfig {
     /// How long one worker that ran out of work spins before it sleeps, so a quick next
     /// submit skips the thread wake-up. Default 50 µs; zero disables spinning. Range
     /// 0..=10 ms (a longer spin only burns a core).
-    #[serde(with = "crate::config::duration_serde")]
+    #[serde(with = "crate::duration")]
     pub idle_spin: Duration,
     /// `submit_batch` splits a batch into about this many chunks per worker. Default 4.
     /// Range 1..=1024.
@@ -89,7 +89,7 @@ pub struct WorkerConfig {
     /// queued are cancelled (their submitters get `Error::ShuttingDown`), the threads still
     /// busy are left running detached, and the shutdown returns and reports them.
     /// Default 10 s. Range 1 ms..=1 h.
-    #[serde(with = "crate::config::duration_serde")]
+    #[serde(with = "crate::duration")]
     pub shutdown_timeout: Duration,
 }
 

@@ -11,7 +11,8 @@
 //! condition resets its streak, and every resize resets all streaks, so an alternating or
 //! noisy signal does not make the pool flap.
 
-use super::{LoadSample, WorkerConfig};
+use super::config::WorkerConfig;
+use super::sampler::LoadSample;
 use serde::Serialize;
 use std::time::Duration;
 

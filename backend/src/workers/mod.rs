@@ -71,9 +71,9 @@ pub use config::WorkerConfig;
 pub use controller::{decide, ControllerState, Decision, Observation, ResizeReason};
 pub use sampler::{LoadSample, LoadSampler, SysinfoSampler};
 pub use stats::{ByPriority, LoadPoint, ResizeCounts, WorkerStats};
+pub use worker::WorkerShutdown;
 
 use crate::{Error, Priority, Result};
-use serde::Serialize;
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -98,29 +98,6 @@ struct Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         self.shared.begin_shutdown();
-    }
-}
-
-/// What [`WorkerPool::shutdown`] saw. A clean shutdown is `waited` with nothing stuck or
-/// cancelled ([`is_clean`](Self::is_clean)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[non_exhaustive]
-pub struct WorkerShutdown {
-    /// `false` when called from a unit on a pool thread: it only signalled, since waiting
-    /// for its own thread would deadlock.
-    pub waited: bool,
-    /// Pool threads still running when [`WorkerConfig::shutdown_timeout`] ran out (each
-    /// one busy in a unit); they are left running, detached. 0 in a clean shutdown.
-    pub stuck_threads: usize,
-    /// Queued units dropped unrun when the bound ran out; their submitters got
-    /// [`Error::ShuttingDown`]. 0 in a clean shutdown.
-    pub cancelled_units: usize,
-}
-
-impl WorkerShutdown {
-    /// Waited, and every thread exited in time with every queued unit run.
-    pub fn is_clean(&self) -> bool {
-        self.waited && self.stuck_threads == 0 && self.cancelled_units == 0
     }
 }
 

@@ -1,10 +1,11 @@
 //! The worker threads, the controller thread, and the state they share.
 
+use super::config::WorkerConfig;
 use super::controller::{decide, ControllerState, Decision, Observation, ResizeReason};
 use super::panics::Containment;
 use super::queue::{Entry, Lanes};
+use super::sampler::{LoadSample, LoadSampler};
 use super::stats::{ByPriority, LoadPoint, ResizeCounts, WorkerStats};
-use super::{LoadSample, LoadSampler, WorkerConfig, WorkerShutdown};
 use crate::metrics::histogram::{self, Histogram, LocalHistogram};
 use crate::{Error, Priority, Result};
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -15,6 +16,29 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// What [`WorkerPool::shutdown`](super::WorkerPool::shutdown) saw. A clean shutdown is `waited` with nothing stuck or
+/// cancelled ([`is_clean`](Self::is_clean)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[non_exhaustive]
+pub struct WorkerShutdown {
+    /// `false` when called from a unit on a pool thread: it only signalled, since waiting
+    /// for its own thread would deadlock.
+    pub waited: bool,
+    /// Pool threads still running when [`WorkerConfig::shutdown_timeout`](super::WorkerConfig::shutdown_timeout) ran out (each
+    /// one busy in a unit); they are left running, detached. 0 in a clean shutdown.
+    pub stuck_threads: usize,
+    /// Queued units dropped unrun when the bound ran out; their submitters got
+    /// [`Error::ShuttingDown`]. 0 in a clean shutdown.
+    pub cancelled_units: usize,
+}
+
+impl WorkerShutdown {
+    /// Waited, and every thread exited in time with every queued unit run.
+    pub fn is_clean(&self) -> bool {
+        self.waited && self.stuck_threads == 0 && self.cancelled_units == 0
+    }
+}
 
 /// What a queued entry runs: a unit or a chunk, which reports through the worker's counters.
 /// It never panics out (see `panics.rs`); if it does, that is a bug and the worker is
