@@ -218,7 +218,7 @@ fn report_comparison(args: &Args, targets: &Targets, new: &Results) -> Result<Ve
     if let (Some(a), Some(b)) = (&committed.meta, &new.meta) {
         if a.suite != b.suite {
             println!(
-                "  note: a {} suite against a {} suite (run lengths differ; compare like with like)",
+                "  note: a {} suite against a {} suite: only runs in both are compared, and run lengths may differ (see the commands)",
                 b.suite, a.suite
             );
         }
