@@ -3,6 +3,8 @@
 //! ```text
 //! swarm-load [--agents N] [--duration D] [--pattern direct|broadcast|topic|request|task|mixed]
 //!            [--payload BYTES|mixed] [--mode optimized|baseline] [--json FILE] [--rate R]
+//! swarm-load --pattern churn [--churn-rate R] [--churn-compare] ...   # short-lived agents
+//! swarm-load --pattern register --agents 1000000 [--time-limit 60s]   # registration at scale
 //! ```
 
 use anyhow::{Context, Result};
@@ -62,6 +64,24 @@ struct Args {
     /// Tokio worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// `churn`: short-lived agents registered, sent one message and dropped per second.
+    #[arg(long, default_value_t = 100_000)]
+    churn_rate: u64,
+    /// `churn`: tasks registering short-lived agents.
+    #[arg(long, default_value_t = 2)]
+    churn_tasks: usize,
+    /// `churn`: most short-lived agents alive at once (registration waits beyond it).
+    #[arg(long, default_value_t = 20_000)]
+    churn_in_flight: usize,
+    /// `churn`: a short-lived agent waits this long for its message, then counts it missed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    churn_timeout: Duration,
+    /// `churn`: run without churn, then with it, in this process; report both and the ratio.
+    #[arg(long)]
+    churn_compare: bool,
+    /// `register`: stop registering after this long and report how many were registered.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    time_limit: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -90,6 +110,16 @@ fn main() -> Result<()> {
     if let Some(w) = args.warmup {
         spec.warmup = w;
     }
+    if args.pattern == Pattern::Churn {
+        spec.churn_rate = args.churn_rate;
+    }
+    spec.churn_tasks = args.churn_tasks;
+    spec.churn_in_flight = args.churn_in_flight;
+    spec.churn_timeout = args.churn_timeout;
+    spec.time_limit = args.time_limit;
+    if args.churn_compare && args.pattern != Pattern::Churn {
+        anyhow::bail!("--churn-compare needs --pattern churn");
+    }
     let bar = (args.json.is_none() && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(args.duration.as_millis() as u64);
         bar.set_style(
@@ -106,7 +136,11 @@ fn main() -> Result<()> {
             bar.set_message(format!("{delivered} delivered, {rate:.0} msg/s"));
         }));
     }
-    let result = runtime.block_on(load::run(spec));
+    let result = if args.churn_compare {
+        runtime.block_on(load::churn::compare(spec))
+    } else {
+        runtime.block_on(load::run(spec))
+    };
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

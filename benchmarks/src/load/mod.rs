@@ -3,8 +3,10 @@
 //! Receivers count what they really get; latency comes from a send timestamp stamped into
 //! one payload in [`SAMPLE_EVERY`] and read on receipt, recorded in an HDR histogram.
 
+pub mod churn;
 pub mod nats;
 pub mod payload;
+pub mod register;
 pub mod report;
 pub mod rss;
 
@@ -37,6 +39,11 @@ pub enum Pattern {
     Task,
     /// Direct, topic, request and task traffic at once.
     Mixed,
+    /// `direct` traffic among the long-lived agents while short-lived agents are
+    /// registered, sent one message each and dropped at `churn_rate` per second.
+    Churn,
+    /// Registers `agents` idle agents and reports the cost and memory at scale; no traffic.
+    Register,
 }
 
 impl FromStr for Pattern {
@@ -49,6 +56,8 @@ impl FromStr for Pattern {
             "request" => Pattern::Request,
             "task" => Pattern::Task,
             "mixed" => Pattern::Mixed,
+            "churn" => Pattern::Churn,
+            "register" => Pattern::Register,
             _ => return Err(format!("unknown pattern `{s}`")),
         })
     }
@@ -64,6 +73,8 @@ impl Pattern {
             Pattern::Request => "request",
             Pattern::Task => "task",
             Pattern::Mixed => "mixed",
+            Pattern::Churn => "churn",
+            Pattern::Register => "register",
         }
     }
 }
@@ -139,6 +150,16 @@ pub struct LoadSpec {
     pub progress: Option<Progress>,
     /// Run across two hubs through this NATS server, against raw NATS.
     pub nats: Option<String>,
+    /// `churn`: short-lived agents per second (0: none).
+    pub churn_rate: u64,
+    /// `churn`: tasks registering short-lived agents.
+    pub churn_tasks: usize,
+    /// `churn`: most short-lived agents alive at once.
+    pub churn_in_flight: usize,
+    /// `churn`: how long a short-lived agent waits for its message before counting it missed.
+    pub churn_timeout: Duration,
+    /// `register`: stop registering after this long.
+    pub time_limit: Duration,
 }
 
 impl std::fmt::Debug for LoadSpec {
@@ -150,6 +171,7 @@ impl std::fmt::Debug for LoadSpec {
             .field("duration", &self.duration)
             .field("payload", &self.payload)
             .field("rate", &self.rate)
+            .field("churn_rate", &self.churn_rate)
             .finish_non_exhaustive()
     }
 }
@@ -170,6 +192,15 @@ impl LoadSpec {
             hub: HubConfig::default(),
             progress: None,
             nats: None,
+            churn_rate: if pattern == Pattern::Churn {
+                100_000
+            } else {
+                0
+            },
+            churn_tasks: 2,
+            churn_in_flight: 20_000,
+            churn_timeout: Duration::from_secs(10),
+            time_limit: Duration::from_secs(60),
         }
     }
 }
@@ -228,6 +259,12 @@ impl Drop for Samples {
 /// Runs one load test to the end and reports it. Fails if a message was lost without a
 /// counted reason.
 pub async fn run(spec: LoadSpec) -> Result<Report> {
+    if spec.pattern == Pattern::Register {
+        if spec.nats.is_some() {
+            bail!("--nats measures the direct pattern across two hubs");
+        }
+        return register::run(&spec).await;
+    }
     if spec.agents < 2 {
         bail!("--agents must be at least 2");
     }
@@ -302,6 +339,9 @@ pub async fn run(spec: LoadSpec) -> Result<Report> {
         };
         load.push(tokio::spawn(job.kind.run(ctx)));
     }
+    let mut churn = (spec.pattern == Pattern::Churn)
+        .then(|| churn::Churn::start(&spec, &hub, &senders, running.clone(), deadline))
+        .transpose()?;
 
     // Watch the run.
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -318,6 +358,9 @@ pub async fn run(spec: LoadSpec) -> Result<Report> {
     for job in load {
         job.await.context("a load task panicked")??;
     }
+    if let Some(c) = churn.as_mut() {
+        c.stop_registering().await?;
+    }
     let send_time = send_started.elapsed();
     let drain_started = Instant::now();
 
@@ -333,6 +376,11 @@ pub async fn run(spec: LoadSpec) -> Result<Report> {
             .context("a receiver panicked")?;
     }
     let drain_time = drain_started.elapsed();
+    // Short-lived agents still waiting get their message from the shutdown flush.
+    let churn = match churn {
+        Some(c) => Some(c.finish().await?),
+        None => None,
+    };
     let _ = stop_rss.send(true);
     let trace = rss_task.await.unwrap_or_default();
     let end_rss = rss::rss_mb();
@@ -342,6 +390,9 @@ pub async fn run(spec: LoadSpec) -> Result<Report> {
     let delivered = tally.delivered.load(Ordering::Relaxed);
     let dropped: u64 = m.messages_dropped.values().sum();
     let lost = sent.saturating_sub(delivered);
+    let churn_lost = churn
+        .as_ref()
+        .map_or(0, |c| c.messages_sent.saturating_sub(c.messages_delivered));
     let hist = latency
         .lock()
         .map_err(|_| anyhow::anyhow!("latency histogram poisoned"))?
@@ -421,6 +472,8 @@ pub async fn run(spec: LoadSpec) -> Result<Report> {
         },
         machine: machine(),
         nats: None,
+        churn,
+        register: None,
     };
     if shutdown.undelivered != 0 {
         bail!(
@@ -428,10 +481,10 @@ pub async fn run(spec: LoadSpec) -> Result<Report> {
             shutdown.undelivered
         );
     }
-    if lost > dropped {
+    if lost + churn_lost > dropped {
         bail!(
-            "{} messages lost without a counted reason (sent {sent}, delivered {delivered}, counted drops {dropped}); hub before shutdown: {:?}",
-            lost - dropped,
+            "{} messages lost without a counted reason (sent {sent}, delivered {delivered}, to short-lived agents lost {churn_lost}, counted drops {dropped}); hub before shutdown: {:?}",
+            lost + churn_lost - dropped,
             before.messages_dropped
         );
     }
@@ -491,7 +544,9 @@ impl Plan {
         let n = senders.max(1);
         let many = |kind, count: usize| (0..count).map(move |_| Job { kind, share: 1 });
         let jobs: Vec<Job> = match pattern {
-            Pattern::Direct => many(JobKind::Direct, n).collect(),
+            Pattern::Direct | Pattern::Churn => many(JobKind::Direct, n).collect(),
+            // Registration only; `run` hands it to `register::run` before any plan.
+            Pattern::Register => Vec::new(),
             Pattern::Broadcast => many(JobKind::Broadcast, n).collect(),
             Pattern::Topic => many(JobKind::Topic, n).collect(),
             Pattern::Request => many(JobKind::Request, requesters.max(1)).collect(),

@@ -86,6 +86,103 @@ pub struct Rss {
     pub warmup_s: f64,
 }
 
+/// `--pattern churn`: the short-lived agents.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChurnReport {
+    /// `--churn-rate`: short-lived agents per second asked for (0: no churn).
+    pub rate_target: u64,
+    /// Short-lived agents registered.
+    pub registered: u64,
+    /// Registered per second of churning.
+    pub registered_per_sec: f64,
+    /// Registrations that failed.
+    pub register_errors: u64,
+    /// Messages the long-lived agents sent to short-lived ones (accepted by the hub).
+    pub messages_sent: u64,
+    /// Sends to short-lived agents that returned an error.
+    pub send_errors: u64,
+    /// Messages short-lived agents received before being dropped.
+    pub messages_delivered: u64,
+    /// Short-lived agents dropped without their message (timed out, or the hub shut down).
+    pub messages_missed: u64,
+    /// Most short-lived agents alive at once.
+    pub max_in_flight: u64,
+    /// `--churn-in-flight`.
+    pub in_flight_limit: u64,
+    /// Send call to the short-lived agent having the message (sampled).
+    pub latency_us: Latency,
+    /// With `--churn-compare`: the run without churn and the ratio.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compare: Option<ChurnCompare>,
+}
+
+/// The long-lived agents' throughput without churn and with it, from one invocation.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChurnCompare {
+    /// msgs/s of the long-lived agents in the run without churn.
+    pub without_msgs_per_sec: f64,
+    /// Messages the long-lived agents got in the run without churn.
+    pub without_messages_delivered: u64,
+    /// Seconds of sending of the run without churn.
+    pub without_duration_s: f64,
+    /// msgs/s of the long-lived agents in the run with churn (the report's `msgs_per_sec`).
+    pub with_msgs_per_sec: f64,
+    /// `with_msgs_per_sec / without_msgs_per_sec`.
+    pub ratio: f64,
+}
+
+/// One checkpoint of `--pattern register`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RegisterCheckpoint {
+    /// Agents registered so far.
+    pub agents: u64,
+    /// Seconds since the first registration.
+    pub elapsed_s: f64,
+    /// Agents in the window timed just before this checkpoint.
+    pub window_agents: u64,
+    /// µs per registration in that window.
+    pub window_us_per_agent: f64,
+    /// Process RSS, MiB.
+    pub rss_mb: f64,
+    /// (RSS − RSS of the empty hub) / agents, KiB.
+    pub kb_per_agent: f64,
+    /// Time of one `hub.metrics()` call here, ms.
+    pub metrics_snapshot_ms: f64,
+    /// The hub's own `agents` figure here.
+    pub hub_agents: u64,
+}
+
+/// `--pattern register`: registering idle agents.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RegisterReport {
+    /// `--agents`.
+    pub target: u64,
+    /// Agents registered before the end or the time limit.
+    pub registered: u64,
+    /// Whether all `target` were registered within the time limit.
+    pub completed: bool,
+    /// `--time-limit`, seconds.
+    pub time_limit_s: f64,
+    /// Seconds registering.
+    pub total_s: f64,
+    /// Registrations per second over the whole run.
+    pub agents_per_sec: f64,
+    /// Mean µs per registration.
+    pub us_per_agent: f64,
+    /// KiB of RSS per idle agent at the last checkpoint.
+    pub kb_per_idle_agent: f64,
+    /// Bytes per agent of the harness's own `Vec<Agent>` (included in the RSS figures).
+    pub harness_bytes_per_agent: u64,
+    /// At 10,000, 100,000, ... and the last count.
+    pub checkpoints: Vec<RegisterCheckpoint>,
+    /// Seconds to drop every agent.
+    pub drop_s: f64,
+    /// The hub's `agents` after dropping them all (0 when the counts add up).
+    pub agents_after_drop: u64,
+    /// The shutdown report's `undelivered`.
+    pub shutdown_undelivered: u64,
+}
+
 /// One run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
@@ -136,11 +233,20 @@ pub struct Report {
     /// With `--nats`: raw NATS in the same run, and the ratio.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nats: Option<super::nats::NatsBaseline>,
+    /// With `--pattern churn`: the short-lived agents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub churn: Option<ChurnReport>,
+    /// With `--pattern register`: registration cost and memory at scale.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub register: Option<RegisterReport>,
 }
 
 impl Report {
     /// A compact table for a terminal.
     pub fn human(&self) -> String {
+        if let Some(r) = &self.register {
+            return self.human_register(r);
+        }
         let mut s = String::new();
         let mut row = |k: &str, v: String| s.push_str(&format!("  {k:<22} {v}\n"));
         row(
@@ -221,6 +327,36 @@ impl Report {
                 ),
             );
         }
+        if let Some(c) = &self.churn {
+            row(
+                "churn",
+                format!(
+                    "{} short-lived registered ({:.0}/s of {} asked), max {} alive",
+                    c.registered, c.registered_per_sec, c.rate_target, c.max_in_flight
+                ),
+            );
+            row(
+                "churn messages",
+                format!(
+                    "{} sent, {} delivered, {} missed, {} send errors; p50 {:.0} µs p99 {:.0} µs",
+                    c.messages_sent,
+                    c.messages_delivered,
+                    c.messages_missed,
+                    c.send_errors,
+                    c.latency_us.p50,
+                    c.latency_us.p99
+                ),
+            );
+            if let Some(k) = &c.compare {
+                row(
+                    "long-lived, no churn",
+                    format!(
+                        "{:.0} msg/s; with churn {:.0} msg/s; with ÷ without = {:.3}×",
+                        k.without_msgs_per_sec, k.with_msgs_per_sec, k.ratio
+                    ),
+                );
+            }
+        }
         let r = &self.rss_mb;
         row(
             "rss MiB",
@@ -229,6 +365,41 @@ impl Report {
                 r.start, r.end, r.warmup_s, r.growth
             ),
         );
+        s
+    }
+
+    fn human_register(&self, r: &RegisterReport) -> String {
+        let mut s = format!(
+            "  register {} of {} idle agents in {:.3} s ({:.0}/s, {:.2} µs each){}\n",
+            r.registered,
+            r.target,
+            r.total_s,
+            r.agents_per_sec,
+            r.us_per_agent,
+            if r.completed {
+                String::new()
+            } else {
+                format!(", stopped at the {:.0} s time limit", r.time_limit_s)
+            }
+        );
+        s.push_str(
+            "  agents      elapsed s  last-window µs/agent  rss MiB  KiB/agent  metrics() ms\n",
+        );
+        for c in &r.checkpoints {
+            s.push_str(&format!(
+                "  {:<11} {:<10.3} {:<21.2} {:<8.1} {:<10.3} {:.3}\n",
+                c.agents,
+                c.elapsed_s,
+                c.window_us_per_agent,
+                c.rss_mb,
+                c.kb_per_agent,
+                c.metrics_snapshot_ms
+            ));
+        }
+        s.push_str(&format!(
+            "  dropped all in {:.3} s; hub agents after: {}; harness holds {} B per agent\n",
+            r.drop_s, r.agents_after_drop, r.harness_bytes_per_agent
+        ));
         s
     }
 }
