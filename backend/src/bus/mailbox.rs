@@ -793,7 +793,7 @@ mod tests {
             assert!(admit(&mb, env(n, Priority::Normal)).is_ok());
         }
         match admit(&mb, env(9, Priority::Normal)) {
-            Err(Refused::Full(back)) => assert_eq!(back.payload.wire_bytes(), &[9]),
+            Err(Refused::Full(back)) => assert_eq!(&back.payload.wire_bytes()[..], &[9]),
             other => panic!("{other:?}"),
         }
         assert_eq!(bytes(&mb.pop().unwrap()), vec![0, 1, 2]);

@@ -41,7 +41,6 @@ pub use config::NatsConfig;
 pub use stats::NatsStats;
 
 /// Every reason label of `NatsStats::frames_rejected`, in order.
-
 #[cfg(test)]
 pub(crate) const REFUSAL_LABELS: [&str; 10] = stats::Refusal::LABELS;
 

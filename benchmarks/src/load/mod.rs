@@ -438,7 +438,11 @@ pub async fn run(spec: LoadSpec) -> Result<Report> {
             mean_size: m.batch_size.mean(),
             flushed_by_size: flushed("size"),
             flushed_by_linger: flushed("linger"),
-            flushed_other: batches - flushed("size") - flushed("linger"),
+            flushed_waiting: flushed("waiting"),
+            flushed_other: batches
+                .saturating_sub(flushed("size"))
+                .saturating_sub(flushed("linger"))
+                .saturating_sub(flushed("waiting")),
         },
         compression: report::Compression {
             compressed_messages: m.compressed_messages,

@@ -28,6 +28,8 @@ pub struct Batches {
     pub flushed_by_size: u64,
     /// Flushed because the linger elapsed.
     pub flushed_by_linger: u64,
+    /// Taken at once because the recipient was waiting for messages (adaptive batching).
+    pub flushed_waiting: u64,
     /// Flushed for priority, explicitly, or at shutdown.
     pub flushed_other: u64,
 }
@@ -291,8 +293,13 @@ impl Report {
         row(
             "batches",
             format!(
-                "{} (mean {:.1}; size {}, linger {}, other {})",
-                b.count, b.mean_size, b.flushed_by_size, b.flushed_by_linger, b.flushed_other
+                "{} (mean {:.1}; size {}, linger {}, recipient waiting {}, other {})",
+                b.count,
+                b.mean_size,
+                b.flushed_by_size,
+                b.flushed_by_linger,
+                b.flushed_waiting,
+                b.flushed_other
             ),
         );
         let c = &self.compression;
