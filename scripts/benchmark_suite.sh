@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The benchmark suite, in one run on this machine: the swarm-load matrix (patterns ×
-# payloads × agent counts, optimized and baseline), the peers (flume, tokio, kameo, ractor)
-# on the same workloads, and (full mode) a soak run. Writes benchmarks/results/*.json, then
-# regenerates the generated blocks of docs/benchmarks.md and docs/img/*.svg, and prints
-# the targets of benchmarks/targets.toml.
+# payloads × agent counts, optimized and baseline), the shared-driver comparison (swarmbus
+# and flume, tokio mpsc, kameo, ractor, actix, hand-batched flume, all through the same
+# `peer-load` driver, reps interleaved; the source of every "swarmbus ÷ X" target), and
+# (full mode) a soak run. Writes benchmarks/results/*.json, then regenerates the generated
+# blocks of docs/benchmarks.md and docs/img/*.svg, and prints the targets of
+# benchmarks/targets.toml.
 #
-#   scripts/benchmark_suite.sh            full: 3 s runs, 10/1,000/10,000 agents, 180 s soak
+#   scripts/benchmark_suite.sh            full: 3 s runs, 10/1,000/10,000 agents, driver
+#                                         matrix 3 reps × every system, 180 s soak
 #   scripts/benchmark_suite.sh --quick    CI-sized: 1 s runs, direct/request/task at 1,000
-#                                         agents, flume and tokio direct; no soak
+#                                         agents, driver matrix 1 rep × swarmbus, flume,
+#                                         tokio, flume-vec50; no soak
 # Options: --out DIR (default benchmarks/results), --no-docs, --seconds S, --soak-seconds S.
 # The 10-minute soak is not run by default:
 #   swarm-load --pattern direct --agents 1000 --rate 50000 --duration 10m --warmup 1m
@@ -27,7 +31,7 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift ;;
     --seconds) run_s=$2; shift ;;
     --soak-seconds) soak_s=$2; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "benchmark_suite.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -72,15 +76,37 @@ load() { # pattern payload agents
   done
 }
 
-peer() { # system pattern agents
-  run "peer-$1-$2-$3" "$bin/peer-load" --system "$1" --pattern "$2" --agents "$3" \
-    --duration "${run_s}s"
+# driver REPS [peer-load matrix options]: the shared-driver comparison in one process:
+# every (system, workload) cell REPS times, interleaved, into $out/driver-<system>-<workload>.json
+# (median per_sec and every rep) and $out/driver.md (the table). A failed cell is recorded
+# by name, like a failed run.
+driver() {
+  local reps=$1; shift
+  local started=$SECONDS
+  count=$((count + 1))
+  # 27 cells at most, each rep a run plus its drain.
+  if timeout --kill-after=10 "$(((run_s + 10) * 27 * reps + 120))" "$bin/peer-load" --matrix \
+      --reps "$reps" --duration "${run_s}s" --json-dir "$out" --prefix driver- \
+      --markdown "$out/driver.md" "$@" >"$out/driver.out" 2>"$out/driver.err"; then
+    rm -f "$out/driver.err"
+    printf '  [%3d] %-44s ok   %3ds\n' "$count" "driver matrix ($reps reps)" "$((SECONDS - started))"
+  else
+    local names
+    names=$(sed -n 's/^failed: //p' "$out/driver.err")
+    for name in $names; do failed+=("$name"); done
+    [ -n "$names" ] || failed+=("driver-matrix")
+    printf '  [%3d] %-44s FAIL %3ds: %s\n' "$count" "driver matrix ($reps reps)" \
+      "$((SECONDS - started))" "$(tail -n 1 "$out/driver.err" 2>/dev/null)"
+  fi
+  rm -f "$out/driver.out"
+  cat "$out/driver.md" 2>/dev/null || true
 }
 
 if [ "$quick" = 1 ]; then
   echo "==> quick suite (${run_s} s runs)"
   for pattern in direct request task; do load "$pattern" 64 1000; done
-  for system in flume tokio; do peer "$system" direct 1000; done
+  echo "==> shared driver: swarmbus and peers, same driver, same run"
+  driver 1 --systems swarmbus,flume,tokio,flume-vec50
 else
   echo "==> full suite (${run_s} s runs, ${soak_s} s soak)"
   for agents in 1000 10 10000; do
@@ -92,10 +118,8 @@ else
       done
     done
     if [ "$agents" = 1000 ]; then
-      # Right after swarmbus's own 1,000-agent runs, so the comparison is minutes apart.
-      for system in flume tokio kameo ractor; do
-        for pattern in direct request; do peer "$system" "$pattern" 1000; done
-      done
+      echo "==> shared driver: swarmbus and peers, same driver, same run"
+      driver 3
     fi
   done
   if command -v nats-server >/dev/null 2>&1; then

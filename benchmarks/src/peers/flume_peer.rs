@@ -1,4 +1,6 @@
-//! Raw flume: one unbounded channel per agent; a request carries a tokio oneshot for the reply.
+//! Raw flume: one unbounded channel per agent; a request carries a tokio oneshot for the
+//! reply. With `batch > 1` (the `flume-vec50` reference) each sending task batches by hand:
+//! it keeps one `Vec` per destination and sends it when it holds `batch` messages.
 
 use super::{drive, join_all, Counter, Mesh, PeerSpec, Sent, Shared};
 use anyhow::Result;
@@ -9,19 +11,52 @@ use tokio::sync::oneshot;
 
 enum Msg {
     Data(Bytes),
+    Batch(Vec<Bytes>),
     Request(Bytes, oneshot::Sender<Bytes>),
 }
 
-#[derive(Clone)]
-struct FlumeMesh(Arc<Vec<flume::Sender<Msg>>>);
+struct FlumeMesh {
+    txs: Arc<Vec<flume::Sender<Msg>>>,
+    batch: usize,
+    /// This task's unsent messages per destination (hand batching only).
+    held: Vec<Vec<Bytes>>,
+}
+
+impl Clone for FlumeMesh {
+    fn clone(&self) -> Self {
+        // A clone is a sending task's own: it starts with nothing held.
+        Self {
+            txs: self.txs.clone(),
+            batch: self.batch,
+            held: Vec::new(),
+        }
+    }
+}
 
 impl Mesh for FlumeMesh {
     fn len(&self) -> usize {
-        self.0.len()
+        self.txs.len()
     }
 
-    async fn send(&self, to: usize, body: Bytes) -> bool {
-        let ok = self.0[to].send(Msg::Data(body)).is_ok();
+    async fn send(&mut self, _from: usize, to: usize, body: Bytes) -> bool {
+        let ok = if self.batch <= 1 {
+            self.txs[to].send(Msg::Data(body)).is_ok()
+        } else {
+            if self.held.len() < self.txs.len() {
+                self.held.resize_with(self.txs.len(), Vec::new);
+            }
+            let held = &mut self.held[to];
+            if held.capacity() == 0 {
+                held.reserve_exact(self.batch);
+            }
+            held.push(body);
+            if held.len() >= self.batch {
+                let full = std::mem::replace(held, Vec::with_capacity(self.batch));
+                self.txs[to].send(Msg::Batch(full)).is_ok()
+            } else {
+                true
+            }
+        };
         // An unbounded send never waits, so it never yields; without this the senders
         // would hold both workers and starve the receivers (tokio's own channels and
         // swarmbus sends consume the same coop budget).
@@ -29,14 +64,35 @@ impl Mesh for FlumeMesh {
         ok
     }
 
-    async fn request(&self, to: usize, body: Bytes, timeout: Duration) -> Option<Bytes> {
+    async fn request(&mut self, _from: usize, to: usize, body: Bytes, timeout: Duration) -> bool {
         let (tx, rx) = oneshot::channel();
-        self.0[to].send(Msg::Request(body, tx)).ok()?;
-        tokio::time::timeout(timeout, rx).await.ok()?.ok()
+        let len = body.len();
+        if self.txs[to].send(Msg::Request(body, tx)).is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(timeout, rx).await, Ok(Ok(reply)) if reply.len() == len)
+    }
+
+    async fn flush(&mut self) -> u64 {
+        let mut failed = 0;
+        for (to, held) in self.held.iter_mut().enumerate() {
+            if held.is_empty() {
+                continue;
+            }
+            let n = held.len() as u64;
+            if self.txs[to].send(Msg::Batch(std::mem::take(held))).is_err() {
+                failed += n;
+            }
+        }
+        failed
     }
 }
 
-pub(super) async fn run(spec: &PeerSpec, shared: &Arc<Shared>) -> Result<(Sent, Duration)> {
+pub(super) async fn run(
+    spec: &PeerSpec,
+    shared: &Arc<Shared>,
+    batch: usize,
+) -> Result<(Sent, Duration)> {
     let mut txs = Vec::with_capacity(spec.agents);
     let mut receivers = Vec::with_capacity(spec.agents);
     for _ in 0..spec.agents {
@@ -47,6 +103,11 @@ pub(super) async fn run(spec: &PeerSpec, shared: &Arc<Shared>) -> Result<(Sent, 
             while let Ok(msg) = rx.recv_async().await {
                 match msg {
                     Msg::Data(body) => counter.got(&body),
+                    Msg::Batch(bodies) => {
+                        for body in &bodies {
+                            counter.got(body);
+                        }
+                    }
                     Msg::Request(body, reply) => {
                         let _ = reply.send(body);
                     }
@@ -54,7 +115,11 @@ pub(super) async fn run(spec: &PeerSpec, shared: &Arc<Shared>) -> Result<(Sent, 
             }
         }));
     }
-    let mesh = FlumeMesh(Arc::new(txs));
+    let mesh = FlumeMesh {
+        txs: Arc::new(txs),
+        batch,
+        held: Vec::new(),
+    };
     let sent = drive(&mesh, spec, shared).await?;
     let drain = Instant::now();
     // Dropping the last senders ends each receive loop once its channel is empty.

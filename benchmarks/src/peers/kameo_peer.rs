@@ -52,17 +52,17 @@ impl Mesh for KameoMesh {
         self.0.len()
     }
 
-    async fn send(&self, to: usize, body: Bytes) -> bool {
+    async fn send(&mut self, _from: usize, to: usize, body: Bytes) -> bool {
         // Waits while the mailbox is full.
         self.0[to].tell(Data(body)).await.is_ok()
     }
 
-    async fn request(&self, to: usize, body: Bytes, timeout: Duration) -> Option<Bytes> {
-        tokio::time::timeout(timeout, self.0[to].ask(Request(body)))
-            .await
-            .ok()?
-            .ok()
-            .map(|echo| echo.0)
+    async fn request(&mut self, _from: usize, to: usize, body: Bytes, timeout: Duration) -> bool {
+        let len = body.len();
+        matches!(
+            tokio::time::timeout(timeout, self.0[to].ask(Request(body))).await,
+            Ok(Ok(Echo(reply))) if reply.len() == len
+        )
     }
 }
 

@@ -59,21 +59,21 @@ impl Mesh for RactorMesh {
         self.0.len()
     }
 
-    async fn send(&self, to: usize, body: Bytes) -> bool {
+    async fn send(&mut self, _from: usize, to: usize, body: Bytes) -> bool {
         let ok = self.0[to].cast(Msg::Data(body)).is_ok();
         // `cast` never waits, so it never yields; see the flume peer.
         tokio::task::consume_budget().await;
         ok
     }
 
-    async fn request(&self, to: usize, body: Bytes, timeout: Duration) -> Option<Bytes> {
-        match self.0[to]
-            .call(|port| Msg::Request(body, port), Some(timeout))
-            .await
-        {
-            Ok(CallResult::Success(reply)) => Some(reply),
-            _ => None,
-        }
+    async fn request(&mut self, _from: usize, to: usize, body: Bytes, timeout: Duration) -> bool {
+        let len = body.len();
+        matches!(
+            self.0[to]
+                .call(|port| Msg::Request(body, port), Some(timeout))
+                .await,
+            Ok(CallResult::Success(reply)) if reply.len() == len
+        )
     }
 }
 

@@ -20,15 +20,18 @@ impl Mesh for TokioMesh {
         self.0.len()
     }
 
-    async fn send(&self, to: usize, body: Bytes) -> bool {
+    async fn send(&mut self, _from: usize, to: usize, body: Bytes) -> bool {
         // Waits while the mailbox is full: backpressure, and a coop-budgeted await.
         self.0[to].send(Msg::Data(body)).await.is_ok()
     }
 
-    async fn request(&self, to: usize, body: Bytes, timeout: Duration) -> Option<Bytes> {
+    async fn request(&mut self, _from: usize, to: usize, body: Bytes, timeout: Duration) -> bool {
         let (tx, rx) = oneshot::channel();
-        self.0[to].send(Msg::Request(body, tx)).await.ok()?;
-        tokio::time::timeout(timeout, rx).await.ok()?.ok()
+        let len = body.len();
+        if self.0[to].send(Msg::Request(body, tx)).await.is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(timeout, rx).await, Ok(Ok(reply)) if reply.len() == len)
     }
 }
 
