@@ -28,6 +28,10 @@ export CARGO_TARGET_DIR
 cargo test --workspace --all-targets
 cargo test --workspace --doc
 
+echo "==> loom models of the mailbox (--cfg swarmbus_loom, own target directory)"
+RUSTFLAGS="--cfg swarmbus_loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR="$CARGO_TARGET_DIR/loom" \
+  cargo test -q -p swarmbus --lib loom
+
 echo "==> example: agent hub"
 cargo run -q -p swarmbus --example agent_hub >/dev/null
 

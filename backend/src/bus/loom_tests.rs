@@ -1,7 +1,7 @@
 //! Loom models of the mailbox: every interleaving of its lock and atomics, for admission,
 //! `next_batch` (no lost wake-up, nothing lost, per-sender order) and waiting for room.
 //!
-//! Run with `RUSTFLAGS="--cfg swarmbus_loom" cargo test -p swarmbus --lib --release loom`
+//! Run with `RUSTFLAGS="--cfg swarmbus_loom" cargo test -p swarmbus --lib loom`
 //! (`scripts/test.sh` does, in its own target directory).
 
 use super::batch::BatchRules;
