@@ -21,8 +21,11 @@ smoke direct-baseline --pattern direct --mode baseline
 smoke request --pattern request
 smoke mixed --pattern mixed --payload mixed
 # Regression: echoing mixed payloads through request/reply once panicked in zlib-rs
-# (release builds only), so it runs here, in release.
-smoke request-mixed --pattern request --payload mixed --requesters 8
+# (release builds only), so it runs here, in release, with every local payload over 1 KiB
+# compressed (local delivery compresses only into a backlog).
+printf 'compress_backlog = 0\n' >"$dir/compress-all.toml"
+smoke request-mixed --pattern request --payload mixed --requesters 8 --config "$dir/compress-all.toml"
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r["compression"]["compressed_messages"] > 0 else "request-mixed: nothing was compressed")' "$dir/request-mixed.json"
 
 # Across two hubs through a real nats-server on a free loopback port, stopped by its PID.
 if command -v nats-server >/dev/null 2>&1; then

@@ -44,13 +44,29 @@ async fn every_pattern_delivers_everything() {
     }
 }
 
-/// Regression: request/reply echoing mixed payloads once panicked inside zlib-rs.
+/// Regression: request/reply echoing mixed payloads once panicked inside zlib-rs. Local
+/// delivery compresses only into a backlog, so every local payload over 1 KiB is compressed
+/// here (`compress_backlog: 0`), as it would be for another hub.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_payloads_compress_and_round_trip() {
     for pattern in [Pattern::Request, Pattern::Mixed, Pattern::Direct] {
-        let r = run(pattern, PayloadSpec::Mixed, Mode::Optimized).await;
+        let mut spec = LoadSpec::new(pattern, 10, Duration::from_millis(400));
+        spec.payload = PayloadSpec::Mixed;
+        spec.mode = Mode::Optimized;
+        spec.requesters = 8;
+        spec.hub.compress_backlog = 0;
+        let r = load::run(spec).await.expect("load run");
         assert_eq!(r.messages_lost, 0);
         assert!(r.compression.compressed_messages > 0, "{pattern:?}");
         assert!(r.compression.ratio > 1.0, "{pattern:?}");
     }
+}
+
+/// Local delivery to recipients that keep up shares the payload's bytes: with the default
+/// configuration, mixed payloads travel uncompressed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_mixed_payloads_are_not_compressed_without_a_backlog() {
+    let r = run(Pattern::Request, PayloadSpec::Mixed, Mode::Optimized).await;
+    assert_eq!(r.messages_lost, 0);
+    assert_eq!(r.compression.compressed_messages, 0);
 }

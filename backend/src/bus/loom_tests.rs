@@ -37,6 +37,25 @@ fn mailbox(capacity: usize, max_messages: usize) -> Arc<Mailbox> {
     ))
 }
 
+/// Debug builds need more than the 32 KiB stack a loom thread gets by default.
+const STACK: usize = 4 << 20;
+
+fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> thread::JoinHandle<T> {
+    thread::Builder::new()
+        .stack_size(STACK)
+        .spawn(f)
+        .expect("spawn a loom thread")
+}
+
+/// Runs `body` as a model, on a thread with room for debug frames.
+fn model(body: impl Fn() + Sync + Send + 'static) {
+    let body = std::sync::Arc::new(body);
+    loom::model(move || {
+        let body = body.clone();
+        spawn(move || body()).join().expect("model thread");
+    });
+}
+
 fn env(from: u8, seq: u8) -> Envelope {
     Envelope {
         id: MessageId::new_v4(),
@@ -69,12 +88,12 @@ fn key(e: &Envelope) -> (u8, u8) {
 /// and the receiver is never left asleep with a message waiting.
 #[test]
 fn loom_two_senders_one_waiting_receiver() {
-    loom::model(|| {
+    model(|| {
         let mb = mailbox(16, 50);
         let senders: Vec<_> = (1..=2u8)
             .map(|from| {
                 let mb = mb.clone();
-                thread::spawn(move || {
+                spawn(move || {
                     for seq in 0..2 {
                         assert!(admit(&mb, env(from, seq)).is_ok());
                     }
@@ -101,12 +120,12 @@ fn loom_two_senders_one_waiting_receiver() {
 /// and its message then fits.
 #[test]
 fn loom_a_sender_waiting_for_room_is_woken() {
-    loom::model(|| {
+    model(|| {
         let mb = mailbox(1, 50);
         assert!(admit(&mb, env(1, 0)).is_ok());
         let sender = {
             let mb = mb.clone();
-            thread::spawn(move || {
+            spawn(move || {
                 let mut e = env(2, 0);
                 loop {
                     match admit(&mb, e) {
@@ -132,11 +151,11 @@ fn loom_a_sender_waiting_for_room_is_woken() {
 /// then dropped by `close` (and so counted); never both, never neither.
 #[test]
 fn loom_close_races_admission() {
-    loom::model(|| {
+    model(|| {
         let mb = mailbox(16, 50);
         let sender = {
             let mb = mb.clone();
-            thread::spawn(move || admit(&mb, env(1, 0)).is_ok())
+            spawn(move || admit(&mb, env(1, 0)).is_ok())
         };
         let dropped = mb.close();
         let admitted = sender.join().unwrap();
@@ -149,11 +168,11 @@ fn loom_close_races_admission() {
 /// Seal while the owner waits: it wakes and sees the end once the queue is empty.
 #[test]
 fn loom_seal_wakes_a_waiting_owner() {
-    loom::model(|| {
+    model(|| {
         let mb = mailbox(16, 50);
         let sealer = {
             let mb = mb.clone();
-            thread::spawn(move || {
+            spawn(move || {
                 assert!(admit(&mb, env(1, 0)).is_ok());
                 mb.seal();
             })
