@@ -1,11 +1,12 @@
 //! swarmbus: a batching message bus for swarms of agents.
 //!
 //! Agents register with a [`Hub`], get a v4 UUID [`AgentId`], and talk: direct
-//! ([`Agent::send`]), broadcast, topics, and request/reply with a timeout. Messages wait in
-//! per-destination batches that leave at 50 messages or 10 ms, whichever comes first, so
-//! the bus pays one lock and one wake-up per batch rather than per message. Payloads over
-//! 1 KiB are gzip-compressed when that shrinks them. CPU-heavy work goes to an elastic
-//! worker pool ([`Hub::submit`]).
+//! ([`Agent::send`]), broadcast, topics, and request/reply with a timeout. A recipient
+//! waiting in [`Agent::recv`] gets a message at once; while it is busy, messages wait in a
+//! per-destination batch that leaves at 50 messages or 10 ms at the latest, so a busy
+//! recipient costs one lock and one wake-up per batch rather than per message. Payloads over
+//! 1 KiB are gzip-compressed where that pays: on their way to other hubs, and into backlogs.
+//! CPU-heavy work goes to an elastic worker pool ([`Hub::submit`]), started on first use.
 //!
 //! ```
 //! # #[tokio::main]
@@ -16,7 +17,7 @@
 //! let alice = hub.register("alice")?;
 //! let mut bob = hub.register("bob")?;
 //!
-//! alice.send(bob.id(), "hello").await?;            // waits in a batch for up to 10 ms
+//! alice.send(bob.id(), "hello").await?;            // bob is busy: it waits in his batch
 //! alice.send_with(bob.id(), "now", Priority::Critical).await?; // flushes the batch at once
 //! let first = bob.recv().await.unwrap();
 //! assert_eq!(&*first.payload().bytes()?, b"now");  // higher priority is served first
