@@ -61,14 +61,7 @@ impl Bus {
             if to == from || failure.is_some() {
                 return;
             }
-            let env = self.envelope(
-                from,
-                to,
-                Kind::Message,
-                priority,
-                topic.clone(),
-                payload.clone(),
-            );
+            let env = self.fan_out_copy(from, to, priority, topic, &payload);
             match self.admit_to(mailbox, env, false, recipients) {
                 Ok(()) => accepted += 1,
                 Err(Refused::Full(_) | Refused::OverBudget(..)) => refused.push(to),
@@ -112,14 +105,7 @@ impl Bus {
         }
         let mut deadline = Deadline::default();
         for &to in refused.iter() {
-            let env = self.envelope(
-                from,
-                to,
-                Kind::Message,
-                priority,
-                topic.clone(),
-                payload.clone(),
-            );
+            let env = self.fan_out_copy(from, to, priority, &topic, &payload);
             match self
                 .send_until(env, Wait::Policy, false, recipients, &mut deadline)
                 .await
@@ -133,5 +119,24 @@ impl Bus {
             }
         }
         Ok(accepted)
+    }
+
+    /// One recipient's copy of a fan-out: its own envelope, the shared payload and topic.
+    fn fan_out_copy(
+        &self,
+        from: AgentId,
+        to: AgentId,
+        priority: Priority,
+        topic: &Option<Arc<str>>,
+        payload: &Payload,
+    ) -> crate::Envelope {
+        self.envelope(
+            from,
+            to,
+            Kind::Message,
+            priority,
+            topic.clone(),
+            payload.clone(),
+        )
     }
 }

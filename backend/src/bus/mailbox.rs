@@ -561,6 +561,37 @@ impl Mailbox {
     }
 }
 
+#[cfg(test)]
+impl Mailbox {
+    /// A mailbox outside any hub, for the core's own tests: its counters, a small buffer
+    /// pool, batches of `max_messages`, a 10 ms linger.
+    pub(crate) fn standalone(
+        capacity: usize,
+        policy: OverflowPolicy,
+        max_messages: usize,
+    ) -> (Mailbox, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::default());
+        let sizing = crate::pool::PoolSizing {
+            initial: 0,
+            max: 4,
+            item_capacity: 64,
+        };
+        let rules = BatchRules {
+            max_messages,
+            linger: std::time::Duration::from_millis(10),
+            flush_priority: crate::Priority::Critical,
+        };
+        let buffers = Arc::new(BufferPool::new(
+            "batches",
+            sizing,
+            true,
+            std::time::Duration::ZERO,
+        ));
+        let mb = Mailbox::new(capacity, policy, rules, metrics.clone(), buffers);
+        (mb, metrics)
+    }
+}
+
 /// The future of [`Mailbox::next_batch`].
 #[derive(Debug)]
 #[must_use = "futures do nothing unless polled"]
@@ -676,7 +707,6 @@ fn split_by_priority(lanes: &mut Lanes, batch: Vec<Envelope>, mask: u8, charge: 
 mod tests {
     use super::*;
     use crate::envelope::Kind;
-    use crate::pool::PoolSizing;
     use crate::{AgentId, MessageId, Payload, Priority};
     use std::sync::atomic::AtomicBool;
     use std::time::Duration;
@@ -684,20 +714,7 @@ mod tests {
     static RUNNING: AtomicBool = AtomicBool::new(false);
 
     fn mailbox(capacity: usize, policy: OverflowPolicy) -> (Mailbox, Arc<Metrics>) {
-        let metrics = Arc::new(Metrics::default());
-        let sizing = PoolSizing {
-            initial: 0,
-            max: 4,
-            item_capacity: 64,
-        };
-        let rules = BatchRules {
-            max_messages: 4,
-            linger: Duration::from_millis(10),
-            flush_priority: Priority::Critical,
-        };
-        let buffers = Arc::new(BufferPool::new("batches", sizing, true, Duration::ZERO));
-        let mb = Mailbox::new(capacity, policy, rules, metrics.clone(), buffers);
-        (mb, metrics)
+        Mailbox::standalone(capacity, policy, 4)
     }
 
     fn env(n: u8, priority: Priority) -> Envelope {

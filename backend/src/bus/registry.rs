@@ -223,33 +223,9 @@ mod tests {
 #[cfg(test)]
 mod registry_tests {
     use super::*;
-    use crate::bus::batch::BatchRules;
-    use crate::metrics::Metrics;
-    use crate::pool::PoolSizing;
 
     fn slot(registry: &Registry, name: &str) -> Arc<AgentSlot> {
-        let sizing = PoolSizing {
-            initial: 0,
-            max: 0,
-            item_capacity: 1,
-        };
-        let rules = BatchRules {
-            max_messages: 50,
-            linger: std::time::Duration::from_millis(10),
-            flush_priority: crate::Priority::Critical,
-        };
-        let mailbox = Mailbox::new(
-            16,
-            crate::OverflowPolicy::Reject,
-            rules,
-            Arc::new(Metrics::default()),
-            Arc::new(BufferPool::new(
-                "batches",
-                sizing,
-                false,
-                Default::default(),
-            )),
-        );
+        let (mailbox, _) = Mailbox::standalone(16, crate::OverflowPolicy::Reject, 50);
         let slot = Arc::new(AgentSlot {
             id: AgentId::new_v4(),
             name: Arc::from(name),
