@@ -42,6 +42,16 @@ pub(crate) struct Batch {
     pub(crate) charge: u64,
 }
 
+impl BatchRules {
+    /// The same rules with batches of at most `max_messages` (links batch more).
+    pub(crate) fn with_max_messages(self, max_messages: usize) -> Self {
+        Self {
+            max_messages,
+            ..self
+        }
+    }
+}
+
 impl Batch {
     pub(crate) fn new() -> Self {
         Self {

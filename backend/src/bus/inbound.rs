@@ -91,14 +91,10 @@ impl Inbound {
     /// A mailbox for a link to other hubs: it batches up to `max_messages`, holds at most
     /// `capacity` (refusing beyond), and hands its messages on rather than delivering them.
     pub(crate) fn link_mailbox(&self, capacity: usize, max_messages: usize) -> Mailbox {
-        let rules = BatchRules {
-            max_messages,
-            ..self.rules
-        };
         Mailbox::new(
             capacity,
             crate::OverflowPolicy::Reject,
-            rules,
+            self.rules.with_max_messages(max_messages),
             self.metrics.clone(),
             self.buffers.clone(),
         )

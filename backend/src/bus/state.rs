@@ -97,14 +97,10 @@ impl Bus {
         policy: crate::OverflowPolicy,
         max_messages: usize,
     ) -> Mailbox {
-        let rules = BatchRules {
-            max_messages,
-            ..self.rules
-        };
         Mailbox::new(
             capacity,
             policy,
-            rules,
+            self.rules.with_max_messages(max_messages),
             self.metrics.clone(),
             self.pools.batches.clone(),
         )
