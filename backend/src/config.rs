@@ -3,6 +3,8 @@
 use crate::workers::WorkerConfig;
 use crate::{Error, Priority, Result};
 use serde::{Deserialize, Serialize};
+use std::fmt;
+#[cfg(feature = "http")]
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -28,7 +30,7 @@ use std::time::Duration;
 /// assert_eq!(config.overflow, OverflowPolicy::Reject);
 /// assert_eq!(config.compress_over, 1024); // untouched default
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct HubConfig {
@@ -77,14 +79,54 @@ pub struct HubConfig {
     /// The elastic worker pool behind `Hub::submit`.
     pub workers: WorkerConfig,
     /// Serve `/metrics`, `/api/stats`, `/` and `/healthz` here. Default none.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub metrics_addr: Option<SocketAddr>,
     /// When set, every HTTP route but `/healthz` requires `Authorization: Bearer <token>`.
+    /// `Debug` prints it as `<redacted>`.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub auth_token: Option<String>,
     /// The HTTP server's connection limits (TOML section `[http]`): header-read timeout
     /// 10 s, idle timeout 60 s, at most 512 connections (see [`crate::http::HttpLimits`]).
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub http: crate::http::HttpLimits,
     /// Join a multi-host swarm through NATS. Default none (this hub alone).
+    #[cfg(feature = "nats")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
     pub nats: Option<crate::nats::NatsConfig>,
+}
+
+impl fmt::Debug for HubConfig {
+    /// Secrets stay out of logs: the bearer token prints as `<redacted>`, and the NATS
+    /// settings redact their own.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("HubConfig");
+        d.field("max_messages", &self.max_messages)
+            .field("linger", &self.linger)
+            .field("flush_priority", &self.flush_priority)
+            .field("compress_over", &self.compress_over)
+            .field("compress_backlog", &self.compress_backlog)
+            .field("compression_level", &self.compression_level)
+            .field("max_payload", &self.max_payload)
+            .field("mailbox_capacity", &self.mailbox_capacity)
+            .field("overflow", &self.overflow)
+            .field("max_queued_bytes", &self.max_queued_bytes)
+            .field("budget_policy", &self.budget_policy)
+            .field("pools", &self.pools)
+            .field("workers", &self.workers);
+        #[cfg(feature = "http")]
+        d.field("metrics_addr", &self.metrics_addr)
+            .field(
+                "auth_token",
+                &self.auth_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("http", &self.http);
+        #[cfg(feature = "nats")]
+        d.field("nats", &self.nats);
+        d.finish()
+    }
 }
 
 impl Default for HubConfig {
@@ -107,9 +149,13 @@ impl Default for HubConfig {
             },
             pools: PoolConfig::default(),
             workers: WorkerConfig::default(),
+            #[cfg(feature = "http")]
             metrics_addr: None,
+            #[cfg(feature = "http")]
             auth_token: None,
+            #[cfg(feature = "http")]
             http: crate::http::HttpLimits::default(),
+            #[cfg(feature = "nats")]
             nats: None,
         }
     }
@@ -117,13 +163,24 @@ impl Default for HubConfig {
 
 impl HubConfig {
     /// Parses TOML; absent keys keep their defaults. The result is validated.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for TOML that does not parse, an unknown key (naming the cargo
+    /// feature when the key belongs to one this build leaves out), or a value out of range.
     pub fn from_toml_str(text: &str) -> Result<Self> {
-        let config: HubConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        let config: HubConfig =
+            toml::from_str(text).map_err(|e| Error::Config(hint_feature(e.to_string())))?;
         config.validate()?;
         Ok(config)
     }
 
     /// Reads and parses a TOML file.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the file cannot be read; otherwise as
+    /// [`from_toml_str`](Self::from_toml_str).
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self> {
         let text = std::fs::read_to_string(path)?;
         Self::from_toml_str(&text)
@@ -172,6 +229,7 @@ impl HubConfig {
                 self.max_payload
             ));
         }
+        #[cfg(feature = "http")]
         if self.auth_token.as_deref() == Some("") {
             return bad("auth_token must not be empty (leave it out for no token)".to_string());
         }
@@ -201,7 +259,9 @@ impl HubConfig {
             }
         }
         self.pools.validate()?;
+        #[cfg(feature = "http")]
         self.http.validate()?;
+        #[cfg(feature = "nats")]
         if let Some(nats) = &self.nats {
             nats.validate()?;
         }
@@ -263,6 +323,25 @@ pub enum BudgetPolicy {
 
 pub use crate::pool::{PoolConfig, PoolSizing};
 
+/// A TOML error about a key that belongs to a cargo feature this build leaves out, with a
+/// hint naming the feature (the key is refused either way: a setting must never be ignored).
+fn hint_feature(message: String) -> String {
+    let feature = [
+        ("metrics_addr", "http", cfg!(feature = "http")),
+        ("auth_token", "http", cfg!(feature = "http")),
+        ("http", "http", cfg!(feature = "http")),
+        ("nats", "nats", cfg!(feature = "nats")),
+    ]
+    .into_iter()
+    .find(|(key, _, on)| !on && message.contains(&format!("unknown field `{key}`")));
+    match feature {
+        Some((key, feature, _)) => {
+            format!("{message}\n(`{key}` needs swarmbus built with the `{feature}` cargo feature)")
+        }
+        None => message,
+    }
+}
+
 /// The ranges [`HubConfig::validate`] enforces. Each bound is far above any value a
 /// working hub needs and below what would overflow a deadline or exhaust memory up front.
 pub mod limits {
@@ -302,6 +381,7 @@ mod tests {
         assert_eq!(c.pools.bytes.initial, 200);
         assert_eq!(c.pools.bytes.item_capacity, 4096);
         assert_eq!(c.pools.uuids.initial, 100);
+        #[cfg(feature = "http")]
         assert!(c.metrics_addr.is_none());
         assert_eq!(c.max_queued_bytes, 1 << 30);
         assert_eq!(
@@ -326,19 +406,59 @@ mod tests {
             HubConfig::from_toml_str("max_messages = 0"),
             Err(Error::Config(_))
         ));
-        let c = HubConfig::from_toml_str(
-            "overflow = { policy = \"block\", timeout = \"250ms\" }\nmetrics_addr = \"127.0.0.1:9464\"",
-        )
-        .unwrap();
+        let c = HubConfig::from_toml_str("overflow = { policy = \"block\", timeout = \"250ms\" }")
+            .unwrap();
         assert_eq!(
             c.overflow,
             OverflowPolicy::Block {
                 timeout: Duration::from_millis(250)
             }
         );
-        assert_eq!(c.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
     }
 
+    #[cfg(feature = "http")]
+    #[test]
+    fn the_http_keys_parse_and_the_token_stays_out_of_debug() {
+        let c = HubConfig::from_toml_str(
+            "metrics_addr = \"127.0.0.1:9464\"\nauth_token = \"s3cr3t-t0ken\"",
+        )
+        .unwrap();
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+        let shown = format!("{c:?} {c:#?}");
+        assert!(!shown.contains("s3cr3t-t0ken"), "{shown}");
+        assert!(
+            shown.contains("auth_token: Some(\"<redacted>\")"),
+            "{shown}"
+        );
+    }
+
+    /// A key of a feature this build leaves out is refused (never ignored), and the error
+    /// names the feature.
+    #[cfg(not(all(feature = "http", feature = "nats")))]
+    #[test]
+    fn keys_of_a_missing_feature_are_refused_with_its_name() {
+        let cases = [
+            (
+                "metrics_addr = \"127.0.0.1:9464\"",
+                "http",
+                cfg!(feature = "http"),
+            ),
+            ("[nats]\nnode = \"a\"", "nats", cfg!(feature = "nats")),
+        ];
+        for (text, feature, built_in) in cases {
+            if built_in {
+                continue;
+            }
+            match HubConfig::from_toml_str(text) {
+                Err(Error::Config(m)) => {
+                    assert!(m.contains(&format!("`{feature}` cargo feature")), "{m}")
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[cfg(all(feature = "http", feature = "nats"))]
     #[test]
     fn the_documented_example_parses() {
         let doc = include_str!("../../docs/operations.md");

@@ -3,15 +3,18 @@
 //! snapshot and shutdown.
 
 use crate::agent::{Agent, AgentSender};
-use crate::bus::{Bus, Inbound};
+use crate::bus::Bus;
+#[cfg(feature = "nats")]
+use crate::bus::Inbound;
 use crate::metrics::{DropReason, FlushReason, MailboxDepth, MetricsSnapshot, SendError};
+#[cfg(feature = "nats")]
 use crate::nats::Bridge;
 use crate::workers::{WorkerPool, WorkerStats};
 use crate::{Error, HubConfig, Priority, Result};
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 /// Everything a hub owns; `Hub` handles share it.
@@ -22,14 +25,17 @@ struct HubState {
     workers: OnceLock<WorkerPool>,
     workers_starting: Mutex<()>,
     /// The NATS bridge, once connected.
+    #[cfg(feature = "nats")]
     bridge: OnceLock<Arc<Bridge>>,
     started: Instant,
     shutdown_report: Mutex<Option<ShutdownReport>>,
     /// Serializes `shutdown` calls: a second caller waits for the first one's report.
     shutdown_gate: tokio::sync::Mutex<()>,
     /// The HTTP server, when `metrics_addr` is set; taken by `shutdown`.
+    #[cfg(feature = "http")]
     http: Mutex<Option<crate::http::Server>>,
     /// The HTTP server's counters, kept past `shutdown` so the last snapshot still has them.
+    #[cfg(feature = "http")]
     http_counters: OnceLock<Arc<crate::http::HttpCounters>>,
 }
 
@@ -91,8 +97,10 @@ pub struct ShutdownReport {
 }
 
 /// The HTTP server's view of the hub: weak, so a server never keeps its hub alive.
-struct StatsOf(Weak<HubState>);
+#[cfg(feature = "http")]
+struct StatsOf(std::sync::Weak<HubState>);
 
+#[cfg(feature = "http")]
 impl crate::http::StatsSource for StatsOf {
     fn snapshot(&self) -> Option<MetricsSnapshot> {
         self.0.upgrade().map(|state| state.snapshot())
@@ -115,17 +123,21 @@ impl Hub {
     pub fn start(config: HubConfig) -> Result<Hub> {
         config.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        #[cfg(feature = "nats")]
         let nats = config.nats.clone();
         let bus = Bus::start(config, &runtime);
         let state = Arc::new(HubState {
             bus,
             workers: OnceLock::new(),
             workers_starting: Mutex::new(()),
+            #[cfg(feature = "nats")]
             bridge: OnceLock::new(),
             started: Instant::now(),
             shutdown_report: Mutex::new(None),
             shutdown_gate: tokio::sync::Mutex::new(()),
+            #[cfg(feature = "http")]
             http: Mutex::new(None),
+            #[cfg(feature = "http")]
             http_counters: OnceLock::new(),
         });
         let hub = Hub { state };
@@ -133,6 +145,7 @@ impl Hub {
         if config.workers.start_with_hub {
             hub.state.workers()?;
         }
+        #[cfg(feature = "http")]
         if let Some(addr) = config.metrics_addr {
             let source = Arc::new(StatsOf(Arc::downgrade(&hub.state)));
             let server = crate::http::Server::start_with(
@@ -145,6 +158,7 @@ impl Hub {
             let _ = hub.state.http_counters.set(server.counters());
             *hub.state.http.lock() = Some(server);
         }
+        #[cfg(feature = "nats")]
         if let Some(nats) = nats {
             // `start` is synchronous: join the swarm in the background. `Hub::connect`
             // waits for it instead.
@@ -164,6 +178,8 @@ impl Hub {
     ///
     /// # Errors
     /// As [`start`](Self::start), and NATS connection errors.
+    #[cfg(feature = "nats")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
     pub async fn connect(mut config: HubConfig) -> Result<Hub> {
         let nats = config.nats.take();
         let hub = Hub::start(config)?;
@@ -196,6 +212,8 @@ impl Hub {
 
     /// The address the HTTP server is bound to (the real port when `metrics_addr` asked for
     /// port 0); `None` without a server or after `shutdown`.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
         self.state.http.lock().as_ref().map(|s| s.local_addr())
     }
@@ -275,10 +293,13 @@ impl Hub {
         for slot in &slots {
             slot.mailbox.flush(FlushReason::Shutdown);
         }
-        let leftovers = match state.bridge.get() {
-            Some(bridge) => bridge.shutdown().await,
-            None => Default::default(),
+        #[cfg(feature = "nats")]
+        let unconfirmed = match state.bridge.get() {
+            Some(bridge) => bridge.shutdown().await.unconfirmed,
+            None => 0,
         };
+        #[cfg(not(feature = "nats"))]
+        let unconfirmed = 0;
         if let Some(workers) = state.workers.get() {
             workers.shutdown().await;
         }
@@ -294,14 +315,16 @@ impl Hub {
             sent,
             delivered,
             forwarded,
-            unconfirmed: leftovers.unconfirmed,
+            unconfirmed,
             undelivered: sent.saturating_sub(delivered + forwarded + gone_before_mailbox),
             dropped: m.dropped.total(),
             queued: slots.iter().map(|s| s.mailbox.depth() as u64).sum(),
             flushed_at_shutdown: m.flushes.get(FlushReason::Shutdown as usize) - before,
         };
         *state.shutdown_report.lock() = Some(report);
+        #[cfg(feature = "http")]
         let http = state.http.lock().take();
+        #[cfg(feature = "http")]
         if let Some(server) = http {
             server.stop().await;
         }
@@ -335,6 +358,7 @@ impl HubState {
     }
 
     /// Connects to NATS and plugs the bridge in as the bus's transport.
+    #[cfg(feature = "nats")]
     async fn join_swarm(&self, nats: crate::nats::NatsConfig) -> Result<()> {
         let bridge = crate::nats::start(Inbound::new(&self.bus), nats).await?;
         self.bus.set_transport(bridge.clone());
@@ -408,7 +432,9 @@ impl HubState {
                 .workers
                 .get()
                 .map_or_else(WorkerStats::default, WorkerPool::stats),
+            #[cfg(feature = "nats")]
             nats: self.bridge.get().map(|b| b.stats()),
+            #[cfg(feature = "http")]
             http: self.http_counters.get().map(|c| c.snapshot()),
         }
     }

@@ -9,10 +9,13 @@
 
 mod auth;
 mod conn;
-pub mod dashboard;
-pub mod prometheus;
+mod dashboard;
+mod prometheus;
 
 pub use conn::{HttpLimits, HttpStats};
+pub use prometheus::{
+    encode_openmetrics, encode_text, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE,
+};
 
 use crate::metrics::MetricsSnapshot;
 use crate::Result;

@@ -6,6 +6,7 @@
 
 use super::HttpStats;
 use crate::metrics::{HistogramSnapshot, MetricsSnapshot};
+#[cfg(feature = "nats")]
 use crate::nats::NatsStats;
 use crate::workers::WorkerStats;
 use prometheus_client::collector::Collector;
@@ -53,6 +54,7 @@ pub struct MetricDef {
 
 impl MetricDef {
     /// The full exposed family name, e.g. `swarmbus_messages_sent_total`.
+    #[cfg(test)]
     pub fn exposed_name(&self) -> String {
         let mut name = format!("{PREFIX}_{}", self.name);
         if let Some(unit) = self.unit {
@@ -87,6 +89,9 @@ macro_rules! metric_table {
         /// Every metric family the hub can expose, by name.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         #[allow(missing_docs)]
+        // The NATS families are defined (and documented) in every build; only a build
+        // with the `nats` feature exports them.
+        #[cfg_attr(not(feature = "nats"), allow(dead_code))]
         pub enum Metric { $($id,)+ }
 
         /// Every metric family, in exposition order.
@@ -281,6 +286,7 @@ impl Collector for SnapshotCollector {
         counter(&mut enc, M::Replies, s.replies)?;
         gauge(&mut enc, M::PendingRequests, s.pending_requests)?;
         encode_workers(&mut enc, &s.workers)?;
+        #[cfg(feature = "nats")]
         if let Some(n) = &s.nats {
             encode_nats(&mut enc, n)?;
         }
@@ -329,6 +335,7 @@ fn encode_workers(enc: &mut DescriptorEncoder, w: &WorkerStats) -> Result<(), fm
     counter(enc, M::WorkerShutdownTimeouts, w.shutdown_timeouts)
 }
 
+#[cfg(feature = "nats")]
 fn encode_nats(enc: &mut DescriptorEncoder, n: &NatsStats) -> Result<(), fmt::Error> {
     use Metric as M;
     gauge(enc, M::NatsConnected, u64::from(n.connected))?;
@@ -518,7 +525,7 @@ mod tests {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "nats"))]
 mod exported {
     use super::*;
     use std::collections::BTreeMap;
@@ -597,5 +604,113 @@ mod exported {
             missing.is_empty(),
             "missing from /metrics: {missing:?}\n{text}"
         );
+    }
+
+    /// Every metric the Grafana dashboard and the metrics reference name is one the hub defines,
+    /// and every defined family is documented.
+    #[test]
+    fn grafana_and_docs_match_the_metric_table() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let defined: Vec<String> = METRICS.iter().map(|d| d.exposed_name()).collect();
+        let grafana = std::fs::read_to_string(root.join("docs/grafana/swarmbus.json")).unwrap();
+        let dashboard: serde_json::Value = serde_json::from_str(&grafana).expect("valid JSON");
+        let panels = dashboard["panels"].as_array().expect("panels");
+        assert!(panels.len() >= 10);
+        let mut used = 0;
+        for target in panels
+            .iter()
+            .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        {
+            let expr = target["expr"].as_str().expect("expr");
+            for (i, _) in expr.match_indices("swarmbus_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| {
+                        name.strip_suffix(s)
+                            .filter(|f| defined.iter().any(|d| d == f))
+                    })
+                    .unwrap_or(&name);
+                assert!(
+                    defined.iter().any(|d| d == family),
+                    "Grafana uses unknown {name}"
+                );
+                used += 1;
+            }
+        }
+        assert!(used > 20);
+        let docs = std::fs::read_to_string(root.join("docs/metrics.md")).unwrap();
+        for name in &defined {
+            assert!(
+                docs.contains(&format!("`{name}`")),
+                "{name} not in docs/metrics.md"
+            );
+        }
+        // ... and every metric the reference names (in its tables and its queries) exists.
+        for name in metric_names_in(&docs) {
+            assert!(
+                defined.contains(&name),
+                "docs/metrics.md names unknown {name}"
+            );
+        }
+        // What an operator must see on the Grafana dashboard: the faults the hardening counts.
+        let exprs: String = panels
+            .iter()
+            .flat_map(|p| p["targets"].as_array().unwrap().iter())
+            .filter_map(|t| t["expr"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        for family in [
+            "swarmbus_nats_connected",
+            "swarmbus_nats_buffered",
+            "swarmbus_nats_messages_lost_total",
+            "swarmbus_nats_frames_rejected_total",
+            "swarmbus_nats_node_clashes_total",
+            "swarmbus_worker_deaths_total",
+            "swarmbus_tasks_cancelled_total",
+            "swarmbus_http_connections_open",
+            "swarmbus_http_connections_cap",
+            "swarmbus_http_connections_dropped_total",
+            "swarmbus_http_requests_refused_total",
+        ] {
+            assert!(
+                metric_names_in(&exprs).contains(&family.to_string()),
+                "no Grafana panel shows {family}"
+            );
+        }
+    }
+
+    /// Every `swarmbus_*` metric family named in `text`, with a histogram's `_bucket`, `_sum`
+    /// and `_count` series mapped to their family.
+    fn metric_names_in(text: &str) -> Vec<String> {
+        let defined: Vec<String> = METRICS.iter().map(|d| d.exposed_name()).collect();
+        let mut names = Vec::new();
+        for (i, _) in text.match_indices("swarmbus_") {
+            if text[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                continue;
+            }
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| {
+                    name.strip_suffix(s)
+                        .filter(|f| defined.iter().any(|d| d == f))
+                })
+                .map_or(name.clone(), str::to_string);
+            if !names.contains(&family) {
+                names.push(family);
+            }
+        }
+        names
     }
 }

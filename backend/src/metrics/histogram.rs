@@ -109,12 +109,6 @@ impl LocalHistogram {
         }
     }
 
-    /// Records one value.
-    #[inline]
-    pub fn observe(&mut self, value: f64) {
-        self.observe_n(value, 1);
-    }
-
     /// Records `n` equal values.
     #[inline]
     pub fn observe_n(&mut self, value: f64, n: u64) {

@@ -5,19 +5,20 @@
 //! batch, not once per message.
 
 mod counter;
-pub mod histogram;
+pub(crate) mod histogram;
 mod snapshot;
 
 pub(crate) use counter::stripe;
-pub use counter::Counter;
-pub use histogram::{Histogram, HistogramSnapshot, LocalHistogram};
+pub(crate) use counter::Counter;
+pub(crate) use histogram::Histogram;
+pub use histogram::HistogramSnapshot;
 pub use snapshot::{MailboxDepth, MetricsSnapshot};
 
 macro_rules! label_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $label:literal,)+ }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
+        pub(crate) enum $name {
             $($(#[$vdoc])* $variant,)+
         }
 

@@ -75,9 +75,13 @@ pub struct MetricsSnapshot {
     /// The worker pool.
     pub workers: crate::workers::WorkerStats,
     /// The NATS bridge, when the hub is part of a multi-host swarm.
+    #[cfg(feature = "nats")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
     pub nats: Option<crate::nats::NatsStats>,
     /// The HTTP server's connection counters, when `metrics_addr` is set. They stay
     /// readable after `shutdown` stopped the server (with `connections_open` at 0).
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub http: Option<crate::http::HttpStats>,
 }
 

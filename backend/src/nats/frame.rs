@@ -443,6 +443,8 @@ mod tests {
 
         #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            // What the fuzz target runs: decode, then read every payload.
+            let _ = crate::nats::decode_any_frame(&data);
             let _ = decode(Bytes::from(data), LIMITS, 0);
         }
 
@@ -455,11 +457,13 @@ mod tests {
                 .map(|i| env(Kind::Message, Some("t"), Payload::from(vec![i as u8; 50]), Priority::Normal))
                 .collect();
             let mut v = encode("node", nums(1), &envs).to_vec();
+            prop_assert!(crate::nats::decode_any_frame(&v), "an intact frame is accepted");
             for (i, x) in flips {
                 let i = i.index(v.len());
                 v[i] ^= x;
             }
             v.truncate(cut.index(v.len() + 1));
+            let _ = crate::nats::decode_any_frame(&v);
             let _ = decode(Bytes::from(v), LIMITS, 0);
         }
     }

@@ -26,29 +26,35 @@
 
 mod announcer;
 mod bridge;
-pub mod config;
+mod config;
 mod control;
 mod directory;
 pub(crate) mod frame;
 mod inbound;
 mod link;
 mod outbound;
-pub mod signing;
+pub(crate) mod signing;
 mod stats;
 mod subjects;
 
 pub use config::NatsConfig;
+
+/// The ranges [`NatsConfig::validate`] enforces.
+pub mod limits {
+    pub use super::config::{
+        MAX_CAPACITY, MAX_DURATION, MAX_FRAME_BYTES, MAX_FRAME_MESSAGES, MAX_OUTAGE_BUFFER,
+    };
+}
 pub use stats::NatsStats;
 
 /// Every reason label of `NatsStats::frames_rejected`, in order.
-#[cfg(test)]
+#[cfg(all(test, feature = "http"))]
 pub(crate) const REFUSAL_LABELS: [&str; 10] = stats::Refusal::LABELS;
 
 pub(crate) use bridge::{Bridge, LocalChange};
 
 use crate::bus::Inbound;
 use crate::{Error, Result};
-use bytes::Bytes;
 use directory::Directory;
 use frame::Limits;
 use link::{Link, Stream};
@@ -217,15 +223,21 @@ fn nats_error(what: &str, detail: &str) -> Error {
 }
 
 /// Decodes `data` as a wire frame with 1 MiB limits and reads every payload; returns
-/// whether it was accepted. For the fuzz target (`fuzz/`): any input must return, never
-/// panic.
-#[doc(hidden)]
+/// whether it was accepted. For the fuzz target (`fuzz/`, built by `cargo fuzz` with
+/// `--cfg fuzzing`): any input must return, never panic.
+#[cfg(fuzzing)]
 pub fn fuzz_decode_frame(data: &[u8]) -> bool {
+    decode_any_frame(data)
+}
+
+/// What the fuzz target runs; unit tests run it too, so it cannot rot outside fuzz builds.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn decode_any_frame(data: &[u8]) -> bool {
     let limits = Limits {
         max_frame: 1 << 20,
         max_payload: 1 << 20,
     };
-    match frame::decode(Bytes::copy_from_slice(data), limits, 0) {
+    match frame::decode(bytes::Bytes::copy_from_slice(data), limits, 0) {
         Ok(frame) => {
             for env in &frame.envelopes {
                 let _ = env.payload().bytes();

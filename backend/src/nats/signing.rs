@@ -83,6 +83,7 @@ pub enum SignError {
 }
 
 impl SignError {
+    #[cfg(test)]
     /// Every variant, in label order (for pre-registering metric labels).
     pub const ALL: [SignError; 3] = [
         SignError::Unsigned,
@@ -90,6 +91,7 @@ impl SignError {
         SignError::UnknownKey,
     ];
 
+    #[cfg(test)]
     /// The metric label: `unsigned`, `bad_tag` or `unknown_key`.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -109,6 +111,7 @@ impl SignError {
 pub struct KeyId([u8; KEY_ID_LEN]);
 
 impl KeyId {
+    #[cfg(test)]
     /// The id's bytes, as carried in a tag.
     pub const fn as_bytes(&self) -> &[u8; KEY_ID_LEN] {
         &self.0
@@ -253,6 +256,7 @@ impl SwarmKey {
         })
     }
 
+    #[cfg(test)]
     /// The key's id, carried in every tag it makes.
     pub const fn id(&self) -> KeyId {
         self.id
@@ -326,8 +330,8 @@ impl fmt::Debug for Tag {
 
 /// The current swarm key, which seals, and the previous ones, which still open.
 ///
-/// ```
-/// use swarmbus::nats::signing::{Keyring, SwarmKey};
+/// ```ignore
+/// use swarmbus::nats::signing::{Keyring, SwarmKey}; // crate-internal: the same runs as a unit test
 ///
 /// let key: SwarmKey = "4f".repeat(32).parse()?;        // in production: `openssl rand -hex 32`
 /// let ring = Keyring::new(key);
@@ -343,6 +347,7 @@ pub struct Keyring {
 }
 
 impl Keyring {
+    #[cfg(test)]
     /// A keyring with one key.
     pub fn new(current: SwarmKey) -> Keyring {
         Keyring {
@@ -426,11 +431,13 @@ impl Keyring {
             .map_err(prefix("nats.previous_keys".into()))
     }
 
+    #[cfg(test)]
     /// The id of the key that seals.
     pub fn current_id(&self) -> KeyId {
         self.current().id
     }
 
+    #[cfg(test)]
     /// Every key's id, the current one first.
     pub fn ids(&self) -> impl Iterator<Item = KeyId> + '_ {
         self.keys.iter().map(|k| k.id)
@@ -476,6 +483,7 @@ impl Keyring {
             .map_err(|_| SignError::BadTag)
     }
 
+    #[cfg(test)]
     /// `body` followed by its tag: the message to publish on `subject`.
     pub fn seal(&self, subject: &str, body: &[u8]) -> Bytes {
         let mut out = BytesMut::with_capacity(body.len().saturating_add(TAG_LEN));

@@ -68,7 +68,7 @@ mod stats;
 mod worker;
 
 pub use config::WorkerConfig;
-pub use controller::{decide, ControllerState, Decision, Observation, ResizeReason};
+pub use controller::{Decision, ResizeReason};
 pub use sampler::{LoadSample, LoadSampler, SysinfoSampler};
 pub use stats::{ByPriority, LoadPoint, ResizeCounts, WorkerStats};
 pub use worker::WorkerShutdown;

@@ -7,9 +7,12 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use swarmbus::demo::{Demo, DemoOptions};
 use swarmbus::{Hub, HubConfig};
 use tracing_subscriber::EnvFilter;
+
+mod demo;
+
+use demo::{Demo, DemoOptions};
 
 /// Where `--demo` serves when no address is given.
 const DEMO_METRICS_ADDR: &str = "127.0.0.1:9464";

@@ -8,10 +8,10 @@
 //! eighth agent pauses now and then so its mailbox backs up; two drivers push CPU work
 //! through [`Hub::submit`] and [`Hub::submit_batch`] at the same varying rate.
 
-use crate::{AgentId, AgentSender, Error, Hub, Priority, Result};
 use std::f64::consts::TAU;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use swarmbus::{AgentId, AgentSender, Error, Hub, Priority, Result};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
@@ -316,7 +316,7 @@ fn report(me: usize, seq: u64, rng: &mut Rng) -> String {
     out
 }
 
-async fn receive(mut agent: crate::Agent, slow: bool, started: Instant) {
+async fn receive(mut agent: swarmbus::Agent, slow: bool, started: Instant) {
     while let Some(env) = agent.recv().await {
         if slow {
             // A slow consumer stalls for 0.8 s of every 4 s, so its mailbox backs up.
