@@ -57,9 +57,85 @@ pub enum Error {
     /// Called outside a tokio runtime.
     #[error("swarmbus must be started inside a tokio runtime")]
     NoRuntime,
-    /// An I/O error (configuration files, sockets).
+    /// An I/O error (configuration files, sockets, worker threads).
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A NATS operation failed: connecting, subscribing, reading a credentials file.
+    #[cfg(feature = "nats")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    /// The CPU sampler behind the elastic worker pool could not read the system's or the
+    /// process's CPU times; the source is the sampler's own error.
+    #[error("CPU sampling is unavailable")]
+    CpuSampler(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+/// A failed NATS operation, as the source of [`Error::Nats`]. Its text names the
+/// operation and carries the client's message with any credentials in URLs blanked out;
+/// the client's own error is kept ([`get_ref`](Self::get_ref)), and its sources follow in
+/// [`source`](std::error::Error::source).
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub struct NatsError {
+    operation: String,
+    message: String,
+    inner: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+#[cfg(feature = "nats")]
+impl NatsError {
+    /// `operation` and `message` must already be free of credentials.
+    pub(crate) fn new(
+        operation: String,
+        message: String,
+        inner: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        NatsError {
+            operation,
+            message,
+            inner: Box::new(inner),
+        }
+    }
+
+    /// What was being done, e.g. `NATS connect to nats://127.0.0.1:4222`.
+    pub fn operation(&self) -> &str {
+        &self.operation
+    }
+
+    /// The NATS client's own error (`async_nats::ConnectError`, `SubscribeError`, an
+    /// `io::Error` for a credentials file), for `downcast_ref`. Its text is the client's,
+    /// unredacted: it may name a URL with its password.
+    pub fn get_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.inner
+    }
+}
+
+#[cfg(feature = "nats")]
+impl std::fmt::Display for NatsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.operation, self.message)
+    }
+}
+
+#[cfg(feature = "nats")]
+impl std::fmt::Debug for NatsError {
+    /// The redacted text only: `Debug` of the client's error could print credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsError")
+            .field("operation", &self.operation)
+            .field("message", &self.message)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "nats")]
+impl std::error::Error for NatsError {
+    /// The client error's own source (an `io::Error`, say): the client error itself is
+    /// this error's redacted text.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner.source()
+    }
 }
 
 /// `Result<T, swarmbus::Error>`.

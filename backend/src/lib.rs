@@ -62,6 +62,8 @@ pub mod workers;
 pub use agent::{Agent, AgentSender};
 pub use config::{BudgetPolicy, HubConfig, OverflowPolicy};
 pub use envelope::Envelope;
+#[cfg(feature = "nats")]
+pub use error::NatsError;
 pub use error::{Error, Result};
 pub use hub::{Hub, ShutdownReport};
 pub use id::{AgentId, MessageId};

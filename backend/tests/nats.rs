@@ -872,7 +872,22 @@ async fn connection_errors_do_not_show_credentials() {
         .await
         .expect("connect gave up")
         .expect_err("connected to port 1");
-    let text = format!("{err} {err:?}");
+    let mut text = format!("{err} {err:?}");
+    // Every error in the source chain is free of the password too.
+    let mut source = std::error::Error::source(&err);
+    while let Some(e) = source {
+        text.push_str(&format!(" / {e} {e:?}"));
+        source = e.source();
+    }
     assert!(!text.contains("hunter2"), "{text}");
     assert!(text.contains("admin:***@127.0.0.1:1"), "{text}");
+    // The client's own error is kept, typed, for callers that inspect it.
+    let Error::Nats(nats) = &err else {
+        panic!("not Error::Nats: {err:?}")
+    };
+    assert!(nats
+        .operation()
+        .starts_with("NATS connect to nats://admin:***@"));
+    let connect = nats.get_ref().downcast_ref::<async_nats::ConnectError>();
+    assert!(connect.is_some(), "{:?}", nats.get_ref());
 }

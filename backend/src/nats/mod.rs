@@ -93,7 +93,7 @@ pub(crate) async fn start(bus: Inbound, config: NatsConfig) -> Result<Arc<Bridge
         options = options
             .credentials_file(path)
             .await
-            .map_err(|e| nats_error("NATS credentials file", &e.to_string()))?;
+            .map_err(|e| nats_error("NATS credentials file", e))?;
     }
     if config.tls_required {
         options = options.require_tls(true);
@@ -104,12 +104,10 @@ pub(crate) async fn start(bus: Inbound, config: NatsConfig) -> Result<Arc<Bridge
     if let (Some(cert), Some(key)) = (&config.tls_client_cert, &config.tls_client_key) {
         options = options.add_client_certificate(cert.clone(), key.clone());
     }
-    let client = options.connect(config.url.as_str()).await.map_err(|e| {
-        nats_error(
-            &format!("NATS connect to {}", config::redact_urls_in(&config.url)),
-            &e.to_string(),
-        )
-    })?;
+    let client = options
+        .connect(config.url.as_str())
+        .await
+        .map_err(|e| nats_error(&format!("NATS connect to {}", config.url), e))?;
     stats.connected.store(true, Ordering::Relaxed);
     let server_max = client.server_info().max_payload;
     let max_message = config.max_frame_bytes.min(server_max.max(4096));
@@ -153,7 +151,7 @@ pub(crate) async fn start(bus: Inbound, config: NatsConfig) -> Result<Arc<Bridge
         config,
         bus: bus.clone(),
     });
-    let sub_err = |e: async_nats::SubscribeError| nats_error("NATS subscribe", &e.to_string());
+    let sub_err = |e: async_nats::SubscribeError| nats_error("NATS subscribe", e);
     let client = &bridge.client;
     let inbox = client
         .subscribe(bridge.subjects.node(&bridge.config.node))
@@ -214,12 +212,15 @@ pub(crate) async fn start(bus: Inbound, config: NatsConfig) -> Result<Arc<Bridge
     Ok(bridge)
 }
 
-/// A NATS failure as an `Error`, with any credentials in URLs blanked out.
-fn nats_error(what: &str, detail: &str) -> Error {
-    Error::Io(std::io::Error::other(format!(
-        "{what}: {}",
-        config::redact_urls_in(detail)
-    )))
+/// A NATS failure as an `Error` that keeps the client's error, with any credentials in URLs
+/// blanked out of its text.
+fn nats_error(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    let message = config::redact_urls_in(&e.to_string());
+    Error::Nats(crate::error::NatsError::new(
+        config::redact_urls_in(what),
+        message,
+        e,
+    ))
 }
 
 /// Decodes `data` as a wire frame with 1 MiB limits and reads every payload; returns

@@ -108,7 +108,8 @@ impl WorkerPool {
     /// # Errors
     ///
     /// [`Error::Config`] if `config` is out of range ([`WorkerConfig::validate`]);
-    /// [`Error::Io`] if the sampler or a thread cannot be started.
+    /// [`Error::CpuSampler`] if the CPU times cannot be read; [`Error::Io`] if a thread
+    /// cannot be started.
     pub fn start(config: &WorkerConfig) -> Result<WorkerPool> {
         Self::with_sampler(config, Box::new(SysinfoSampler::new()?))
     }
@@ -117,7 +118,8 @@ impl WorkerPool {
     ///
     /// # Errors
     ///
-    /// As [`start`](Self::start).
+    /// [`Error::Config`] if `config` is out of range; [`Error::Io`] if a thread cannot be
+    /// started.
     pub fn with_sampler(
         config: &WorkerConfig,
         sampler: Box<dyn LoadSampler>,
@@ -130,7 +132,7 @@ impl WorkerPool {
     ///
     /// # Errors
     ///
-    /// As [`start`](Self::start).
+    /// As [`with_sampler`](Self::with_sampler).
     pub fn manual(config: &WorkerConfig, sampler: Box<dyn LoadSampler>) -> Result<WorkerPool> {
         Self::launch(config, sampler, true)
     }

@@ -36,8 +36,13 @@ pub struct SysinfoSampler {
 
 impl SysinfoSampler {
     /// Reads the CPU list and this process once, so the next sample has a baseline.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CpuSampler`], keeping sysinfo's error, when the system's CPU times or this
+    /// process cannot be read (no `/proc`, say).
     pub fn new() -> Result<Self> {
-        let sys_err = |e: sysinfo::Error| Error::Io(std::io::Error::other(e.to_string()));
+        let sys_err = |e: sysinfo::Error| Error::CpuSampler(Box::new(e));
         let mut system = System::new().map_err(sys_err)?;
         let pid = sysinfo::get_current_pid().map_err(sys_err)?;
         system.refresh_cpu_usage();
