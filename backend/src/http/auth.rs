@@ -25,7 +25,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// What the access layer needs: the token, or else the Host rule; and where to count.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct AuthState {
     /// The bearer token, when one is configured.
     pub(crate) token: Option<Arc<str>>,
@@ -33,6 +33,16 @@ pub(crate) struct AuthState {
     pub(crate) hosts: Option<HostRule>,
     /// The server's counters (Host refusals).
     pub(crate) counters: Arc<HttpCounters>,
+}
+
+impl std::fmt::Debug for AuthState {
+    /// The token stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthState")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("hosts", &self.hosts)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Which `Host` values name this hub (see the module docs).
