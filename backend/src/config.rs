@@ -179,8 +179,9 @@ impl HubConfig {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when the file cannot be read; otherwise as
-    /// [`from_toml_str`](Self::from_toml_str).
+    /// [`Error::Io`] when the file cannot be read; [`Error::Config`] as for
+    /// [`from_toml_str`](Self::from_toml_str) (bad TOML, an unknown key, a value out of
+    /// range).
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self> {
         let text = std::fs::read_to_string(path)?;
         Self::from_toml_str(&text)

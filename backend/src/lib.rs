@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations)]
+#![warn(clippy::missing_errors_doc)]
 
 mod agent;
 // The bus's transport-facing half (`Inbound`, wire replies, forwarding mailboxes) serves

@@ -132,7 +132,8 @@ impl WorkerPool {
     ///
     /// # Errors
     ///
-    /// As [`with_sampler`](Self::with_sampler).
+    /// As [`with_sampler`](Self::with_sampler): [`Error::Config`] if `config` is out of
+    /// range; [`Error::Io`] if a thread cannot be started.
     pub fn manual(config: &WorkerConfig, sampler: Box<dyn LoadSampler>) -> Result<WorkerPool> {
         Self::launch(config, sampler, true)
     }
