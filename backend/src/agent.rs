@@ -9,7 +9,49 @@ use std::time::Duration;
 /// The sending half of an agent: `Clone + Send + Sync`, for other tasks.
 ///
 /// Every clone sends as the same agent, through the same batches, so messages from one
-/// agent to one recipient stay in order whichever handle sent them.
+/// agent to one recipient stay in the order they were sent, whichever handle sent them.
+/// It cannot receive: the mailbox stays with the [`Agent`], and the agent deregisters when
+/// that is dropped, even while senders remain (they can still send as its id).
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> swarmbus::Result<()> {
+/// use swarmbus::{Hub, HubConfig};
+///
+/// let hub = Hub::start(HubConfig::default())?;
+/// let producer = hub.register("producer")?;
+/// let mut consumer = hub.register("consumer")?;
+/// let to = consumer.id();
+///
+/// // The `Agent` stays here; copies of its sending half go to other tasks.
+/// let tasks: Vec<_> = (0..2u8)
+///     .map(|task| {
+///         let tx = producer.sender();
+///         tokio::spawn(async move {
+///             for i in 0..3u8 {
+///                 tx.send(to, vec![task, i]).await?;
+///             }
+///             Ok::<_, swarmbus::Error>(())
+///         })
+///     })
+///     .collect();
+/// for task in tasks {
+///     task.await.unwrap()?;
+/// }
+///
+/// // All six come from `producer`; each task's messages arrive in the order it sent them.
+/// let mut next = [0u8; 2];
+/// for _ in 0..6 {
+///     let env = consumer.recv().await.unwrap();
+///     assert_eq!(env.from(), producer.id());
+///     let bytes = env.payload().bytes()?;
+///     let (task, i) = (usize::from(bytes[0]), bytes[1]);
+///     assert_eq!(i, next[task]);
+///     next[task] += 1;
+/// }
+/// hub.shutdown().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct AgentSender {
     bus: Arc<Bus>,
@@ -21,6 +63,37 @@ pub struct AgentSender {
 /// Dropping it deregisters the agent: later sends to its id fail with
 /// [`Error::UnknownAgent`], and messages left in its mailbox are counted as dropped
 /// (`recipient_gone`).
+///
+/// `recv` takes `&mut self`: one task receives. To send from other tasks, hand them an
+/// [`AgentSender`] ([`sender`](Self::sender)).
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> swarmbus::Result<()> {
+/// use swarmbus::{Error, Hub, HubConfig};
+///
+/// let hub = Hub::start(HubConfig::default())?;
+/// let planner = hub.register("planner")?;
+/// let mut worker = hub.register("worker")?;
+/// worker.subscribe("plans")?;
+///
+/// assert_eq!(planner.publish("plans", "step 1").await?, 1); // one subscriber took it
+/// planner.send(worker.id(), "step 2").await?;
+///
+/// // What waits, the open batch included: no linger to wait out.
+/// let first = worker.try_recv().unwrap();
+/// assert_eq!(first.topic(), Some("plans"));
+/// let second = worker.recv().await.unwrap();
+/// assert_eq!((second.topic(), second.payload().to_text()?.as_str()), (None, "step 2"));
+/// assert!(worker.try_recv().is_none());
+///
+/// let gone = worker.id();
+/// drop(worker); // deregisters
+/// let err = planner.send(gone, "anyone?").await.unwrap_err();
+/// assert!(matches!(err, Error::UnknownAgent(id) if id == gone));
+/// hub.shutdown().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Agent {
     sender: AgentSender,
@@ -316,7 +389,8 @@ impl Agent {
         }
     }
 
-    /// Messages waiting in this agent's mailbox (not counting the batch in hand).
+    /// Messages waiting for this agent: those queued in its mailbox plus the rest of the
+    /// batch in hand. Messages still in the open batch (not yet flushed) are not counted.
     pub fn pending(&self) -> usize {
         self.sender.slot.mailbox.depth() + self.hand.len()
     }

@@ -72,6 +72,42 @@ pub struct Hub {
 }
 
 /// What shutdown accounted for. In a clean run `undelivered == 0`.
+///
+/// Every accepted message ends up `delivered` (in a mailbox here), `forwarded` (to another
+/// hub), or `dropped` with a reason; `undelivered` is what fits none of them.
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> swarmbus::Result<()> {
+/// use std::time::Duration;
+/// use swarmbus::{Hub, HubConfig, OverflowPolicy};
+///
+/// let mut config = HubConfig::default();
+/// config.mailbox_capacity = 2;
+/// config.overflow = OverflowPolicy::DropOldest;
+/// config.linger = Duration::from_secs(60); // no batch leaves on its own here
+/// let hub = Hub::start(config)?;
+/// let alice = hub.register("alice")?;
+/// let mut bob = hub.register("bob")?;
+/// for text in ["a", "b", "c"] {
+///     alice.send(bob.id(), text).await?; // bob is busy: "a" is evicted to make room for "c"
+/// }
+///
+/// let report = hub.shutdown().await?;
+/// assert_eq!(report.sent, 3); // accepted by `send`
+/// assert_eq!(report.dropped, 1); // "a", counted as `drop_oldest`
+/// assert_eq!(report.delivered, 2); // "b" and "c" reached bob's mailbox...
+/// assert_eq!(report.queued, 2); // ...where they still wait
+/// assert_eq!(report.flushed_at_shutdown, 1); // their batch left when shutdown flushed it
+/// assert_eq!((report.forwarded, report.unconfirmed), (0, 0)); // no other hubs
+/// assert_eq!(report.undelivered, 0); // nothing lost without a reason
+///
+/// // Bob still receives what was queued, then `None`.
+/// assert_eq!(&*bob.recv().await.unwrap().payload().bytes()?, b"b");
+/// assert_eq!(&*bob.recv().await.unwrap().payload().bytes()?, b"c");
+/// assert!(bob.recv().await.is_none());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct ShutdownReport {
