@@ -153,8 +153,8 @@ impl Hub {
     /// Starts a hub on the current tokio runtime.
     ///
     /// With `config.nats` set (feature `nats`), the hub joins the swarm in the background:
-    /// a failure to connect is logged, not returned. [`connect`](Self::connect) waits for
-    /// it and returns it.
+    /// a failure to connect is logged, not returned. `Hub::connect` waits for it and
+    /// returns it.
     ///
     /// # Errors
     ///
