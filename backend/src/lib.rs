@@ -33,7 +33,8 @@
 //!
 //! - [`Hub`] is the running bus, started with [`Hub::start`] inside a tokio runtime. It is
 //!   cheap to clone (every clone is the same hub) and registers agents, flushes, reports
-//!   [`metrics`](Hub::metrics), runs work on the pool, and shuts down.
+//!   [`metrics`](Hub::metrics), runs CPU-heavy work on the pool ([`submit`](Hub::submit)),
+//!   and shuts down.
 //! - [`Agent`] is one registered agent, returned by [`Hub::register`]. It owns the mailbox:
 //!   only it receives ([`recv`](Agent::recv) and [`try_recv`](Agent::try_recv) take
 //!   `&mut self`), and it can send. Dropping it deregisters the agent: sends to its id then
@@ -78,16 +79,17 @@
 //! [`is_request`](Envelope::is_request) is true, with its batch flushed at once, and waits
 //! for the answer at most its timeout ([`Error::RequestTimeout`]). The recipient answers
 //! with [`reply`](AgentSender::reply), which first flushes what is batched for the
-//! requester; the reply goes straight to the waiting requester, never through a mailbox. A reply
-//! nobody waits for any more is counted (`reply_orphaned`). The [`Hub`] example shows the
-//! round trip.
+//! requester; the reply goes straight to the waiting requester, never through a mailbox.
+//! A reply nobody waits for any more is counted (`reply_orphaned`). The [`Hub`] example
+//! shows the round trip.
 //!
 //! # Shutdown
 //!
 //! [`Hub::shutdown`] refuses new sends and registrations ([`Error::ShuttingDown`], also
 //! for senders blocked on a full mailbox), flushes every open batch, drains the links to
-//! other hubs, lets the worker pool finish its queued units, ends the requests
-//! still waiting with [`Error::ShuttingDown`], and seals the mailboxes: each agent's
+//! other hubs, lets the worker pool finish its queued units (within
+//! `workers.shutdown_timeout`), ends the requests still waiting with
+//! [`Error::ShuttingDown`], and seals the mailboxes: each agent's
 //! [`recv`](Agent::recv) still returns what is queued, then `None`. It returns a
 //! [`ShutdownReport`] that accounts for every accepted message (`undelivered` is 0 unless
 //! there is a bug); calling it again returns the same report.
