@@ -9,7 +9,49 @@ use std::time::Duration;
 /// The sending half of an agent: `Clone + Send + Sync`, for other tasks.
 ///
 /// Every clone sends as the same agent, through the same batches, so messages from one
-/// agent to one recipient stay in order whichever handle sent them.
+/// agent to one recipient stay in the order they were sent, whichever handle sent them.
+/// It cannot receive: the mailbox stays with the [`Agent`], and the agent deregisters when
+/// that is dropped, even while senders remain (they can still send as its id).
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> swarmbus::Result<()> {
+/// use swarmbus::{Hub, HubConfig};
+///
+/// let hub = Hub::start(HubConfig::default())?;
+/// let producer = hub.register("producer")?;
+/// let mut consumer = hub.register("consumer")?;
+/// let to = consumer.id();
+///
+/// // The `Agent` stays here; copies of its sending half go to other tasks.
+/// let tasks: Vec<_> = (0..2u8)
+///     .map(|task| {
+///         let tx = producer.sender();
+///         tokio::spawn(async move {
+///             for i in 0..3u8 {
+///                 tx.send(to, vec![task, i]).await?;
+///             }
+///             Ok::<_, swarmbus::Error>(())
+///         })
+///     })
+///     .collect();
+/// for task in tasks {
+///     task.await.unwrap()?;
+/// }
+///
+/// // All six come from `producer`; each task's messages arrive in the order it sent them.
+/// let mut next = [0u8; 2];
+/// for _ in 0..6 {
+///     let env = consumer.recv().await.unwrap();
+///     assert_eq!(env.from(), producer.id());
+///     let bytes = env.payload().bytes()?;
+///     let (task, i) = (usize::from(bytes[0]), bytes[1]);
+///     assert_eq!(i, next[task]);
+///     next[task] += 1;
+/// }
+/// hub.shutdown().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct AgentSender {
     bus: Arc<Bus>,
@@ -21,6 +63,37 @@ pub struct AgentSender {
 /// Dropping it deregisters the agent: later sends to its id fail with
 /// [`Error::UnknownAgent`], and messages left in its mailbox are counted as dropped
 /// (`recipient_gone`).
+///
+/// `recv` takes `&mut self`: one task receives. To send from other tasks, hand them an
+/// [`AgentSender`] ([`sender`](Self::sender)).
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> swarmbus::Result<()> {
+/// use swarmbus::{Error, Hub, HubConfig};
+///
+/// let hub = Hub::start(HubConfig::default())?;
+/// let planner = hub.register("planner")?;
+/// let mut worker = hub.register("worker")?;
+/// worker.subscribe("plans")?;
+///
+/// assert_eq!(planner.publish("plans", "step 1").await?, 1); // one subscriber took it
+/// planner.send(worker.id(), "step 2").await?;
+///
+/// // What waits, the open batch included: no linger to wait out.
+/// let first = worker.try_recv().unwrap();
+/// assert_eq!(first.topic(), Some("plans"));
+/// let second = worker.recv().await.unwrap();
+/// assert_eq!((second.topic(), second.payload().to_text()?.as_str()), (None, "step 2"));
+/// assert!(worker.try_recv().is_none());
+///
+/// let gone = worker.id();
+/// drop(worker); // deregisters
+/// let err = planner.send(gone, "anyone?").await.unwrap_err();
+/// assert!(matches!(err, Error::UnknownAgent(id) if id == gone));
+/// hub.shutdown().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Agent {
     sender: AgentSender,
@@ -56,7 +129,14 @@ impl AgentSender {
     }
 
     /// Sends at `Normal` priority. Batched: it leaves when the batch fills, lingers out, or
-    /// a `Critical` message follows. Waits only when the mailbox is full (per the policy).
+    /// a `Critical` message follows. Waits only when the mailbox is full or the queued-bytes
+    /// budget is spent (per the policies).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownAgent`], [`Error::PayloadTooLarge`], [`Error::MailboxFull`],
+    /// [`Error::Overloaded`] and [`Error::ShuttingDown`], in the cases listed under
+    /// [`send_with`](Self::send_with).
     pub async fn send(&self, to: AgentId, payload: impl Into<Payload>) -> Result<MessageId> {
         self.send_with(to, payload, Priority::Normal).await
     }
@@ -66,9 +146,23 @@ impl AgentSender {
     ///
     /// # Errors
     ///
-    /// `UnknownAgent`, `ShuttingDown`, `PayloadTooLarge` (declared or stored size over
-    /// `max_payload`), `MailboxFull` per the overflow policy, and `Overloaded` when the
-    /// hub's queued messages are at `max_queued_bytes` (per `budget_policy`).
+    /// - [`Error::UnknownAgent`]: no agent `to` is registered with this hub or known on
+    ///   another one (it never was, or it left, also while this send waited for room).
+    /// - [`Error::PayloadTooLarge`]: the payload's declared or stored size is over
+    ///   [`max_payload`](crate::HubConfig::max_payload); for an agent on another hub, also a
+    ///   stored size that does not fit one NATS frame.
+    /// - [`Error::MailboxFull`]: the recipient's mailbox holds `mailbox_capacity` messages
+    ///   and the [overflow policy](crate::OverflowPolicy) refuses: at once under `Reject`,
+    ///   after its timeout under `Block`, never under `DropOldest` (it evicts instead). For
+    ///   an agent on another hub: the link's outage buffer (`outage_buffer`) is full, at
+    ///   once whatever the policy.
+    /// - [`Error::Overloaded`]: the hub's queued messages are at
+    ///   [`max_queued_bytes`](crate::HubConfig::max_queued_bytes) and the
+    ///   [budget policy](crate::BudgetPolicy) refuses: at once under `Reject`, after its
+    ///   timeout under `Block`. Only for local recipients: links to other hubs are not
+    ///   charged.
+    /// - [`Error::ShuttingDown`]: the hub's shutdown has begun (a send waiting for room when
+    ///   it begins gets it too).
     pub async fn send_with(
         &self,
         to: AgentId,
@@ -89,7 +183,12 @@ impl AgentSender {
     ///
     /// # Errors
     ///
-    /// As [`send_with`](Self::send_with), never waiting.
+    /// The errors of [`send_with`](Self::send_with), never waiting:
+    /// [`Error::MailboxFull`] at once when the mailbox (or a remote hub's outage buffer) is
+    /// full, whatever the overflow policy, except under `DropOldest`, which evicts to
+    /// accept; [`Error::Overloaded`] at once when the budget has no room, whatever the
+    /// budget policy; [`Error::UnknownAgent`], [`Error::PayloadTooLarge`] and
+    /// [`Error::ShuttingDown`] as for `send_with`.
     pub fn try_send(&self, to: AgentId, payload: impl Into<Payload>) -> Result<MessageId> {
         let payload = self.bus.prepare(payload.into())?;
         let env = self.message(to, Kind::Message, Priority::Normal, payload);
@@ -101,14 +200,24 @@ impl AgentSender {
         }
     }
 
-    /// Sends to every registered agent but this one, sharing one payload. Returns how many
-    /// recipients accepted it; those whose mailbox stayed full (or that the queued-bytes
-    /// budget refused) are counted as dropped, waiting at most one timeout in all.
+    /// Sends to every registered agent but this one, sharing one payload, and, in a NATS
+    /// swarm, one copy to the other hubs. Returns how many local recipients accepted it;
+    /// those whose mailbox stayed full (or that the queued-bytes budget refused) are counted
+    /// as dropped, waiting at most one timeout in all.
     ///
     /// # Errors
     ///
-    /// `ShuttingDown`, `PayloadTooLarge`; a full or over-budget recipient is a drop, not an
-    /// error.
+    /// - [`Error::PayloadTooLarge`]: the payload is over
+    ///   [`max_payload`](crate::HubConfig::max_payload); in a NATS swarm, also a stored size
+    ///   that does not fit one frame (checked before any delivery).
+    /// - [`Error::ShuttingDown`]: the hub's shutdown has begun, possibly after some
+    ///   recipients got their copy.
+    /// - [`Error::MailboxFull`]: in a NATS swarm, the outage buffer of the link that carries
+    ///   fan-out to the other hubs is full. The local recipients already have their copies,
+    ///   and the error carries the nil id, not an agent's.
+    ///
+    /// A local recipient whose mailbox stays full, or that the queued-bytes budget refuses,
+    /// is a counted drop (`mailbox_full`, `memory_budget`), not an error.
     pub async fn broadcast(&self, payload: impl Into<Payload>) -> Result<usize> {
         tokio::task::coop::consume_budget().await;
         let payload = self.bus.prepare(payload.into())?;
@@ -117,13 +226,27 @@ impl AgentSender {
             .await
     }
 
-    /// Sends to every subscriber of `topic` (this agent too, if subscribed... except the
-    /// sender itself). Returns how many accepted it.
+    /// Sends to every subscriber of `topic` but this agent (even when it is subscribed),
+    /// and, in a NATS swarm, to the other hubs' subscribers. Returns how many local
+    /// subscribers accepted it (0 when there are none); full or over-budget ones are counted
+    /// as dropped, as for [`broadcast`](Self::broadcast).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTopic`] for a name that is empty or over 256 bytes, or has an empty
+    /// `.`-separated level, whitespace, control characters, `*` or `>` (checked before any
+    /// delivery); otherwise as [`broadcast`](Self::broadcast): [`Error::PayloadTooLarge`],
+    /// [`Error::ShuttingDown`], [`Error::MailboxFull`] (the NATS topic link's outage buffer).
     pub async fn publish(&self, topic: &str, payload: impl Into<Payload>) -> Result<usize> {
         self.publish_with(topic, payload, Priority::Normal).await
     }
 
-    /// `publish` with a priority.
+    /// [`publish`](Self::publish) with a priority.
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish): [`Error::InvalidTopic`], [`Error::PayloadTooLarge`],
+    /// [`Error::ShuttingDown`], [`Error::MailboxFull`].
     pub async fn publish_with(
         &self,
         topic: &str,
@@ -137,8 +260,18 @@ impl AgentSender {
             .await
     }
 
-    /// Sends a request and waits for its reply, at most `timeout`. The request's batch
-    /// leaves at once.
+    /// Sends a request (at `High` priority) and waits for its reply, at most `timeout`. The
+    /// request's batch leaves at once. `timeout` bounds the wait for the reply; sending may
+    /// first wait for room, per the overflow and budget policies.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::UnknownAgent`], [`Error::PayloadTooLarge`], [`Error::MailboxFull`],
+    ///   [`Error::Overloaded`], [`Error::ShuttingDown`]: the request could not be sent, as
+    ///   for [`send_with`](Self::send_with).
+    /// - [`Error::RequestTimeout`]: no reply came within `timeout` (the responder is slow,
+    ///   never replies, or left).
+    /// - [`Error::ShuttingDown`]: the hub shut down while the request waited for its reply.
     pub async fn request(
         &self,
         to: AgentId,
@@ -162,6 +295,16 @@ impl AgentSender {
 
     /// Answers a request. Anything this agent already batched for the requester leaves
     /// first. A reply to a requester that stopped waiting is counted (`reply_orphaned`).
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::NotARequest`]: `request` is not a request (checked first).
+    /// - [`Error::ShuttingDown`]: the hub's shutdown has begun.
+    /// - [`Error::PayloadTooLarge`]: the payload is over
+    ///   [`max_payload`](crate::HubConfig::max_payload).
+    ///
+    /// A reply that cannot be handed over (its requester stopped waiting or left, or the
+    /// link to the requester's hub is full) is counted as `reply_orphaned`, not an error.
     pub async fn reply(&self, request: &Envelope, payload: impl Into<Payload>) -> Result<()> {
         if !request.is_request() {
             return Err(Error::NotARequest(request.id));
@@ -182,6 +325,11 @@ impl AgentSender {
     }
 
     /// Subscribes to a topic (idempotent).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTopic`] for a name that is empty or over 256 bytes, or has an empty
+    /// `.`-separated level, whitespace, control characters, `*` or `>`.
     pub fn subscribe(&self, topic: &str) -> Result<()> {
         match self.bus.registry.subscribe(&self.slot, topic) {
             Ok(()) => Ok(()),
@@ -241,7 +389,8 @@ impl Agent {
         }
     }
 
-    /// Messages waiting in this agent's mailbox (not counting the batch in hand).
+    /// Messages waiting for this agent: those queued in its mailbox plus the rest of the
+    /// batch in hand. Messages still in the open batch (not yet flushed) are not counted.
     pub fn pending(&self) -> usize {
         self.sender.slot.mailbox.depth() + self.hand.len()
     }
@@ -291,8 +440,17 @@ delegate! {
     /// The name it registered with.
     fn name(&self) -> &str;
     /// Sends without waiting; see [`AgentSender::try_send`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AgentSender::try_send`]: [`Error::MailboxFull`], [`Error::Overloaded`],
+    /// [`Error::UnknownAgent`], [`Error::PayloadTooLarge`], [`Error::ShuttingDown`].
     fn try_send(&self, to: AgentId, payload: impl Into<Payload>) -> Result<MessageId>;
     /// Subscribes to a topic; see [`AgentSender::subscribe`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTopic`], as [`AgentSender::subscribe`].
     fn subscribe(&self, topic: &str) -> Result<()>;
     /// Unsubscribes; see [`AgentSender::unsubscribe`].
     fn unsubscribe(&self, topic: &str) -> bool;
@@ -300,11 +458,21 @@ delegate! {
 
 impl Agent {
     /// Sends at `Normal` priority; see [`AgentSender::send`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AgentSender::send_with`]: [`Error::UnknownAgent`], [`Error::PayloadTooLarge`],
+    /// [`Error::MailboxFull`], [`Error::Overloaded`], [`Error::ShuttingDown`].
     pub async fn send(&self, to: AgentId, payload: impl Into<Payload>) -> Result<MessageId> {
         self.sender.send(to, payload).await
     }
 
     /// Sends with a priority; see [`AgentSender::send_with`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AgentSender::send_with`]: [`Error::UnknownAgent`], [`Error::PayloadTooLarge`],
+    /// [`Error::MailboxFull`], [`Error::Overloaded`], [`Error::ShuttingDown`].
     pub async fn send_with(
         &self,
         to: AgentId,
@@ -315,16 +483,31 @@ impl Agent {
     }
 
     /// Sends to every other agent; see [`AgentSender::broadcast`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AgentSender::broadcast`]: [`Error::PayloadTooLarge`], [`Error::ShuttingDown`],
+    /// [`Error::MailboxFull`] (NATS fan-out link only).
     pub async fn broadcast(&self, payload: impl Into<Payload>) -> Result<usize> {
         self.sender.broadcast(payload).await
     }
 
     /// Publishes on a topic; see [`AgentSender::publish`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AgentSender::publish`]: [`Error::InvalidTopic`], [`Error::PayloadTooLarge`],
+    /// [`Error::ShuttingDown`], [`Error::MailboxFull`] (NATS topic link only).
     pub async fn publish(&self, topic: &str, payload: impl Into<Payload>) -> Result<usize> {
         self.sender.publish(topic, payload).await
     }
 
     /// Publishes with a priority; see [`AgentSender::publish_with`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AgentSender::publish`]: [`Error::InvalidTopic`], [`Error::PayloadTooLarge`],
+    /// [`Error::ShuttingDown`], [`Error::MailboxFull`] (NATS topic link only).
     pub async fn publish_with(
         &self,
         topic: &str,
@@ -335,6 +518,12 @@ impl Agent {
     }
 
     /// Request/reply; see [`AgentSender::request`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AgentSender::request`]: [`Error::RequestTimeout`], and the errors of sending
+    /// the request: [`Error::UnknownAgent`], [`Error::PayloadTooLarge`],
+    /// [`Error::MailboxFull`], [`Error::Overloaded`], [`Error::ShuttingDown`].
     pub async fn request(
         &self,
         to: AgentId,
@@ -345,6 +534,11 @@ impl Agent {
     }
 
     /// Answers a request; see [`AgentSender::reply`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AgentSender::reply`]: [`Error::NotARequest`], [`Error::ShuttingDown`],
+    /// [`Error::PayloadTooLarge`].
     pub async fn reply(&self, request: &Envelope, payload: impl Into<Payload>) -> Result<()> {
         self.sender.reply(request, payload).await
     }

@@ -179,8 +179,9 @@ impl HubConfig {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when the file cannot be read; otherwise as
-    /// [`from_toml_str`](Self::from_toml_str).
+    /// [`Error::Io`] when the file cannot be read; [`Error::Config`] as for
+    /// [`from_toml_str`](Self::from_toml_str) (bad TOML, an unknown key, a value out of
+    /// range).
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self> {
         let text = std::fs::read_to_string(path)?;
         Self::from_toml_str(&text)
@@ -288,7 +289,65 @@ impl HubConfig {
     }
 }
 
-/// What a send does when the recipient's mailbox is full.
+/// What a send does when the recipient's mailbox is full (`HubConfig::mailbox_capacity`
+/// messages, its open batch and queue together).
+///
+/// It applies to sends to local agents. [`try_send`](crate::AgentSender::try_send) never
+/// waits, so under `Block` it fails at once like `Reject`. A broadcast or topic message
+/// counts a recipient whose mailbox stays full as dropped (`mailbox_full`; under `Block`,
+/// after one timeout shared by all its recipients) instead of failing. A
+/// send to an agent on another hub meets its link's outage buffer instead, which always
+/// rejects.
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> swarmbus::Result<()> {
+/// use std::time::Duration;
+/// use swarmbus::{Error, Hub, HubConfig, OverflowPolicy};
+///
+/// let config = |overflow| {
+///     let mut config = HubConfig::default();
+///     config.mailbox_capacity = 2;
+///     config.overflow = overflow;
+///     config
+/// };
+///
+/// // Reject: a full mailbox refuses at once, from `try_send` and `send` alike.
+/// let hub = Hub::start(config(OverflowPolicy::Reject))?;
+/// let alice = hub.register("alice")?;
+/// let mut bob = hub.register("bob")?;
+/// alice.try_send(bob.id(), "1")?;
+/// alice.send(bob.id(), "2").await?;
+/// let full = alice.try_send(bob.id(), "3").unwrap_err();
+/// assert!(matches!(full, Error::MailboxFull(id) if id == bob.id()));
+/// assert!(matches!(alice.send(bob.id(), "3").await, Err(Error::MailboxFull(_))));
+/// bob.recv().await.unwrap(); // bob takes the batch out of his mailbox: room again
+/// alice.try_send(bob.id(), "3")?;
+/// hub.shutdown().await?;
+///
+/// // DropOldest: a full mailbox accepts, evicting its oldest message of the lowest priority.
+/// let hub = Hub::start(config(OverflowPolicy::DropOldest))?;
+/// let alice = hub.register("alice")?;
+/// let mut bob = hub.register("bob")?;
+/// for text in ["1", "2", "3"] {
+///     alice.try_send(bob.id(), text)?; // never `MailboxFull`
+/// }
+/// assert_eq!(&*bob.recv().await.unwrap().payload().bytes()?, b"2");
+/// assert_eq!(&*bob.recv().await.unwrap().payload().bytes()?, b"3");
+/// assert_eq!(hub.metrics().messages_dropped["drop_oldest"], 1);
+/// hub.shutdown().await?;
+///
+/// // Block (the default, for 1 s): `send` waits for room, then gives up.
+/// let timeout = Duration::from_millis(1);
+/// let hub = Hub::start(config(OverflowPolicy::Block { timeout }))?;
+/// let alice = hub.register("alice")?;
+/// let bob = hub.register("bob")?;
+/// alice.send(bob.id(), "1").await?;
+/// alice.send(bob.id(), "2").await?;
+/// assert!(matches!(alice.send(bob.id(), "3").await, Err(Error::MailboxFull(_)))); // after 1 ms
+/// hub.shutdown().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "policy", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OverflowPolicy {

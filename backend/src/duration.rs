@@ -68,6 +68,11 @@ pub(crate) fn format_duration(d: Duration) -> String {
 /// Parses a duration such as `"500ms"`, `"250us"`, `"1.5s"`, `"2m"` or `"1h"` (the unit is
 /// required), as the configuration file and the command lines take them.
 ///
+/// # Errors
+///
+/// [`Error::Config`] when the text is not a decimal number followed by a unit (`ns`, `us`
+/// or `µs`, `ms`, `s`, `m` or `min`, `h`), or the duration does not fit a `Duration`.
+///
 /// ```
 /// use std::time::Duration;
 /// assert_eq!(swarmbus::config::parse_duration("10ms").unwrap(), Duration::from_millis(10));

@@ -4,6 +4,65 @@ use crate::{AgentId, MessageId};
 use std::time::Duration;
 
 /// Everything that can go wrong in swarmbus. Nothing in the library panics on bad input.
+///
+/// Each fallible method says which variants it returns, and when, under `# Errors`. Some
+/// are transient and worth a retry ([`MailboxFull`](Self::MailboxFull),
+/// [`Overloaded`](Self::Overloaded), [`RequestTimeout`](Self::RequestTimeout)); others
+/// will not change by retrying ([`UnknownAgent`](Self::UnknownAgent),
+/// [`ShuttingDown`](Self::ShuttingDown), [`PayloadTooLarge`](Self::PayloadTooLarge)). The
+/// enum is `#[non_exhaustive]`: a `match` needs a catch-all arm.
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> swarmbus::Result<()> {
+/// use std::time::Duration;
+/// use swarmbus::{AgentId, AgentSender, Error, Hub, HubConfig, OverflowPolicy};
+///
+/// /// Sends `text`, retrying while the recipient is behind; `Ok(false)` if it is gone.
+/// async fn deliver(
+///     from: &AgentSender,
+///     to: AgentId,
+///     text: &'static str,
+/// ) -> swarmbus::Result<bool> {
+///     let mut retries = 0;
+///     loop {
+///         match from.try_send(to, text) {
+///             Ok(_) => return Ok(true),
+///             // Transient: back off, retry, but not forever.
+///             Err(Error::MailboxFull(_) | Error::Overloaded { .. }) if retries < 1_000 => {
+///                 retries += 1;
+///                 tokio::time::sleep(Duration::from_millis(1)).await;
+///             }
+///             // The recipient left (or never was): retrying cannot help.
+///             Err(Error::UnknownAgent(_)) => return Ok(false),
+///             // The rest (shutting down, payload too large, ...) goes to the caller.
+///             Err(e) => return Err(e),
+///         }
+///     }
+/// }
+///
+/// let mut config = HubConfig::default();
+/// config.mailbox_capacity = 1;
+/// config.overflow = OverflowPolicy::Reject;
+/// let hub = Hub::start(config)?;
+/// let alice = hub.register("alice")?;
+/// let tx = alice.sender();
+/// let mut bob = hub.register("bob")?;
+/// let to = bob.id();
+/// let reader = tokio::spawn(async move {
+///     for _ in 0..3 {
+///         bob.recv().await.unwrap();
+///     }
+///     // `bob` is dropped here: he leaves the hub.
+/// });
+/// for text in ["a", "b", "c"] {
+///     assert!(deliver(&tx, to, text).await?); // a full mailbox only delays these
+/// }
+/// reader.await.unwrap();
+/// assert!(!deliver(&tx, to, "d").await?); // bob has left
+/// hub.shutdown().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -72,6 +72,42 @@ pub struct Hub {
 }
 
 /// What shutdown accounted for. In a clean run `undelivered == 0`.
+///
+/// Every accepted message ends up `delivered` (in a mailbox here), `forwarded` (to another
+/// hub), or `dropped` with a reason; `undelivered` is what fits none of them.
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> swarmbus::Result<()> {
+/// use std::time::Duration;
+/// use swarmbus::{Hub, HubConfig, OverflowPolicy};
+///
+/// let mut config = HubConfig::default();
+/// config.mailbox_capacity = 2;
+/// config.overflow = OverflowPolicy::DropOldest;
+/// config.linger = Duration::from_secs(60); // no batch leaves on its own here
+/// let hub = Hub::start(config)?;
+/// let alice = hub.register("alice")?;
+/// let mut bob = hub.register("bob")?;
+/// for text in ["a", "b", "c"] {
+///     alice.send(bob.id(), text).await?; // bob is busy: "a" is evicted to make room for "c"
+/// }
+///
+/// let report = hub.shutdown().await?;
+/// assert_eq!(report.sent, 3); // accepted by `send`
+/// assert_eq!(report.dropped, 1); // "a", counted as `drop_oldest`
+/// assert_eq!(report.delivered, 2); // "b" and "c" reached bob's mailbox...
+/// assert_eq!(report.queued, 2); // ...where they still wait
+/// assert_eq!(report.flushed_at_shutdown, 1); // their batch left when shutdown flushed it
+/// assert_eq!((report.forwarded, report.unconfirmed), (0, 0)); // no other hubs
+/// assert_eq!(report.undelivered, 0); // nothing lost without a reason
+///
+/// // Bob still receives what was queued, then `None`.
+/// assert_eq!(&*bob.recv().await.unwrap().payload().bytes()?, b"b");
+/// assert_eq!(&*bob.recv().await.unwrap().payload().bytes()?, b"c");
+/// assert!(bob.recv().await.is_none());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct ShutdownReport {
@@ -116,10 +152,20 @@ impl crate::http::StatsSource for StatsOf {
 impl Hub {
     /// Starts a hub on the current tokio runtime.
     ///
+    /// With `config.nats` set (feature `nats`), the hub joins the swarm in the background:
+    /// a failure to connect is logged, not returned. `Hub::connect` waits for it and
+    /// returns it.
+    ///
     /// # Errors
-    /// `NoRuntime` outside a tokio runtime, `Config` for an invalid configuration, `Io`
-    /// when the metrics address cannot be bound, and worker-pool start failures when
-    /// `workers.start_with_hub` is set.
+    ///
+    /// - [`Error::Config`]: a value is out of range ([`HubConfig::validate`]), checked
+    ///   first.
+    /// - [`Error::NoRuntime`]: called outside a tokio runtime.
+    /// - [`Error::CpuSampler`], [`Error::Io`]: with `workers.start_with_hub` set, the
+    ///   worker pool could not start (the CPU times cannot be read, a thread cannot be
+    ///   spawned).
+    /// - [`Error::Io`]: the HTTP server's address (`metrics_addr`, feature `http`) cannot
+    ///   be bound.
     pub fn start(config: HubConfig) -> Result<Hub> {
         config.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
@@ -177,7 +223,13 @@ impl Hub {
     /// (connected, subscribed, announced).
     ///
     /// # Errors
-    /// As [`start`](Self::start), and NATS connection errors.
+    ///
+    /// - [`Error::Config`], [`Error::NoRuntime`], [`Error::CpuSampler`], [`Error::Io`]: as
+    ///   for [`start`](Self::start); [`Error::Config`] also for invalid NATS settings
+    ///   ([`NatsConfig::validate`](crate::nats::NatsConfig::validate)), and when another
+    ///   hub of the swarm already runs under this node name.
+    /// - [`Error::Nats`]: connecting to the server, reading the credentials file, or
+    ///   subscribing failed.
     #[cfg(feature = "nats")]
     #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
     pub async fn connect(mut config: HubConfig) -> Result<Hub> {
@@ -198,7 +250,8 @@ impl Hub {
     /// Registers an agent under `name` (names need not be unique; ids are).
     ///
     /// # Errors
-    /// `ShuttingDown` once shutdown has begun.
+    ///
+    /// [`Error::ShuttingDown`] once [`shutdown`](Self::shutdown) has begun.
     pub fn register(&self, name: impl Into<String>) -> Result<Agent> {
         let bus = &self.state.bus;
         let slot = bus.register(name.into())?;
@@ -232,7 +285,14 @@ impl Hub {
     /// the first call.
     ///
     /// # Errors
-    /// `ShuttingDown` once shutdown has begun; `TaskPanicked` when `work` panics.
+    ///
+    /// - [`Error::TaskPanicked`]: `work` panicked (in its body, or while dropping what it
+    ///   captured or returned).
+    /// - [`Error::ShuttingDown`]: the hub is shutting down: the pool never started, or its
+    ///   own shutdown (a step of [`shutdown`](Self::shutdown)) has begun, or it ran out of
+    ///   `workers.shutdown_timeout` and cancelled the unit before it ran.
+    /// - [`Error::CpuSampler`], [`Error::Io`]: on the call that starts the pool, the CPU
+    ///   times cannot be read or a worker thread cannot be spawned.
     pub async fn submit<F, T>(&self, priority: Priority, work: F) -> Result<T>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -244,7 +304,9 @@ impl Hub {
     /// Runs every unit on the worker pool in parallel; results come back in input order.
     ///
     /// # Errors
-    /// As [`submit`](Self::submit).
+    ///
+    /// As [`submit`](Self::submit): [`Error::TaskPanicked`] (the first panic; the other
+    /// units still run), [`Error::ShuttingDown`], [`Error::CpuSampler`], [`Error::Io`].
     pub async fn submit_batch<I, F, T>(&self, priority: Priority, units: I) -> Result<Vec<T>>
     where
         I: IntoIterator<Item = F>,
@@ -273,8 +335,14 @@ impl Hub {
     /// stops the worker pool after its queued units, and reports. Agents can still `recv`
     /// what is queued; then `recv` returns `None`. Calling it again returns the same report.
     ///
+    /// From the start of the call, sends and registrations fail with
+    /// [`Error::ShuttingDown`] (submits too, once the worker pool's own shutdown begins), and
+    /// requests still waiting for a reply end with it.
+    ///
     /// # Errors
-    /// None today; the `Result` leaves room for transports that can fail to close.
+    ///
+    /// None: it returns `Ok` today, with no [`Error`] variant in any case. The `Result`
+    /// leaves room for transports that can fail to close.
     pub async fn shutdown(&self) -> Result<ShutdownReport> {
         let state = &self.state;
         let bus = &state.bus;

@@ -84,6 +84,12 @@ impl Payload {
     }
 
     /// The original bytes, decompressed when needed (borrowed when not).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CorruptPayload`](crate::Error::CorruptPayload) when the payload is stored
+    /// compressed and the data is not a valid gzip member, is truncated, fails its CRC, or
+    /// does not expand to exactly its declared size. An uncompressed payload never fails.
     pub fn bytes(&self) -> Result<Cow<'_, [u8]>> {
         if self.compressed {
             let len = self.original_len as usize;
@@ -133,6 +139,11 @@ impl Payload {
     }
 
     /// The original bytes as UTF-8, when they are.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CorruptPayload`](crate::Error::CorruptPayload) when the bytes are not UTF-8,
+    /// or when decompressing fails as for [`bytes`](Self::bytes).
     pub fn to_text(&self) -> Result<String> {
         let bytes = self.bytes()?;
         String::from_utf8(bytes.into_owned())

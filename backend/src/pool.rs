@@ -345,7 +345,7 @@ impl Default for PoolConfig {
 }
 
 impl PoolConfig {
-    /// Checks every pool's sizes against the documented maxima (see [`limits`]).
+    /// Checks every pool's sizes against the documented maxima (see [`config::limits`](crate::config::limits)).
     ///
     /// # Errors
     ///

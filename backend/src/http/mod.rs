@@ -2,7 +2,7 @@
 //!
 //! It runs on the hub's tokio runtime and starts with [`Hub::start`](crate::Hub::start) when
 //! `HubConfig::metrics_addr` is set. Every answer is computed from a fresh
-//! [`MetricsSnapshot`](crate::MetricsSnapshot); nothing here can change the hub.
+//! [`MetricsSnapshot`]; nothing here can change the hub.
 //!
 //! Connections are capped and timed out ([`HttpLimits`], see `conn.rs`); without an auth
 //! token, requests must name the hub in their `Host` header (see `auth.rs`).

@@ -180,6 +180,11 @@ metric_table! {
 }
 
 /// Encodes `snapshot` in the OpenMetrics text format (what Prometheus asks for).
+///
+/// # Errors
+///
+/// [`fmt::Error`] only if writing to the output fails, which writing to a `String` never
+/// does: in practice this returns `Ok`.
 pub fn encode_openmetrics(snapshot: &MetricsSnapshot) -> Result<String, fmt::Error> {
     let mut registry = Registry::with_prefix(PREFIX);
     registry.register_collector(Box::new(SnapshotCollector(snapshot.clone())));
@@ -190,6 +195,10 @@ pub fn encode_openmetrics(snapshot: &MetricsSnapshot) -> Result<String, fmt::Err
 
 /// Encodes `snapshot` in the classic Prometheus text format 0.0.4 (what `promtool check
 /// metrics`, curl and older scrapers read).
+///
+/// # Errors
+///
+/// As [`encode_openmetrics`]: [`fmt::Error`], never in practice.
 pub fn encode_text(snapshot: &MetricsSnapshot) -> Result<String, fmt::Error> {
     Ok(openmetrics_to_text(&encode_openmetrics(snapshot)?))
 }

@@ -9,7 +9,37 @@ use std::collections::BTreeMap;
 /// A point-in-time copy of a hub's metrics; the same numbers `/metrics` exposes.
 ///
 /// Counters are cumulative since the hub started. Send-side counters are added when a batch
-/// leaves its sender, so they trail by at most one linger.
+/// leaves its sender, so they trail by at most one linger. Its fields are public; with the
+/// `http` feature `/api/stats` serves it as JSON (it implements `Serialize`).
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> swarmbus::Result<()> {
+/// use swarmbus::{Error, Hub, HubConfig};
+///
+/// let hub = Hub::start(HubConfig::default())?;
+/// let alice = hub.register("alice")?;
+/// let mut bob = hub.register("bob")?;
+/// alice.send(bob.id(), "one").await?;
+/// alice.send(bob.id(), "two").await?;
+/// bob.recv().await.unwrap();
+/// bob.recv().await.unwrap();
+/// let carol = hub.register("carol")?;
+/// let gone = carol.id();
+/// drop(carol);
+/// assert!(matches!(alice.send(gone, "hi?").await, Err(Error::UnknownAgent(_))));
+///
+/// let m = hub.metrics();
+/// assert_eq!(m.agents, 2);
+/// assert_eq!((m.messages_sent, m.messages_delivered), (2, 2));
+/// assert!(m.batches_total() >= 1); // one batch, or two if the linger ran out between sends
+/// assert_eq!(m.send_errors["unknown_agent"], 1);
+/// assert_eq!(m.messages_dropped_total(), 0);
+/// assert_eq!(m.queued_bytes, 0); // bob took both out of his mailbox
+/// assert!(m.latency_p99_seconds >= 0.0);
+/// hub.shutdown().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct MetricsSnapshot {
@@ -23,7 +53,8 @@ pub struct MetricsSnapshot {
     pub messages_sent: u64,
     /// Messages placed in a recipient's mailbox.
     pub messages_delivered: u64,
-    /// Messages taken out of a mailbox by `recv`.
+    /// Messages handed out by `recv` and `try_recv`. Counted per batch: those of the batch
+    /// an agent is working through are added when it takes its next batch or leaves.
     pub messages_received: u64,
     /// Accepted messages dropped, by reason (`DropReason::as_str`: `drop_oldest`,
     /// `mailbox_full`, `recipient_gone`, `reply_orphaned`, `hub_closed`, `frame_too_large`,
@@ -32,7 +63,8 @@ pub struct MetricsSnapshot {
     pub messages_dropped: BTreeMap<&'static str, u64>,
     /// Calls that returned an error, by kind.
     pub send_errors: BTreeMap<&'static str, u64>,
-    /// Batches flushed, by reason (`size`, `linger`, `priority`, `explicit`, `shutdown`).
+    /// Batches flushed, by reason (`size`, `linger`, `priority`, `explicit`, `shutdown`,
+    /// `waiting`: taken by a recipient that was waiting for messages).
     pub batches_flushed: BTreeMap<&'static str, u64>,
     /// Messages per flushed batch.
     pub batch_size: HistogramSnapshot,
@@ -59,7 +91,9 @@ pub struct MetricsSnapshot {
     pub queued_bytes: u64,
     /// `HubConfig::max_queued_bytes`.
     pub queued_bytes_budget: u64,
-    /// Messages waiting in all mailboxes.
+    /// Messages waiting in all mailboxes. Computed from the counters, so, like
+    /// `messages_received`, it still counts the batch each agent is working through until
+    /// that agent takes its next batch or leaves.
     pub mailbox_depth_total: u64,
     /// The deepest mailbox's depth.
     pub mailbox_depth_max: u64,

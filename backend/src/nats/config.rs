@@ -122,7 +122,19 @@ impl NatsConfig {
         }
     }
 
-    /// Checks names and bounds.
+    /// Checks names and bounds. [`HubConfig::validate`](crate::HubConfig::validate) calls
+    /// it for `HubConfig::nats`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the setting: `node` or `swarm` not a name of letters,
+    /// digits, `-` and `_` (`node` at most 64), a count or duration out of its range (see
+    /// [`limits`](crate::nats::limits)), `heartbeat` under 10 ms or not shorter than
+    /// `node_timeout`, `user` without `password` (or the reverse), `tls_client_cert`
+    /// without `tls_client_key` (or the reverse), or an unusable swarm key: both
+    /// `swarm_key` and `swarm_key_file` set, `previous_keys` without a current key, a key
+    /// that is not hex or too short or long, a key file that cannot be read, is not a
+    /// regular file, is over 4 KiB or (on Unix) is accessible to other users.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
         if !is_token(&self.node) || self.node.len() > 64 {

@@ -1,18 +1,18 @@
 //! Scale-out: hubs on several hosts form one swarm through a NATS server.
 //!
 //! We do not run a cluster protocol of our own. Each hub:
-//! - announces its agents on `swarmbus.<swarm>.dir` ([`control`]: hello in parts sized
+//! - announces its agents on `swarmbus.<swarm>.dir` (`control`: hello in parts sized
 //!   from the server's `max_payload`, join, leave, heartbeat, sync, bye) and learns everyone
-//!   else's into a [`directory`]; a hub silent for `node_timeout` is expired, and sends to
+//!   else's into a `directory`; a hub silent for `node_timeout` is expired, and sends to
 //!   its agents then fail with `UnknownAgent`, while what was buffered for it waits for
 //!   `departed_retention` in case it comes back;
-//! - sends to a remote agent through a [`link`] per remote hub: a mailbox like any other,
-//!   whose batches the [`outbound`] publisher turns into one [`frame`] per batch on
+//! - sends to a remote agent through a `link` per remote hub: a mailbox like any other,
+//!   whose batches the `outbound` publisher turns into one `frame` per batch on
 //!   `swarmbus.<swarm>.node.<hub>` (batching pays on the wire too; payloads travel
 //!   compressed);
 //! - sends broadcasts and topic messages through two more links, on `swarmbus.<swarm>.all`
 //!   and `swarmbus.<swarm>.topic.<topic>`, delivered by every hub to its own agents;
-//! - decodes what arrives in [`inbound`], which refuses replays, stale epochs and senders
+//! - decodes what arrives in `inbound`, which refuses replays, stale epochs and senders
 //!   that belong to another hub, and counts lost frames and messages from the sequence
 //!   numbers.
 //!

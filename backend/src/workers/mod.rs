@@ -17,7 +17,7 @@
 //!
 //! **Elastic size.** Between `min_workers` and `max_workers` threads (or a fixed count). A
 //! controller samples the load every `sample_interval` through a [`LoadSampler`] (the real
-//! one is [`SysinfoSampler`]) and applies [`decide`]:
+//! one is [`SysinfoSampler`]) and applies its resize rule (one step of it: [`WorkerPool::step`]):
 //!
 //! | condition, for N consecutive samples and after the cool-down       | action |
 //! |---------------------------------------------------------------------|--------|
@@ -132,7 +132,8 @@ impl WorkerPool {
     ///
     /// # Errors
     ///
-    /// As [`with_sampler`](Self::with_sampler).
+    /// As [`with_sampler`](Self::with_sampler): [`Error::Config`] if `config` is out of
+    /// range; [`Error::Io`] if a thread cannot be started.
     pub fn manual(config: &WorkerConfig, sampler: Box<dyn LoadSampler>) -> Result<WorkerPool> {
         Self::launch(config, sampler, true)
     }
