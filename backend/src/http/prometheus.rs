@@ -631,22 +631,8 @@ mod exported {
             .flat_map(|p| p["targets"].as_array().unwrap().iter())
         {
             let expr = target["expr"].as_str().expect("expr");
-            for (i, _) in expr.match_indices("swarmbus_") {
-                let name: String = expr[i..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                let family = ["_bucket", "_sum", "_count"]
-                    .iter()
-                    .find_map(|s| {
-                        name.strip_suffix(s)
-                            .filter(|f| defined.iter().any(|d| d == f))
-                    })
-                    .unwrap_or(&name);
-                assert!(
-                    defined.iter().any(|d| d == family),
-                    "Grafana uses unknown {name}"
-                );
+            for family in metric_names_in(expr) {
+                assert!(defined.contains(&family), "Grafana uses unknown {family}");
                 used += 1;
             }
         }
