@@ -2,9 +2,29 @@
 
 use crate::bus::{AgentSlot, Audience, Bus, Wait};
 use crate::envelope::Kind;
+use crate::headers::{self, Headers};
 use crate::{AgentId, Envelope, Error, MessageId, Payload, Priority, Result};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+/// The headers of a JSON message: shared by all of them, so `send_json` allocates none.
+fn json_headers() -> Arc<Headers> {
+    static JSON: OnceLock<Arc<Headers>> = OnceLock::new();
+    JSON.get_or_init(|| {
+        Arc::new(Headers {
+            content_type: Some(headers::JSON.into()),
+            ..Headers::default()
+        })
+    })
+    .clone()
+}
+
+/// `value` as a JSON payload.
+fn to_json(value: &impl serde::Serialize) -> Result<Payload> {
+    serde_json::to_vec(value)
+        .map(Payload::from)
+        .map_err(Error::Encode)
+}
 
 /// The sending half of an agent: `Clone + Send + Sync`, for other tasks.
 ///
@@ -278,8 +298,59 @@ impl AgentSender {
         payload: impl Into<Payload>,
         timeout: Duration,
     ) -> Result<Envelope> {
-        let payload = self.bus.prepare(payload.into())?;
-        let env = self.message(to, Kind::Request, Priority::High, payload);
+        self.request_with(to, payload.into(), timeout, Headers::default())
+            .await
+    }
+
+    /// Sends `value` as a JSON request (content type `application/json`) and waits for the
+    /// reply, at most `timeout`; decode it with [`Envelope::json`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] when `value` does not serialize; otherwise as
+    /// [`request`](Self::request).
+    pub async fn request_json(
+        &self,
+        to: AgentId,
+        value: &impl serde::Serialize,
+        timeout: Duration,
+    ) -> Result<Envelope> {
+        let headers = Headers {
+            content_type: Some(headers::JSON.into()),
+            ..Headers::default()
+        };
+        self.request_with(to, to_json(value)?, timeout, headers)
+            .await
+    }
+
+    /// Sends `value` as JSON (content type `application/json`) at `Normal` priority, batched
+    /// as [`send`](Self::send); the recipient decodes it with [`Envelope::json`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] when `value` does not serialize (a map with non-string keys, say);
+    /// otherwise as [`send`](Self::send).
+    pub async fn send_json(&self, to: AgentId, value: &impl serde::Serialize) -> Result<MessageId> {
+        tokio::task::coop::consume_budget().await;
+        let payload = self.bus.prepare(to_json(value)?)?;
+        let mut env = self.message(to, Kind::Message, Priority::Normal, payload);
+        env.headers = Some(json_headers());
+        self.bus.send_one(env, Wait::Policy, false).await
+    }
+
+    /// A request with `headers`, whose deadline is set from `timeout`: the callee sees it
+    /// ([`Envelope::deadline`]), on this hub or another.
+    async fn request_with(
+        &self,
+        to: AgentId,
+        payload: Payload,
+        timeout: Duration,
+        mut headers: Headers,
+    ) -> Result<Envelope> {
+        let payload = self.bus.prepare(payload)?;
+        let mut env = self.message(to, Kind::Request, Priority::High, payload);
+        headers.deadline = Some(headers::deadline_after(timeout));
+        env.headers = Some(Arc::new(headers));
         let id = env.id;
         // Dropping this future at any await below drops `pending`, which removes the entry.
         let (pending, reply) = self.bus.requests.insert(id, to);
@@ -314,12 +385,13 @@ impl AgentSender {
         }
         let payload = self.bus.prepare(payload.into())?;
         self.bus.flush_to(request.from);
-        let env = self.message(
+        let mut env = self.message(
             request.from,
             Kind::Reply(request.id),
             request.priority,
             payload,
         );
+        env.headers = reply_headers(request);
         self.bus.deliver_reply(env, request.id);
         Ok(())
     }
@@ -419,6 +491,20 @@ impl Agent {
         }
         first
     }
+}
+
+/// What a reply to `request` carries: the conversation's correlation id when the request
+/// belongs to a longer one (a reply's own default is the request's id), and its trace.
+fn reply_headers(request: &Envelope) -> Option<Arc<Headers>> {
+    let h = request.headers.as_deref()?;
+    if h.correlation.is_none() && h.trace_parent.is_none() {
+        return None;
+    }
+    Some(Arc::new(Headers {
+        correlation: h.correlation,
+        trace_parent: h.trace_parent.clone(),
+        ..Headers::default()
+    }))
 }
 
 macro_rules! delegate {
@@ -531,6 +617,31 @@ impl Agent {
         timeout: Duration,
     ) -> Result<Envelope> {
         self.sender.request(to, payload, timeout).await
+    }
+
+    /// Sends `value` as JSON; see [`AgentSender::send_json`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AgentSender::send_json`]: [`Error::Encode`], and the errors of
+    /// [`send`](AgentSender::send).
+    pub async fn send_json(&self, to: AgentId, value: &impl serde::Serialize) -> Result<MessageId> {
+        self.sender.send_json(to, value).await
+    }
+
+    /// A JSON request; see [`AgentSender::request_json`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AgentSender::request_json`]: [`Error::Encode`], and the errors of
+    /// [`request`](AgentSender::request).
+    pub async fn request_json(
+        &self,
+        to: AgentId,
+        value: &impl serde::Serialize,
+        timeout: Duration,
+    ) -> Result<Envelope> {
+        self.sender.request_json(to, value, timeout).await
     }
 
     /// Answers a request; see [`AgentSender::reply`].

@@ -1,21 +1,40 @@
 //! A message as a recipient sees it.
 
-use crate::{AgentId, MessageId, Payload, Priority};
+use crate::headers::Headers;
+use crate::{AgentId, Error, MessageId, Payload, Priority, Result};
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio::time::Instant;
 
-/// What kind of message an envelope carries (and its topic: the two share one field to
-/// keep an `Envelope` within 128 bytes).
+/// What kind of message an envelope carries. One byte and a request id at most (no
+/// pointer: the topic lives in the headers), so an `Envelope` stays within 128 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Kind {
     /// A one-way message (direct or broadcast).
     Message,
-    /// A one-way message published on a topic.
-    Topic(Arc<str>),
+    /// A one-way message published on a topic (the topic is in the headers).
+    Topic,
     /// A request; answer it with `reply`.
     Request,
-    /// The answer to the request with this id.
+    /// The answer to the request with this id: the final chunk of its stream.
     Reply(MessageId),
+    /// A partial answer to the request with this id: more follow.
+    Chunk(MessageId),
+    /// The responder to the request with this id gave up (`Responder::fail`, or dropped
+    /// unfinished): the final chunk, with the reason as payload.
+    Failed(MessageId),
+    /// The requester of the request with this id stopped waiting: the callee should stop.
+    Cancel(MessageId),
+}
+
+impl Kind {
+    /// The request a chunk, reply, failure or cancel belongs to.
+    pub(crate) fn request(&self) -> Option<MessageId> {
+        match self {
+            Kind::Reply(id) | Kind::Chunk(id) | Kind::Failed(id) | Kind::Cancel(id) => Some(*id),
+            Kind::Message | Kind::Topic | Kind::Request => None,
+        }
+    }
 }
 
 /// A delivered message: who sent it, its id, priority, topic, and payload.
@@ -46,6 +65,9 @@ pub struct Envelope {
     pub(crate) payload: Payload,
     /// Nanoseconds since [`clock_epoch`], when the batch carrying it opened.
     pub(crate) sent_at: u64,
+    /// Topic, correlation id, trace context, content type, deadline; `None` for none of
+    /// them. Shared: every copy of a fan-out points to the same headers.
+    pub(crate) headers: Option<Arc<Headers>>,
 }
 
 impl Envelope {
@@ -76,8 +98,8 @@ impl Envelope {
 
     /// The topic it was published on, for topic messages.
     pub fn topic(&self) -> Option<&str> {
-        match &self.kind {
-            Kind::Topic(topic) => Some(topic),
+        match self.kind {
+            Kind::Topic => self.headers.as_ref().and_then(|h| h.topic.as_deref()),
             _ => None,
         }
     }
@@ -87,12 +109,79 @@ impl Envelope {
         self.kind == Kind::Request
     }
 
-    /// For a reply, the id of the request it answers.
+    /// For a reply (or a chunk of a streamed reply), the id of the request it answers.
     pub fn in_reply_to(&self) -> Option<MessageId> {
         match self.kind {
-            Kind::Reply(id) => Some(id),
+            Kind::Reply(id) | Kind::Chunk(id) | Kind::Failed(id) => Some(id),
             _ => None,
         }
+    }
+
+    /// True for the last chunk of a reply: a reply from `reply`, or `Responder::finish`.
+    pub fn is_final(&self) -> bool {
+        matches!(self.kind, Kind::Reply(_) | Kind::Failed(_))
+    }
+
+    /// The conversation this envelope belongs to: the same id on a request, its chunks,
+    /// its reply and the nested requests made within it. A message that starts no
+    /// conversation has its own id; a reply to a request that started one has the
+    /// request's id.
+    pub fn correlation_id(&self) -> MessageId {
+        self.headers
+            .as_ref()
+            .and_then(|h| h.correlation)
+            .or_else(|| self.kind.request())
+            .unwrap_or(self.id)
+    }
+
+    /// The W3C trace context (`traceparent`) the sender attached, if any.
+    pub fn trace_parent(&self) -> Option<&str> {
+        self.headers
+            .as_ref()
+            .and_then(|h| h.trace_parent.as_deref())
+    }
+
+    /// The payload's content type, if the sender set one (`application/json` from
+    /// `send_json`).
+    pub fn content_type(&self) -> Option<&str> {
+        self.headers
+            .as_ref()
+            .and_then(|h| h.content_type.as_deref())
+    }
+
+    /// For a request, when its requester stops waiting (its timeout, as wall-clock time, so
+    /// that it means the same on every host).
+    pub fn deadline(&self) -> Option<SystemTime> {
+        self.headers.as_ref().and_then(|h| h.deadline_time())
+    }
+
+    /// Decodes the payload as JSON into `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] when the payload is not JSON or not a `T`; the payload's own
+    /// errors ([`Error::CorruptPayload`]) when its compressed bytes are corrupt.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> swarmbus::Result<()> {
+    /// # use swarmbus::{Hub, HubConfig};
+    /// #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    /// struct Task { id: u32, text: String }
+    ///
+    /// let hub = Hub::start(HubConfig::default())?;
+    /// let alice = hub.register("alice")?;
+    /// let mut bob = hub.register("bob")?;
+    /// alice.send_json(bob.id(), &Task { id: 7, text: "summarize".into() }).await?;
+    /// let env = bob.recv().await.unwrap();
+    /// assert_eq!(env.content_type(), Some("application/json"));
+    /// assert_eq!(env.json::<Task>()?, Task { id: 7, text: "summarize".into() });
+    /// assert!(matches!(env.json::<Vec<u8>>(), Err(swarmbus::Error::Decode(_))));
+    /// # hub.shutdown().await?; Ok(()) }
+    /// ```
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        let bytes = self.payload.bytes()?;
+        serde_json::from_slice(&bytes).map_err(Error::Decode)
     }
 
     /// When the batch that carried it opened: at or before the send, never after (one

@@ -116,6 +116,12 @@ pub enum Error {
     /// Called outside a tokio runtime.
     #[error("swarmbus must be started inside a tokio runtime")]
     NoRuntime,
+    /// A value given to `send_json` or `request_json` does not serialize as JSON.
+    #[error("value does not serialize as JSON: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// A payload is not the JSON `Envelope::json` was asked to decode.
+    #[error("payload does not decode as the expected JSON: {0}")]
+    Decode(#[source] serde_json::Error),
     /// An I/O error (configuration files, sockets, worker threads).
     #[error(transparent)]
     Io(#[from] std::io::Error),

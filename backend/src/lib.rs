@@ -123,6 +123,7 @@ pub mod config;
 mod duration;
 mod envelope;
 mod error;
+mod headers;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;

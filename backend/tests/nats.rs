@@ -891,3 +891,60 @@ async fn connection_errors_do_not_show_credentials() {
     let connect = nats.get_ref().downcast_ref::<async_nats::ConnectError>();
     assert!(connect.is_some(), "{:?}", nats.get_ref());
 }
+
+/// Headers cross hubs in the frame (version 3): a request's deadline and content type
+/// reach the callee on the other hub, the reply carries the conversation's id back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadline_content_type_and_correlation_cross_hubs() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let (a, b, tx, mut rx) = pair(
+        config(&server.url(), "a", "conv"),
+        config(&server.url(), "b", "conv"),
+    )
+    .await;
+    let rx_id = rx.id();
+    let callee = tokio::spawn(async move {
+        // The request (High) may overtake the batched JSON message (Normal).
+        let (first, second) = (next(&mut rx).await, next(&mut rx).await);
+        let (req, json) = if first.is_request() {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        let value: serde_json::Value = json.json().unwrap();
+        rx.reply(&req, "pong").await.unwrap();
+        (
+            value,
+            json.content_type().map(str::to_owned),
+            req.deadline(),
+            req.id(),
+            req.correlation_id(),
+        )
+    });
+    tx.send_json(rx_id, &serde_json::json!({"task": "summarize", "n": 3}))
+        .await
+        .unwrap();
+    let before = std::time::SystemTime::now();
+    let reply = tx
+        .request(rx_id, "ping", Duration::from_secs(20))
+        .await
+        .unwrap();
+    let (value, content_type, deadline, request_id, correlation) = callee.await.unwrap();
+    assert_eq!(value, serde_json::json!({"task": "summarize", "n": 3}));
+    assert_eq!(content_type.as_deref(), Some("application/json"));
+    let deadline = deadline.expect("the deadline crossed the hubs");
+    let lead = deadline.duration_since(before).unwrap();
+    assert!(
+        lead <= Duration::from_secs(21) && lead >= Duration::from_secs(19),
+        "{lead:?}"
+    );
+    assert_eq!(correlation, request_id);
+    assert_eq!(reply.correlation_id(), request_id);
+    assert_eq!(reply.in_reply_to(), Some(request_id));
+    assert!(reply.is_final());
+    assert_eq!(text(&reply), "pong");
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}

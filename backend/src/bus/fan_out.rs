@@ -5,6 +5,7 @@ use super::mailbox::{Mailbox, Refused};
 use super::send::{Deadline, Wait};
 use super::state::Bus;
 use crate::envelope::Kind;
+use crate::headers::Headers;
 use crate::metrics::DropReason;
 use crate::{AgentId, Error, Payload, Priority, Result};
 use std::sync::Arc;
@@ -57,11 +58,17 @@ impl Bus {
         let mut accepted = 0;
         let mut refused = self.pools.uuids.take();
         let mut failure = None;
-        let mut each = |to: AgentId, mailbox: &Arc<Mailbox>, topic: &Option<Arc<str>>| {
+        // One set of headers (the topic) shared by every copy.
+        let headers: Option<Arc<Headers>> = match (&subscribers, topic_name) {
+            (Some((Some(topic), _)), _) => Some(Arc::new(Headers::with_topic(topic.clone()))),
+            (_, Some(name)) => Some(Arc::new(Headers::with_topic(Arc::from(name)))),
+            (_, None) => None,
+        };
+        let mut each = |to: AgentId, mailbox: &Arc<Mailbox>| {
             if to == from || failure.is_some() {
                 return;
             }
-            let env = self.fan_out_copy(from, to, priority, topic, &payload);
+            let env = self.fan_out_copy(from, to, priority, &headers, &payload);
             match self.admit_to(mailbox, env, false, recipients) {
                 Ok(()) => accepted += 1,
                 Err(Refused::Full(_) | Refused::OverBudget(..)) => refused.push(to),
@@ -70,20 +77,14 @@ impl Bus {
                 Err(Refused::Error(e)) => failure = Some(e),
             }
         };
-        let topic = match &subscribers {
-            None => {
-                self.registry
-                    .for_each(|slot| each(slot.id, &slot.mailbox, &None));
-                None
-            }
-            Some((topic, ids)) => {
+        match &subscribers {
+            None => self.registry.for_each(|slot| each(slot.id, &slot.mailbox)),
+            Some((_, ids)) => {
                 for &to in ids.iter() {
-                    self.registry
-                        .with_mailbox(to, |mailbox| each(to, mailbox, topic));
+                    self.registry.with_mailbox(to, |mailbox| each(to, mailbox));
                 }
-                topic.clone()
             }
-        };
+        }
         drop(subscribers);
         if let Some(e) = failure {
             return self.metrics.fail(e);
@@ -91,10 +92,9 @@ impl Bus {
         if let Some((link, to)) = link {
             // One copy for every other hub, compressed for the wire: it buffers during an
             // outage and fails fast when full, never waits for NATS.
-            let topic = topic_name.map(Arc::<str>::from);
             let mut wire = payload.clone();
             self.compress(&mut wire);
-            let env = self.envelope(from, to, Kind::Message, priority, topic, wire);
+            let env = self.envelope(from, to, Kind::Message, priority, headers.clone(), wire);
             match self.admit_to(&link, env, false, 1) {
                 Ok(()) => {}
                 Err(Refused::Full(_) | Refused::OverBudget(..)) => {
@@ -105,7 +105,7 @@ impl Bus {
         }
         let mut deadline = Deadline::default();
         for &to in refused.iter() {
-            let env = self.fan_out_copy(from, to, priority, &topic, &payload);
+            let env = self.fan_out_copy(from, to, priority, &headers, &payload);
             match self
                 .send_until(env, Wait::Policy, false, recipients, &mut deadline)
                 .await
@@ -121,13 +121,13 @@ impl Bus {
         Ok(accepted)
     }
 
-    /// One recipient's copy of a fan-out: its own envelope, the shared payload and topic.
+    /// One recipient's copy of a fan-out: its own envelope, the shared payload and headers.
     fn fan_out_copy(
         &self,
         from: AgentId,
         to: AgentId,
         priority: Priority,
-        topic: &Option<Arc<str>>,
+        headers: &Option<Arc<Headers>>,
         payload: &Payload,
     ) -> crate::Envelope {
         self.envelope(
@@ -135,7 +135,7 @@ impl Bus {
             to,
             Kind::Message,
             priority,
-            topic.clone(),
+            headers.clone(),
             payload.clone(),
         )
     }

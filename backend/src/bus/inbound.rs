@@ -136,10 +136,14 @@ impl Bus {
         if !self.inbound_payload_fits(&env) {
             return;
         }
-        if let Kind::Reply(_) = env.kind {
+        match env.kind {
             // Replies from the wire go through `deliver_reply_from_wire`.
-            self.metrics.drop_n(DropReason::ReplyOrphaned, 1);
-            return;
+            Kind::Reply(_) => return self.metrics.drop_n(DropReason::ReplyOrphaned, 1),
+            // No stream of this hub waits for them: never put into an agent's mailbox.
+            Kind::Chunk(_) | Kind::Failed(_) | Kind::Cancel(_) => {
+                return self.metrics.drop_n(DropReason::StreamGone, 1)
+            }
+            Kind::Message | Kind::Topic | Kind::Request => {}
         }
         let flush_now = env.kind == Kind::Request;
         // Only local agents: a frame is never forwarded to a third hub.

@@ -65,6 +65,7 @@ fn env(from: u8, seq: u8) -> Envelope {
         priority: Priority::Normal,
         payload: Payload::from(vec![from, seq]),
         sent_at: 0,
+        headers: None,
     }
 }
 

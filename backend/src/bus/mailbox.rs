@@ -726,6 +726,7 @@ mod tests {
             priority,
             payload: Payload::from(vec![n]),
             sent_at: 0,
+            headers: None,
         }
     }
 

@@ -13,6 +13,7 @@ use super::registry::{AgentSlot, Registry};
 use super::requests::Requests;
 use super::transport::Transport;
 use crate::envelope::Kind;
+use crate::headers::Headers;
 use crate::metrics::{FlushReason, Metrics};
 use crate::{AgentId, Envelope, Error, HubConfig, MessageId, Payload, Priority, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -194,11 +195,11 @@ impl Bus {
         to: AgentId,
         kind: Kind,
         priority: Priority,
-        topic: Option<Arc<str>>,
+        headers: Option<Arc<Headers>>,
         payload: Payload,
     ) -> Envelope {
-        let kind = match (kind, topic) {
-            (Kind::Message, Some(topic)) => Kind::Topic(topic),
+        let kind = match (kind, headers.as_ref().is_some_and(|h| h.topic.is_some())) {
+            (Kind::Message, true) => Kind::Topic,
             (kind, _) => kind,
         };
         Envelope {
@@ -210,6 +211,7 @@ impl Bus {
             payload,
             // Set from the batch when it joins one.
             sent_at: 0,
+            headers,
         }
     }
 

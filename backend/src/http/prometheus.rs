@@ -540,7 +540,7 @@ mod exported {
     use std::collections::BTreeMap;
 
     /// Every `frames_rejected` reason.
-    const REFUSALS: [&str; 10] = crate::nats::REFUSAL_LABELS;
+    const REFUSALS: [&str; 11] = crate::nats::REFUSAL_LABELS;
 
     /// A snapshot of a real (stopped) hub with every hardening counter set to its own value.
     async fn snapshot_with_every_counter_set() -> MetricsSnapshot {

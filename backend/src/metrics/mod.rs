@@ -85,6 +85,9 @@ label_enum!(
         MemoryBudget => "memory_budget",
         /// Arrived from a remote hub with a payload over `max_payload` (declared or stored).
         PayloadTooLarge => "payload_too_large",
+        /// A chunk of a streamed reply, or a cancel, for a request that no longer waits
+        /// on this hub (or never did): never handed to anyone else.
+        StreamGone => "stream_gone",
     }
 );
 

@@ -8,9 +8,16 @@
 //! ```text
 //! frame    = "SWB" version:u8 kind:u8 epoch:u64 link:u64 seq:u64 msg_seq:u64
 //!            node_len:u8 node count:u32 envelope*
-//! envelope = id:16 from:16 to:16 kind:u8 [reply_to:16] priority:u8 topic_len:u16 topic
-//!            flags:u8 original_len:u32 wire_len:u32 payload
+//! envelope = id:16 from:16 to:16 kind:u8 [request:16] priority:u8 topic_len:u16 topic
+//!            headers flags:u8 original_len:u32 wire_len:u32 payload
+//! headers  = present:u8 [correlation:16] [len:u8 traceparent] [len:u8 content_type]
+//!            [deadline:u64]
 //! ```
+//! `kind` is 0 message, 1 request, 2 reply, 3 chunk, 4 failed stream, 5 cancel; the last
+//! four carry the id of their request. `present` has a bit per header (1 correlation, 2
+//! traceparent, 4 content type, 8 deadline, in nanoseconds since 1970), each at most
+//! [`MAX_HEADER_VALUE`] bytes. Version 2 frames, without headers and with kinds 0-2 only,
+//! still decode.
 //! Integers are little-endian. `epoch` is the sending hub's start, `link` its link
 //! instance, `seq` the frame's number in that link (from 1) and `msg_seq` the number of
 //! its first message (from 0): the receiver counts lost frames and messages from them and
@@ -18,18 +25,27 @@
 //! and these bytes follows them (`nats/signing.rs`).
 
 use crate::envelope::Kind;
+use crate::headers::{Headers, MAX_HEADER_VALUE};
 use crate::{AgentId, Envelope, MessageId, Payload, Priority};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::sync::Arc;
 use uuid::Uuid;
 
 const MAGIC: &[u8; 3] = b"SWB";
-/// The only version this build reads and writes.
-pub(crate) const VERSION: u8 = 2;
+/// The version this build writes.
+pub(crate) const VERSION: u8 = 3;
+/// The previous version, which this build still reads: no headers, kinds 0-2 only.
+const VERSION_2: u8 = 2;
 const KIND_ENVELOPES: u8 = 1;
 const HEADER_MIN: usize = 3 + 1 + 1 + 8 + 8 + 8 + 8 + 1 + 4;
-/// Smallest possible envelope on the wire: a bound on `count` before reading any.
+/// Smallest possible envelope on the wire (version 2, which has no headers byte): a bound
+/// on `count` before reading any.
 const ENVELOPE_MIN: usize = 16 * 3 + 1 + 1 + 2 + 1 + 4 + 4;
+/// Header bits of `present`.
+const H_CORRELATION: u8 = 1;
+const H_TRACE_PARENT: u8 = 2;
+const H_CONTENT_TYPE: u8 = 4;
+const H_DEADLINE: u8 = 8;
 const MAX_NODE_LEN: usize = 64;
 const MAX_TOPIC_LEN: usize = crate::bus::MAX_TOPIC_LEN;
 
@@ -46,6 +62,8 @@ pub(crate) enum FrameError {
     TooLarge,
     #[error("frame has an invalid field")]
     BadField,
+    #[error("frame has a header over the size bound")]
+    OversizedHeaders,
 }
 
 /// Bounds a decoder enforces.
@@ -75,20 +93,65 @@ pub(crate) struct Frame {
     pub(crate) envelopes: Vec<Envelope>,
 }
 
+/// Bytes the headers take at most.
+const HEADERS_MAX: usize = 1 + 16 + 2 * (1 + MAX_HEADER_VALUE) + 8;
+
 /// Bytes an envelope takes in a frame besides its payload, at most.
-pub(crate) const ENVELOPE_FIXED_MAX: usize = ENVELOPE_MIN + 16 + MAX_TOPIC_LEN;
+pub(crate) const ENVELOPE_FIXED_MAX: usize = ENVELOPE_MIN + 16 + MAX_TOPIC_LEN + HEADERS_MAX;
 
 /// Bytes one envelope takes in a frame.
 pub(crate) fn envelope_len(e: &Envelope) -> usize {
-    let reply_to = if matches!(e.kind, Kind::Reply(_)) {
-        16
-    } else {
-        0
-    };
+    let request = if e.kind.request().is_some() { 16 } else { 0 };
     ENVELOPE_MIN
-        + reply_to
+        + request
         + e.topic().map_or(0, |t| t.len().min(MAX_TOPIC_LEN))
+        + headers_len(e.headers.as_deref())
         + e.payload.wire_len()
+}
+
+/// A header value as sent: cut to the bound (the API refuses longer ones before this).
+fn header_value(value: &str) -> &[u8] {
+    let mut end = value.len().min(MAX_HEADER_VALUE);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value.as_bytes()[..end]
+}
+
+fn headers_len(h: Option<&Headers>) -> usize {
+    let Some(h) = h else { return 1 };
+    1 + h.correlation.map_or(0, |_| 16)
+        + h.trace_parent
+            .as_deref()
+            .map_or(0, |v| 1 + header_value(v).len())
+        + h.content_type
+            .as_deref()
+            .map_or(0, |v| 1 + header_value(v).len())
+        + h.deadline.map_or(0, |_| 8)
+}
+
+fn put_headers(out: &mut BytesMut, h: Option<&Headers>) {
+    let Some(h) = h else {
+        out.put_u8(0);
+        return;
+    };
+    let bit = |on: bool, bit: u8| if on { bit } else { 0 };
+    let present = bit(h.correlation.is_some(), H_CORRELATION)
+        | bit(h.trace_parent.is_some(), H_TRACE_PARENT)
+        | bit(h.content_type.is_some(), H_CONTENT_TYPE)
+        | bit(h.deadline.is_some(), H_DEADLINE);
+    out.put_u8(present);
+    if let Some(id) = h.correlation {
+        out.put_slice(id.as_uuid().as_bytes());
+    }
+    for value in [&h.trace_parent, &h.content_type].into_iter().flatten() {
+        let value = header_value(value);
+        out.put_u8(value.len() as u8);
+        out.put_slice(value);
+    }
+    if let Some(deadline) = h.deadline {
+        out.put_u64_le(deadline);
+    }
 }
 
 /// Encodes envelopes from one node into a frame, with `spare` bytes of capacity left for
@@ -116,19 +179,23 @@ pub(crate) fn encode_with_room(
         out.put_slice(e.id.as_uuid().as_bytes());
         out.put_slice(e.from.as_uuid().as_bytes());
         out.put_slice(e.to.as_uuid().as_bytes());
-        match &e.kind {
-            Kind::Message | Kind::Topic(_) => out.put_u8(0),
-            Kind::Request => out.put_u8(1),
-            Kind::Reply(to) => {
-                out.put_u8(2);
-                out.put_slice(to.as_uuid().as_bytes());
-            }
+        out.put_u8(match &e.kind {
+            Kind::Message | Kind::Topic => 0,
+            Kind::Request => 1,
+            Kind::Reply(_) => 2,
+            Kind::Chunk(_) => 3,
+            Kind::Failed(_) => 4,
+            Kind::Cancel(_) => 5,
+        });
+        if let Some(request) = e.kind.request() {
+            out.put_slice(request.as_uuid().as_bytes());
         }
         out.put_u8(e.priority as u8);
         let topic = e.topic().unwrap_or("").as_bytes();
         let topic = &topic[..topic.len().min(MAX_TOPIC_LEN)];
         out.put_u16_le(topic.len() as u16);
         out.put_slice(topic);
+        put_headers(&mut out, e.headers.as_deref());
         out.put_u8(u8::from(e.payload.is_compressed()));
         out.put_u32_le(e.payload.len() as u32);
         out.put_u32_le(e.payload.wire_len() as u32);
@@ -152,16 +219,14 @@ pub(crate) fn decode(mut buf: Bytes, limits: Limits, sent_at: u64) -> Result<Fra
     if buf[..buf.len().min(3)] != MAGIC[..buf.len().min(3)] {
         return Err(FrameError::BadMagic);
     }
-    if buf.len() > 3 && buf[3] != VERSION {
+    if buf.len() > 3 && buf[3] != VERSION && buf[3] != VERSION_2 {
         return Err(FrameError::UnknownVersion);
     }
     if buf.len() < HEADER_MIN {
         return Err(FrameError::Truncated);
     }
     buf.advance(3);
-    if buf.get_u8() != VERSION {
-        return Err(FrameError::UnknownVersion);
-    }
+    let version = buf.get_u8();
     if buf.get_u8() != KIND_ENVELOPES {
         return Err(FrameError::BadField);
     }
@@ -186,7 +251,7 @@ pub(crate) fn decode(mut buf: Bytes, limits: Limits, sent_at: u64) -> Result<Fra
     }
     let mut envelopes = Vec::with_capacity(count);
     for _ in 0..count {
-        envelopes.push(decode_envelope(&mut buf, limits, sent_at)?);
+        envelopes.push(decode_envelope(&mut buf, limits, sent_at, version)?);
     }
     if buf.has_remaining() {
         return Err(FrameError::BadField);
@@ -198,18 +263,28 @@ pub(crate) fn decode(mut buf: Bytes, limits: Limits, sent_at: u64) -> Result<Fra
     })
 }
 
-fn decode_envelope(buf: &mut Bytes, limits: Limits, sent_at: u64) -> Result<Envelope, FrameError> {
+fn decode_envelope(
+    buf: &mut Bytes,
+    limits: Limits,
+    sent_at: u64,
+    version: u8,
+) -> Result<Envelope, FrameError> {
     need(buf, 16 * 3 + 1)?;
     let id = MessageId::from(uuid(buf));
     let from = AgentId::from(uuid(buf));
     let to = AgentId::from(uuid(buf));
-    let kind = match buf.get_u8() {
+    let code = buf.get_u8();
+    let request = |buf: &mut Bytes| -> Result<MessageId, FrameError> {
+        need(buf, 16)?;
+        Ok(MessageId::from(uuid(buf)))
+    };
+    let kind = match code {
         0 => Kind::Message,
         1 => Kind::Request,
-        2 => {
-            need(buf, 16)?;
-            Kind::Reply(MessageId::from(uuid(buf)))
-        }
+        2 => Kind::Reply(request(buf)?),
+        3 if version > VERSION_2 => Kind::Chunk(request(buf)?),
+        4 if version > VERSION_2 => Kind::Failed(request(buf)?),
+        5 if version > VERSION_2 => Kind::Cancel(request(buf)?),
         _ => return Err(FrameError::BadField),
     };
     need(buf, 1 + 2)?;
@@ -232,6 +307,11 @@ fn decode_envelope(buf: &mut Bytes, limits: Limits, sent_at: u64) -> Result<Enve
             std::str::from_utf8(&topic).map_err(|_| FrameError::BadField)?,
         ))
     };
+    let headers = if version > VERSION_2 {
+        decode_headers(buf)?
+    } else {
+        None
+    };
     need(buf, 1 + 4 + 4)?;
     let flags = buf.get_u8();
     let original_len = buf.get_u32_le() as usize;
@@ -246,12 +326,16 @@ fn decode_envelope(buf: &mut Bytes, limits: Limits, sent_at: u64) -> Result<Enve
         1 => Payload::from_compressed(take(buf, wire_len)?, original_len),
         _ => return Err(FrameError::BadField),
     };
-    let kind = match (kind, topic) {
-        (Kind::Message, Some(topic)) => Kind::Topic(topic),
-        (Kind::Message, None) => Kind::Message,
+    let (kind, headers) = match (kind, topic) {
+        (Kind::Message, Some(topic)) => {
+            let mut h = headers.map_or_else(Headers::default, Arc::unwrap_or_clone);
+            h.topic = Some(topic);
+            (Kind::Topic, Some(Arc::new(h)))
+        }
+        (Kind::Message, None) => (Kind::Message, headers),
         // A request or reply never carries a topic.
         (_, Some(_)) => return Err(FrameError::BadField),
-        (kind, None) => kind,
+        (kind, None) => (kind, headers),
     };
     Ok(Envelope {
         id,
@@ -261,7 +345,45 @@ fn decode_envelope(buf: &mut Bytes, limits: Limits, sent_at: u64) -> Result<Enve
         priority,
         payload,
         sent_at,
+        headers,
     })
+}
+
+fn decode_headers(buf: &mut Bytes) -> Result<Option<Arc<Headers>>, FrameError> {
+    need(buf, 1)?;
+    let present = buf.get_u8();
+    if present & !(H_CORRELATION | H_TRACE_PARENT | H_CONTENT_TYPE | H_DEADLINE) != 0 {
+        return Err(FrameError::BadField);
+    }
+    if present == 0 {
+        return Ok(None);
+    }
+    let mut h = Headers::default();
+    if present & H_CORRELATION != 0 {
+        need(buf, 16)?;
+        h.correlation = Some(MessageId::from(uuid(buf)));
+    }
+    let text = |buf: &mut Bytes| -> Result<Box<str>, FrameError> {
+        need(buf, 1)?;
+        let len = buf.get_u8() as usize;
+        if len > MAX_HEADER_VALUE {
+            return Err(FrameError::OversizedHeaders);
+        }
+        let bytes = take(buf, len)?;
+        let value = std::str::from_utf8(&bytes).map_err(|_| FrameError::BadField)?;
+        Ok(Box::from(value))
+    };
+    if present & H_TRACE_PARENT != 0 {
+        h.trace_parent = Some(text(buf)?);
+    }
+    if present & H_CONTENT_TYPE != 0 {
+        h.content_type = Some(text(buf)?);
+    }
+    if present & H_DEADLINE != 0 {
+        need(buf, 8)?;
+        h.deadline = Some(buf.get_u64_le());
+    }
+    Ok(Some(Arc::new(h)))
 }
 
 fn need(buf: &Bytes, n: usize) -> Result<(), FrameError> {
@@ -294,9 +416,12 @@ mod tests {
     };
 
     fn env(kind: Kind, topic: Option<&str>, payload: Payload, priority: Priority) -> Envelope {
-        let kind = match (kind, topic) {
-            (Kind::Message, Some(t)) => Kind::Topic(Arc::from(t)),
-            (kind, _) => kind,
+        let (kind, headers) = match (kind, topic) {
+            (Kind::Message, Some(t)) => (
+                Kind::Topic,
+                Some(Arc::new(Headers::with_topic(Arc::from(t)))),
+            ),
+            (kind, _) => (kind, None),
         };
         Envelope {
             id: MessageId::new_v4(),
@@ -306,6 +431,7 @@ mod tests {
             priority,
             payload,
             sent_at: 0,
+            headers,
         }
     }
 
@@ -326,6 +452,185 @@ mod tests {
         assert_eq!(a.priority, b.priority);
         assert_eq!(a.topic(), b.topic());
         assert_eq!(a.payload, b.payload);
+        assert_eq!(a.headers, b.headers);
+    }
+
+    fn with_headers(mut e: Envelope, h: Headers) -> Envelope {
+        e.headers = Some(Arc::new(h));
+        e
+    }
+
+    fn all_headers() -> Headers {
+        Headers {
+            topic: None,
+            correlation: Some(MessageId::new_v4()),
+            trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            content_type: Some("application/json".into()),
+            deadline: Some(1_767_225_600_000_000_000),
+        }
+    }
+
+    /// A version 2 frame, as the previous release wrote it: no headers byte.
+    fn encode_v2(numbers: Numbers, envs: &[Envelope]) -> Bytes {
+        let mut out = BytesMut::new();
+        out.put_slice(MAGIC);
+        out.put_u8(VERSION_2);
+        out.put_u8(KIND_ENVELOPES);
+        for n in [numbers.epoch, numbers.link, numbers.seq, numbers.msg_seq] {
+            out.put_u64_le(n);
+        }
+        out.put_u8(2);
+        out.put_slice(b"v2");
+        out.put_u32_le(envs.len() as u32);
+        for e in envs {
+            out.put_slice(e.id.as_uuid().as_bytes());
+            out.put_slice(e.from.as_uuid().as_bytes());
+            out.put_slice(e.to.as_uuid().as_bytes());
+            match &e.kind {
+                Kind::Message | Kind::Topic => out.put_u8(0),
+                Kind::Request => out.put_u8(1),
+                Kind::Reply(to) => {
+                    out.put_u8(2);
+                    out.put_slice(to.as_uuid().as_bytes());
+                }
+                other => panic!("no {other:?} in version 2"),
+            }
+            out.put_u8(e.priority as u8);
+            let topic = e.topic().unwrap_or("").as_bytes();
+            out.put_u16_le(topic.len() as u16);
+            out.put_slice(topic);
+            out.put_u8(u8::from(e.payload.is_compressed()));
+            out.put_u32_le(e.payload.len() as u32);
+            out.put_u32_le(e.payload.wire_len() as u32);
+            out.put_slice(e.payload.wire_bytes());
+        }
+        out.freeze()
+    }
+
+    #[test]
+    fn version_2_frames_still_decode() {
+        let envs = vec![
+            env(Kind::Message, None, Payload::from("old"), Priority::Normal),
+            env(Kind::Request, None, Payload::from("ask"), Priority::High),
+            env(
+                Kind::Reply(MessageId::new_v4()),
+                None,
+                Payload::from("answer"),
+                Priority::High,
+            ),
+            env(
+                Kind::Message,
+                Some("t.a"),
+                Payload::from("topic"),
+                Priority::Low,
+            ),
+        ];
+        let frame = decode(encode_v2(nums(5), &envs), LIMITS, 0).unwrap();
+        assert_eq!(frame.node, "v2");
+        assert_eq!(frame.envelopes.len(), envs.len());
+        for (a, b) in envs.iter().zip(&frame.envelopes) {
+            same(a, b);
+            let own = b.kind.request().unwrap_or(b.id);
+            assert_eq!(
+                b.correlation_id(),
+                own,
+                "no headers: its own or its request's id"
+            );
+        }
+        // A kind that version 2 did not have is refused in a version 2 frame.
+        let mut v = encode_v2(nums(6), &envs[..1]).to_vec();
+        let kind_at = HEADER_MIN + 2 + 48;
+        v[kind_at] = 3;
+        assert_eq!(
+            decode(Bytes::from(v), LIMITS, 0).map(|_| ()),
+            Err(FrameError::BadField)
+        );
+    }
+
+    #[test]
+    fn headers_and_stream_kinds_round_trip() {
+        let request = MessageId::new_v4();
+        let envs = vec![
+            with_headers(
+                env(Kind::Request, None, Payload::from("q"), Priority::High),
+                all_headers(),
+            ),
+            with_headers(
+                env(
+                    Kind::Chunk(request),
+                    None,
+                    Payload::from("part"),
+                    Priority::High,
+                ),
+                Headers {
+                    correlation: Some(request),
+                    ..Headers::default()
+                },
+            ),
+            env(
+                Kind::Failed(request),
+                None,
+                Payload::from("why"),
+                Priority::High,
+            ),
+            env(
+                Kind::Cancel(request),
+                None,
+                Payload::from(""),
+                Priority::Critical,
+            ),
+            with_headers(
+                env(
+                    Kind::Message,
+                    Some("t"),
+                    Payload::from("{}"),
+                    Priority::Normal,
+                ),
+                Headers {
+                    content_type: Some("application/json".into()),
+                    ..Headers::with_topic(Arc::from("t"))
+                },
+            ),
+        ];
+        let bytes = encode("n", nums(1), &envs);
+        assert_eq!(
+            bytes.len(),
+            HEADER_MIN + 1 + envs.iter().map(envelope_len).sum::<usize>()
+        );
+        let frame = decode(bytes, LIMITS, 0).unwrap();
+        for (a, b) in envs.iter().zip(&frame.envelopes) {
+            same(a, b);
+        }
+        assert_eq!(frame.envelopes[1].correlation_id(), request);
+        assert!(frame.envelopes[2].is_final() && !frame.envelopes[1].is_final());
+    }
+
+    #[test]
+    fn oversized_or_unknown_headers_are_refused() {
+        let e = with_headers(
+            env(Kind::Message, None, Payload::from("x"), Priority::Normal),
+            Headers {
+                content_type: Some("text/plain".into()),
+                ..Headers::default()
+            },
+        );
+        let good = encode("n", nums(1), std::slice::from_ref(&e)).to_vec();
+        // The content type's length byte: after the fixed part, the kind, priority and
+        // topic length, and the `present` byte.
+        let len_at = HEADER_MIN + 1 + 48 + 1 + 1 + 2 + 1;
+        assert_eq!(good[len_at] as usize, "text/plain".len());
+        let mut v = good.clone();
+        v[len_at] = (MAX_HEADER_VALUE + 1) as u8;
+        assert_eq!(
+            decode(Bytes::from(v), LIMITS, 0).map(|_| ()),
+            Err(FrameError::OversizedHeaders)
+        );
+        let mut v = good;
+        v[len_at - 1] |= 0x80;
+        assert_eq!(
+            decode(Bytes::from(v), LIMITS, 0).map(|_| ()),
+            Err(FrameError::BadField)
+        );
     }
 
     #[test]
@@ -439,6 +744,41 @@ mod tests {
                 prop_assert_eq!(a.id, b.id);
                 prop_assert_eq!(a.topic(), b.topic());
             }
+        }
+
+        #[test]
+        fn any_headers_round_trip(
+            kind in 0u8..6,
+            correlation in any::<bool>(),
+            trace in proptest::option::of("[0-9a-f-]{0,128}"),
+            content in proptest::option::of("[ -~]{0,128}"),
+            deadline in proptest::option::of(any::<u64>()),
+        ) {
+            let request = MessageId::new_v4();
+            let kind = match kind {
+                0 => Kind::Message,
+                1 => Kind::Request,
+                2 => Kind::Reply(request),
+                3 => Kind::Chunk(request),
+                4 => Kind::Failed(request),
+                _ => Kind::Cancel(request),
+            };
+            let h = Headers {
+                topic: None,
+                correlation: correlation.then(MessageId::new_v4),
+                trace_parent: trace.map(Box::from),
+                content_type: content.map(Box::from),
+                deadline,
+            };
+            let e = with_headers(env(kind, None, Payload::from("p"), Priority::High), h);
+            let bytes = encode("node", nums(1), std::slice::from_ref(&e));
+            prop_assert_eq!(bytes.len(), HEADER_MIN + 4 + envelope_len(&e));
+            let frame = decode(bytes, LIMITS, 0).unwrap();
+            let got = &frame.envelopes[0];
+            prop_assert_eq!(&got.kind, &e.kind);
+            // An empty header set decodes as none at all.
+            let want = e.headers.clone().filter(|h| !h.is_empty());
+            prop_assert_eq!(&got.headers, &want);
         }
 
         #[test]

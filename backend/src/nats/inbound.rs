@@ -124,8 +124,8 @@ fn receive(
 /// Whether an envelope is of a kind that travels on `stream`.
 fn fits_stream(env: &Envelope, stream: Stream) -> bool {
     match stream {
-        Stream::Direct => !matches!(env.kind, Kind::Topic(_)),
+        Stream::Direct => env.kind != Kind::Topic,
         Stream::Everyone => env.kind == Kind::Message,
-        Stream::Topics => matches!(env.kind, Kind::Topic(_)),
+        Stream::Topics => env.kind == Kind::Topic,
     }
 }

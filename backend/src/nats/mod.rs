@@ -49,7 +49,7 @@ pub use stats::NatsStats;
 
 /// Every reason label of `NatsStats::frames_rejected`, in order.
 #[cfg(all(test, feature = "http"))]
-pub(crate) const REFUSAL_LABELS: [&str; 10] = stats::Refusal::LABELS;
+pub(crate) const REFUSAL_LABELS: [&str; 11] = stats::Refusal::LABELS;
 
 pub(crate) use bridge::{Bridge, LocalChange};
 

@@ -25,12 +25,13 @@ pub(crate) enum Refusal {
 
 impl Refusal {
     /// Every label, in index order.
-    pub(crate) const LABELS: [&'static str; 10] = [
+    pub(crate) const LABELS: [&'static str; 11] = [
         "truncated",
         "bad_magic",
         "unknown_version",
         "too_large",
         "bad_field",
+        "oversized_headers",
         "unsigned",
         "bad_tag",
         "unknown_key",
@@ -42,11 +43,11 @@ impl Refusal {
         match self {
             // In the order of `FrameError`'s variants, which the labels follow.
             Refusal::Frame(e) => e as usize,
-            Refusal::Unsigned => 5,
-            Refusal::BadTag => 6,
-            Refusal::UnknownKey => 7,
-            Refusal::Replayed => 8,
-            Refusal::BadSender => 9,
+            Refusal::Unsigned => 6,
+            Refusal::BadTag => 7,
+            Refusal::UnknownKey => 8,
+            Refusal::Replayed => 9,
+            Refusal::BadSender => 10,
         }
     }
 }
@@ -207,6 +208,7 @@ mod tests {
             Refusal::Frame(FrameError::UnknownVersion),
             Refusal::Frame(FrameError::TooLarge),
             Refusal::Frame(FrameError::BadField),
+            Refusal::Frame(FrameError::OversizedHeaders),
             Refusal::Unsigned,
             Refusal::BadTag,
             Refusal::UnknownKey,

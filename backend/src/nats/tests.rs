@@ -22,6 +22,7 @@ fn envelope(from: AgentId, to: AgentId, kind: Kind, body: &str) -> Envelope {
         priority: Priority::Normal,
         payload: Payload::from(body),
         sent_at: 0,
+        headers: None,
     }
 }
 
@@ -226,6 +227,22 @@ async fn forged_replayed_and_disordered_frames_are_refused_and_counted() {
     let sent_before = stats().frames_sent;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(stats().frames_sent, sent_before, "b forwarded a reply");
+
+    // Chunks and cancels that no stream or request of this hub waits for are counted and
+    // never reach a mailbox (no stranger gets another agent's stream).
+    let gone = || b.metrics().messages_dropped["stream_gone"];
+    let chunk = envelope(y_agent, rx.id(), Kind::Chunk(MessageId::new_v4()), "chunk");
+    let last = envelope(y_agent, rx.id(), Kind::Failed(MessageId::new_v4()), "why");
+    let cancel = envelope(y_agent, rx.id(), Kind::Cancel(MessageId::new_v4()), "");
+    raw.publish(
+        subject,
+        frame_from("y", y_numbers(3), &[chunk, last, cancel]),
+    )
+    .await
+    .unwrap();
+    raw.flush().await.unwrap();
+    until("3 stream_gone drops", || gone() == 3).await;
+    assert!(rx.try_recv().is_none(), "a chunk reached a mailbox");
 
     let report = b.shutdown().await.unwrap();
     assert_eq!(report.undelivered, 0, "{report:?}");
