@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Longest `traceparent` or content type a frame may carry, in bytes (a W3C `traceparent`
 /// is 55).
+#[cfg_attr(not(feature = "nats"), allow(dead_code))]
 pub(crate) const MAX_HEADER_VALUE: usize = 128;
 
 /// The content type `send_json` sets.

@@ -113,6 +113,11 @@
 #![warn(missing_docs, missing_debug_implementations)]
 #![warn(clippy::missing_errors_doc)]
 
+/// The examples of `docs/conversations.md` run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/conversations.md")]
+struct ConversationsGuide;
+
 mod agent;
 // The bus's transport-facing half (`Inbound`, wire replies, forwarding mailboxes) serves
 // only the NATS bridge; dead code is checked in the full build (clippy, all features).
