@@ -40,7 +40,7 @@ impl Headers {
     }
 
     /// Whether no header travels in the frame's header section (the topic has its own).
-    #[cfg(test)]
+    #[cfg(all(test, feature = "nats"))]
     pub(crate) fn is_empty(&self) -> bool {
         self.correlation.is_none()
             && self.trace_parent.is_none()
