@@ -1,8 +1,11 @@
 //! Agent handles: [`Agent`] owns a mailbox and receives; [`AgentSender`] is its sending half.
 
+use crate::bus::Abandoned;
 use crate::bus::{AgentSlot, Audience, Bus, Wait};
+use crate::call::Call;
 use crate::envelope::Kind;
-use crate::headers::{self, Headers};
+use crate::headers::{self, CallRef, Headers};
+use crate::stream::{ReplyStream, Responder};
 use crate::{AgentId, Envelope, Error, MessageId, Payload, Priority, Result};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -302,6 +305,81 @@ impl AgentSender {
             .await
     }
 
+    /// Sends a request (at `High` priority) whose answer comes as a stream of chunks, and
+    /// returns the stream at once. `timeout` is the request's deadline: it travels to the
+    /// callee ([`Envelope::deadline`]), and the stream ends with
+    /// [`Error::RequestTimeout`] when it passes. Cancelling or dropping the stream
+    /// cancels the request, on this hub or another.
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> swarmbus::Result<()> {
+    /// use futures_util::StreamExt;
+    /// use std::time::Duration;
+    /// use swarmbus::{Hub, HubConfig};
+    ///
+    /// let hub = Hub::start(HubConfig::default())?;
+    /// let alice = hub.register("alice")?;
+    /// let mut bob = hub.register("bob")?;
+    /// let bob_id = bob.id();
+    /// tokio::spawn(async move {
+    ///     let req = bob.recv().await.unwrap();
+    ///     let mut out = bob.respond(&req)?;
+    ///     for word in ["stream", "of", "tokens"] {
+    ///         out.send(word).await?;
+    ///     }
+    ///     out.finish(".").await
+    /// });
+    /// let mut stream = alice.request_stream(bob_id, "write", Duration::from_secs(5)).await?;
+    /// let mut text = String::new();
+    /// while let Some(chunk) = stream.next().await {
+    ///     text.push_str(&chunk?.payload().to_text()?);
+    /// }
+    /// assert_eq!(text, "streamoftokens.");
+    /// # hub.shutdown().await?; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownAgent`], [`Error::PayloadTooLarge`], [`Error::MailboxFull`],
+    /// [`Error::Overloaded`], [`Error::ShuttingDown`]: the request could not be sent, as
+    /// for [`send_with`](Self::send_with). What goes wrong later is an `Err` item of the
+    /// stream.
+    pub async fn request_stream(
+        &self,
+        to: AgentId,
+        payload: impl Into<Payload>,
+        timeout: Duration,
+    ) -> Result<ReplyStream> {
+        let payload = self.bus.prepare(payload.into())?;
+        let mut env = self.message(to, Kind::Request, Priority::High, payload);
+        let call = Arc::new(Call::default());
+        env.headers = Some(Arc::new(Headers {
+            deadline: Some(headers::deadline_after(timeout)),
+            call: Some(CallRef(call.clone())),
+            ..Headers::default()
+        }));
+        // Registered first, so no chunk can come before its stream; dropped unsent (this
+        // future dropped while waiting for room), it cancels nothing.
+        let mut stream =
+            ReplyStream::open(self.bus.clone(), env.id, self.slot.id, to, call, timeout);
+        self.bus.send_one(env, Wait::Policy, true).await?;
+        stream.sent();
+        Ok(stream)
+    }
+
+    /// Answers `request` with a stream of chunks: [`Responder::send`] them, then
+    /// [`Responder::finish`] (or [`Responder::fail`]). A caller that used
+    /// [`request`](Self::request) gets only the final chunk.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotARequest`] for a message that is not a request; [`Error::ShuttingDown`]
+    /// once the hub's shutdown has begun.
+    pub fn respond(&self, request: &Envelope) -> Result<Responder> {
+        Responder::new(self.bus.clone(), self.slot.id, request)
+    }
+
     /// Sends `value` as a JSON request (content type `application/json`) and waits for the
     /// reply, at most `timeout`; decode it with [`Envelope::json`].
     ///
@@ -349,17 +427,25 @@ impl AgentSender {
     ) -> Result<Envelope> {
         let payload = self.bus.prepare(payload)?;
         let mut env = self.message(to, Kind::Request, Priority::High, payload);
+        let call = Arc::new(Call::default());
         headers.deadline = Some(headers::deadline_after(timeout));
+        headers.call = Some(CallRef(call.clone()));
         env.headers = Some(Arc::new(headers));
         let id = env.id;
+        let from = self.slot.id;
+        // A callee on another hub hears of a request abandoned (or timed out) unanswered.
+        let bus = &self.bus;
+        let abandoned: Option<Abandoned<'_>> = (!bus.registry.contains(to))
+            .then(|| Box::new(move |_| bus.send_cancel(id, from, to)) as Abandoned<'_>);
         // Dropping this future at any await below drops `pending`, which removes the entry.
-        let (pending, reply) = self.bus.requests.insert(id, to);
-        self.bus.send_one(env, Wait::Policy, true).await?;
-        self.bus.metrics.requests.add(1);
-        let outcome = self.bus.await_reply(id, reply, timeout).await;
-        if !matches!(outcome, Err(Error::RequestTimeout { .. })) {
+        let (pending, reply) = bus.requests.insert(id, to, call, abandoned);
+        bus.send_one(env, Wait::Policy, true).await?;
+        bus.metrics.requests.add(1);
+        let outcome = bus.await_reply(id, reply, timeout).await;
+        match outcome {
+            Err(Error::RequestTimeout { .. }) => pending.expired(),
             // A reply took the entry, or shutdown cleared the table.
-            pending.answered();
+            _ => pending.answered(),
         }
         outcome
     }
@@ -391,8 +477,9 @@ impl AgentSender {
             request.priority,
             payload,
         );
-        env.headers = reply_headers(request);
+        env.headers = crate::stream::reply_headers(request);
         self.bus.deliver_reply(env, request.id);
+        self.bus.calls.close(request.id);
         Ok(())
     }
 
@@ -433,24 +520,62 @@ impl Agent {
     /// Waits for the next message: highest priority first, FIFO per sender within a
     /// priority. `None` once the hub has shut down and the mailbox is drained.
     pub async fn recv(&mut self) -> Option<Envelope> {
-        if let Some(env) = self.hand.pop_front() {
-            self.taken += 1;
-            return Some(env);
+        loop {
+            let env = match self.hand.pop_front() {
+                Some(env) => {
+                    self.taken += 1;
+                    env
+                }
+                None => {
+                    self.recycle();
+                    let batch = self.sender.slot.mailbox.next_batch().await?;
+                    self.take(batch)?
+                }
+            };
+            if !self.expired(&env) {
+                return Some(env);
+            }
         }
-        self.recycle();
-        let batch = self.sender.slot.mailbox.next_batch().await?;
-        self.take(batch)
+    }
+
+    /// A request whose deadline passed while it waited is not handed over: its requester
+    /// has stopped waiting, and the work would be paid for and thrown away. Counted
+    /// (`deadline_expired`).
+    fn expired(&self, env: &Envelope) -> bool {
+        if env.kind != Kind::Request {
+            return false;
+        }
+        let Some(deadline) = env.headers.as_ref().and_then(|h| h.deadline) else {
+            return false;
+        };
+        if !headers::passed(deadline) {
+            return false;
+        }
+        let bus = &self.sender.bus;
+        bus.metrics
+            .drop_n(crate::metrics::DropReason::DeadlineExpired, 1);
+        bus.calls.close(env.id);
+        true
     }
 
     /// The next message if one is waiting, without waiting.
     pub fn try_recv(&mut self) -> Option<Envelope> {
-        if let Some(env) = self.hand.pop_front() {
-            self.taken += 1;
-            return Some(env);
+        loop {
+            let env = match self.hand.pop_front() {
+                Some(env) => {
+                    self.taken += 1;
+                    env
+                }
+                None => {
+                    self.recycle();
+                    let batch = self.sender.slot.mailbox.pop()?;
+                    self.take(batch)?
+                }
+            };
+            if !self.expired(&env) {
+                return Some(env);
+            }
         }
-        self.recycle();
-        let batch = self.sender.slot.mailbox.pop()?;
-        self.take(batch)
     }
 
     /// Hands the emptied buffer of the last batch back to the pool.
@@ -491,20 +616,6 @@ impl Agent {
         }
         first
     }
-}
-
-/// What a reply to `request` carries: the conversation's correlation id when the request
-/// belongs to a longer one (a reply's own default is the request's id), and its trace.
-fn reply_headers(request: &Envelope) -> Option<Arc<Headers>> {
-    let h = request.headers.as_deref()?;
-    if h.correlation.is_none() && h.trace_parent.is_none() {
-        return None;
-    }
-    Some(Arc::new(Headers {
-        correlation: h.correlation,
-        trace_parent: h.trace_parent.clone(),
-        ..Headers::default()
-    }))
 }
 
 macro_rules! delegate {
@@ -642,6 +753,31 @@ impl Agent {
         timeout: Duration,
     ) -> Result<Envelope> {
         self.sender.request_json(to, value, timeout).await
+    }
+
+    /// A request answered by a stream of chunks; see [`AgentSender::request_stream`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AgentSender::request_stream`]: [`Error::UnknownAgent`],
+    /// [`Error::PayloadTooLarge`], [`Error::MailboxFull`], [`Error::Overloaded`],
+    /// [`Error::ShuttingDown`].
+    pub async fn request_stream(
+        &self,
+        to: AgentId,
+        payload: impl Into<Payload>,
+        timeout: Duration,
+    ) -> Result<ReplyStream> {
+        self.sender.request_stream(to, payload, timeout).await
+    }
+
+    /// Answers a request with a stream; see [`AgentSender::respond`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AgentSender::respond`]: [`Error::NotARequest`], [`Error::ShuttingDown`].
+    pub fn respond(&self, request: &Envelope) -> Result<Responder> {
+        self.sender.respond(request)
     }
 
     /// Answers a request; see [`AgentSender::reply`].

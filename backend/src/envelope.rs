@@ -157,6 +157,58 @@ impl Envelope {
         self.headers.as_ref().and_then(|h| h.deadline_time())
     }
 
+    /// For a request: whether its requester cancelled it (or dropped its stream or its
+    /// request), its deadline passed, or the hub shut down. Always false for other messages.
+    pub fn is_cancelled(&self) -> bool {
+        let Some(h) = self.headers.as_deref().filter(|_| self.is_request()) else {
+            return false;
+        };
+        h.call
+            .as_ref()
+            .is_some_and(|c| c.0.cancelled_by().is_some())
+            || h.deadline.is_some_and(crate::headers::passed)
+    }
+
+    /// For a request: resolves when it is cancelled (see
+    /// [`is_cancelled`](Self::is_cancelled)), so a callee can stop paid-for work. Never
+    /// resolves for a message that is not a request.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> swarmbus::Result<()> {
+    /// # use std::time::Duration;
+    /// # use swarmbus::{Hub, HubConfig};
+    /// let hub = Hub::start(HubConfig::default())?;
+    /// let alice = hub.register("alice")?;
+    /// let mut bob = hub.register("bob")?;
+    /// let stream = alice.request_stream(bob.id(), "write an essay", Duration::from_secs(30)).await?;
+    /// let req = bob.recv().await.unwrap();
+    /// drop(stream); // the caller gives up
+    /// tokio::time::timeout(Duration::from_secs(1), req.cancelled()).await.expect("cancelled");
+    /// assert!(req.is_cancelled());
+    /// # hub.shutdown().await?; Ok(()) }
+    /// ```
+    pub async fn cancelled(&self) {
+        let Some(h) = self.headers.as_deref().filter(|_| self.is_request()) else {
+            return std::future::pending().await;
+        };
+        let deadline = async {
+            match h.deadline {
+                Some(d) => tokio::time::sleep(crate::headers::remaining(d)).await,
+                None => std::future::pending().await,
+            }
+        };
+        match &h.call {
+            Some(call) => {
+                tokio::select! {
+                    () = call.0.cancelled() => {}
+                    () = deadline => {}
+                }
+            }
+            None => deadline.await,
+        }
+    }
+
     /// Decodes the payload as JSON into `T`.
     ///
     /// # Errors

@@ -116,6 +116,17 @@ pub enum Error {
     /// Called outside a tokio runtime.
     #[error("swarmbus must be started inside a tokio runtime")]
     NoRuntime,
+    /// The request was cancelled: its caller cancelled or dropped its stream (or its
+    /// request future). `Responder::send` returns it so the callee stops.
+    #[error("request was cancelled by its caller")]
+    Cancelled,
+    /// The request's deadline passed: `Responder::send` returns it so the callee stops.
+    #[error("request deadline exceeded")]
+    DeadlineExceeded,
+    /// A streamed reply ended without its final chunk: the responder failed
+    /// (`Responder::fail`, with its reason) or went away unfinished.
+    #[error("reply stream failed: {0}")]
+    StreamFailed(String),
     /// A value given to `send_json` or `request_json` does not serialize as JSON.
     #[error("value does not serialize as JSON: {0}")]
     Encode(#[source] serde_json::Error),

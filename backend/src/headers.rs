@@ -5,6 +5,7 @@
 //! An envelope without any holds no allocation (`Option<Arc<Headers>>` is one pointer), so
 //! plain sends pay nothing for them.
 
+use crate::call::Call;
 use crate::MessageId;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,7 +29,21 @@ pub(crate) struct Headers {
     pub(crate) content_type: Option<Box<str>>,
     /// Nanoseconds since 1970 (UTC): wall-clock time, so it means the same on every host.
     pub(crate) deadline: Option<u64>,
+    /// A request's cancellation state on this hub (never on the wire).
+    pub(crate) call: Option<CallRef>,
 }
+
+/// A request's [`Call`], compared by identity.
+#[derive(Debug, Clone)]
+pub(crate) struct CallRef(pub(crate) Arc<Call>);
+
+impl PartialEq for CallRef {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for CallRef {}
 
 impl Headers {
     /// The headers of a topic message.
@@ -53,6 +68,16 @@ impl Headers {
         self.deadline
             .and_then(|n| UNIX_EPOCH.checked_add(Duration::from_nanos(n)))
     }
+}
+
+/// Whether `deadline` (nanoseconds since 1970) has passed.
+pub(crate) fn passed(deadline: u64) -> bool {
+    deadline_after(Duration::ZERO) >= deadline
+}
+
+/// How long until `deadline` (nanoseconds since 1970); zero once it passed.
+pub(crate) fn remaining(deadline: u64) -> Duration {
+    Duration::from_nanos(deadline.saturating_sub(deadline_after(Duration::ZERO)))
 }
 
 /// `now + timeout` in nanoseconds since 1970, saturating (a timeout of years is no deadline

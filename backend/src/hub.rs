@@ -496,6 +496,13 @@ impl HubState {
             requests: m.requests.get(),
             replies: m.replies.get(),
             pending_requests: bus.requests.len() as u64,
+            open_streams: bus.requests.streams() as u64,
+            chunks: m.chunks.get(),
+            cancellations: crate::call::CancelBy::ALL
+                .iter()
+                .zip(bus.requests.cancels())
+                .map(|(by, n)| (by.as_str(), n))
+                .collect(),
             workers: self
                 .workers
                 .get()

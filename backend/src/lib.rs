@@ -123,6 +123,7 @@ mod agent;
 // only the NATS bridge; dead code is checked in the full build (clippy, all features).
 #[cfg_attr(not(feature = "nats"), allow(dead_code, unused_imports))]
 mod bus;
+mod call;
 mod codec;
 pub mod config;
 mod duration;
@@ -142,6 +143,7 @@ pub mod nats;
 mod payload;
 mod pool;
 mod priority;
+mod stream;
 pub mod workers;
 
 pub use agent::{Agent, AgentSender};
@@ -157,3 +159,4 @@ pub use payload::Payload;
 pub use pool::PoolStats;
 pub use pool::{PoolConfig, PoolSizing};
 pub use priority::Priority;
+pub use stream::{ReplyStream, Responder};

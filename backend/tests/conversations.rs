@@ -104,3 +104,248 @@ async fn a_request_carries_its_deadline_and_its_reply_the_conversation_id() {
     assert!(!env.is_final());
     hub.shutdown().await.unwrap();
 }
+
+use futures_util::StreamExt;
+use swarmbus::{Agent, Envelope};
+
+/// The request `agent` receives next, failing after 5 s.
+async fn next_request(agent: &mut Agent) -> Envelope {
+    let env = tokio::time::timeout(Duration::from_secs(5), agent.recv())
+        .await
+        .expect("a request within 5 s")
+        .expect("open");
+    assert!(env.is_request());
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_1000_chunks_arrives_complete_and_in_order() {
+    let hub = Hub::start(HubConfig::default()).unwrap();
+    let alice = hub.register("alice").unwrap();
+    let mut bob = hub.register("bob").unwrap();
+    let bob_id = bob.id();
+    let callee = tokio::spawn(async move {
+        let req = next_request(&mut bob).await;
+        let mut out = bob.respond(&req).unwrap();
+        for i in 0..999u32 {
+            out.send(i.to_le_bytes().to_vec()).await.unwrap();
+        }
+        out.finish(999u32.to_le_bytes().to_vec()).await.unwrap();
+        req.correlation_id()
+    });
+    let mut stream = alice
+        .request_stream(bob_id, "count", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let id = stream.request_id();
+    let mut seen = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        assert_eq!(chunk.in_reply_to(), Some(id));
+        assert_eq!(chunk.correlation_id(), id);
+        let bytes = chunk.payload().bytes().unwrap();
+        seen.push(u32::from_le_bytes(bytes[..4].try_into().unwrap()));
+        assert_eq!(chunk.is_final(), seen.len() == 1000);
+    }
+    assert_eq!(seen, (0..1000).collect::<Vec<_>>());
+    assert_eq!(callee.await.unwrap(), id);
+    let m = hub.metrics();
+    assert_eq!(m.chunks, 999);
+    assert_eq!(m.open_streams, 0);
+    assert_eq!(
+        m.cancellations["caller"], 0,
+        "a finished stream cancels nothing"
+    );
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_or_cancelling_the_stream_stops_the_callee() {
+    let hub = Hub::start(HubConfig::default()).unwrap();
+    let alice = hub.register("alice").unwrap();
+    let mut bob = hub.register("bob").unwrap();
+    let bob_id = bob.id();
+    let callee = tokio::spawn(async move {
+        let mut outcomes = Vec::new();
+        for _ in 0..2 {
+            let req = next_request(&mut bob).await;
+            let mut out = bob.respond(&req).unwrap();
+            out.send("first").await.unwrap();
+            // Busy work that checks for cancellation.
+            tokio::time::timeout(Duration::from_secs(5), req.cancelled())
+                .await
+                .expect("cancelled within 5 s");
+            assert!(req.is_cancelled() && out.is_cancelled());
+            outcomes.push(out.send("too late").await);
+        }
+        outcomes
+    });
+    let mut dropped = alice
+        .request_stream(bob_id, "one", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        dropped
+            .next()
+            .await
+            .unwrap()
+            .unwrap()
+            .payload()
+            .to_text()
+            .unwrap(),
+        "first"
+    );
+    drop(dropped);
+    let mut cancelled = alice
+        .request_stream(bob_id, "two", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(cancelled.next().await.unwrap().is_ok());
+    cancelled.cancel();
+    assert!(cancelled.next().await.is_none(), "a cancelled stream ends");
+    let outcomes = callee.await.unwrap();
+    assert!(
+        outcomes.iter().all(|o| matches!(o, Err(Error::Cancelled))),
+        "{outcomes:?}"
+    );
+    let m = hub.metrics();
+    assert_eq!(m.cancellations["caller"], 2);
+    assert_eq!(m.open_streams, 0);
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_cancels_a_callee_that_ignores_it() {
+    let hub = Hub::start(HubConfig::default()).unwrap();
+    let alice = hub.register("alice").unwrap();
+    let mut bob = hub.register("bob").unwrap();
+    let bob_id = bob.id();
+    let callee = tokio::spawn(async move {
+        let req = next_request(&mut bob).await;
+        let mut out = bob.respond(&req).unwrap();
+        // Ignores `cancelled()`: keeps sending until a send fails (bounded: 10 s).
+        for _ in 0..1000 {
+            if let Err(e) = out.send("tick").await {
+                return Some(e);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
+    });
+    let mut stream = alice
+        .request_stream(bob_id, "slow", Duration::from_millis(300))
+        .await
+        .unwrap();
+    let mut ticks = 0;
+    let end = loop {
+        match stream.next().await.expect("ends with an error") {
+            Ok(_) => ticks += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(end, Error::RequestTimeout { .. }), "{end:?}");
+    assert!(stream.next().await.is_none());
+    assert!(ticks > 0);
+    let err = callee.await.unwrap().expect("the callee was stopped");
+    assert!(matches!(err, Error::DeadlineExceeded), "{err:?}");
+    assert_eq!(hub.metrics().cancellations["deadline"], 1);
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_responder_that_fails_or_goes_away_ends_the_stream_with_an_error() {
+    let hub = Hub::start(HubConfig::default()).unwrap();
+    let alice = hub.register("alice").unwrap();
+    let mut bob = hub.register("bob").unwrap();
+    let bob_id = bob.id();
+    let callee = tokio::spawn(async move {
+        let req = next_request(&mut bob).await;
+        let mut out = bob.respond(&req).unwrap();
+        out.send("partial").await.unwrap();
+        out.fail("model overloaded").await.unwrap();
+        let req = next_request(&mut bob).await;
+        let mut out = bob.respond(&req).unwrap();
+        out.send("partial").await.unwrap();
+        drop(out); // a panic, an early return
+                   // A plain request answered through a responder gets the final chunk only.
+        let req = next_request(&mut bob).await;
+        let mut out = bob.respond(&req).unwrap();
+        out.send("ignored").await.unwrap();
+        out.finish("final").await.unwrap();
+        let req = next_request(&mut bob).await;
+        drop(bob.respond(&req).unwrap());
+        bob
+    });
+    for expected in ["model overloaded", "went away"] {
+        let mut stream = alice
+            .request_stream(bob_id, "go", Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert!(stream.next().await.unwrap().is_ok());
+        match stream.next().await.unwrap() {
+            Err(Error::StreamFailed(why)) => assert!(why.contains(expected), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(stream.next().await.is_none(), "then the stream ends");
+    }
+    let reply = alice
+        .request(bob_id, "plain", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(reply.payload().to_text().unwrap(), "final");
+    match alice
+        .request(bob_id, "plain", Duration::from_secs(30))
+        .await
+    {
+        Err(Error::StreamFailed(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    let _bob = callee.await.unwrap();
+    assert!(matches!(alice.respond(&reply), Err(Error::NotARequest(_))));
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_streams_and_loses_no_accepted_chunk() {
+    let hub = Hub::start(HubConfig::default()).unwrap();
+    let alice = hub.register("alice").unwrap();
+    let mut bob = hub.register("bob").unwrap();
+    let bob_id = bob.id();
+    let (sent_tx, sent_rx) = tokio::sync::oneshot::channel();
+    let callee = tokio::spawn(async move {
+        let req = next_request(&mut bob).await;
+        let mut out = bob.respond(&req).unwrap();
+        for i in 0..10 {
+            out.send(format!("chunk {i}")).await.unwrap();
+        }
+        sent_tx.send(()).unwrap();
+        // Keeps the responder open: shutdown must end the stream anyway.
+        tokio::time::timeout(Duration::from_secs(5), req.cancelled())
+            .await
+            .expect("shutdown cancels the request");
+        out.send("after shutdown").await
+    });
+    let mut stream = alice
+        .request_stream(bob_id, "go", Duration::from_secs(30))
+        .await
+        .unwrap();
+    sent_rx.await.unwrap();
+    hub.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("the stream ends")
+        {
+            Some(Ok(chunk)) => got.push(chunk.payload().to_text().unwrap()),
+            Some(Err(e)) => break e,
+            None => panic!("ended without an error"),
+        }
+    };
+    assert_eq!(
+        got,
+        (0..10).map(|i| format!("chunk {i}")).collect::<Vec<_>>()
+    );
+    assert!(matches!(end, Error::ShuttingDown), "{end:?}");
+    assert!(matches!(callee.await.unwrap(), Err(Error::ShuttingDown)));
+}

@@ -5,10 +5,12 @@
 //! counted drop, never a stall of the transport's subscription.
 
 use super::batch::BatchRules;
+use super::calls::CancelOutcome;
 use super::mailbox::{Mailbox, Refused};
 use super::reply::WireReply;
 use super::state::Bus;
 use crate::envelope::Kind;
+use crate::headers::CallRef;
 use crate::metrics::{DropReason, Metrics};
 use crate::pool::BufferPool;
 use crate::{AgentId, Envelope, Error, MessageId};
@@ -139,11 +141,27 @@ impl Bus {
         match env.kind {
             // Replies from the wire go through `deliver_reply_from_wire`.
             Kind::Reply(_) => return self.metrics.drop_n(DropReason::ReplyOrphaned, 1),
-            // No stream of this hub waits for them: never put into an agent's mailbox.
-            Kind::Chunk(_) | Kind::Failed(_) | Kind::Cancel(_) => {
+            // Answers go through `deliver_reply_from_wire`; never into a mailbox.
+            Kind::Chunk(_) | Kind::Failed(_) => {
                 return self.metrics.drop_n(DropReason::StreamGone, 1)
             }
+            // Handled here, ahead of anything queued in the callee's mailbox.
+            Kind::Cancel(request) => {
+                if self.calls.cancel(request, env.from) == CancelOutcome::Unknown {
+                    self.metrics.drop_n(DropReason::StreamGone, 1);
+                }
+                return;
+            }
             Kind::Message | Kind::Topic | Kind::Request => {}
+        }
+        let mut env = env;
+        if env.kind == Kind::Request {
+            // This hub's own cancellation state for the request: a cancel from the
+            // requester's hub sets it.
+            let call = self.calls.open(env.id, env.from);
+            let mut headers = env.headers.as_deref().cloned().unwrap_or_default();
+            headers.call = Some(CallRef(call));
+            env.headers = Some(Arc::new(headers));
         }
         let flush_now = env.kind == Kind::Request;
         // Only local agents: a frame is never forwarded to a third hub.

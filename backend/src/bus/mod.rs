@@ -13,6 +13,7 @@
 
 mod batch;
 mod budget;
+mod calls;
 mod deepest;
 mod fan_out;
 mod inbound;
@@ -34,7 +35,9 @@ pub(crate) use fan_out::Audience;
 pub(crate) use inbound::Inbound;
 pub(crate) use mailbox::Mailbox;
 pub(crate) use registry::{validate_topic, AgentSlot, MAX_TOPIC_LEN};
-pub(crate) use reply::WireReply;
+pub(crate) use reply::{failure, WireReply, RESPONDER_GONE};
+pub(crate) use requests::{Abandoned, ChunkTo};
+pub(crate) use send::deadline_after;
 pub(crate) use send::Wait;
 pub(crate) use state::Bus;
 pub(crate) use transport::Transport;

@@ -1,11 +1,27 @@
 //! Request/reply: waiting for a reply, and handing one to its requester. A reply bypasses
 //! mailboxes: it goes straight to the requester's waiting future.
 
-use super::requests::NotTaken;
+use super::requests::{ChunkTo, NotTaken, ReplyTo};
 use super::state::Bus;
+use crate::envelope::Kind;
 use crate::metrics::{DropReason, FlushReason};
-use crate::{AgentId, Envelope, Error, MessageId, Result};
+use crate::{AgentId, Envelope, Error, MessageId, Priority, Result};
 use tokio::time::Instant;
+
+/// The error a requester sees for a final chunk of kind `Failed`, or `None`.
+pub(crate) fn failure(env: &Envelope) -> Option<Error> {
+    match env.kind {
+        Kind::Failed(_) => Some(Error::StreamFailed(
+            env.payload()
+                .to_text()
+                .unwrap_or_else(|_| "the responder failed".into()),
+        )),
+        _ => None,
+    }
+}
+
+/// Why a stream ended without its final chunk.
+pub(crate) const RESPONDER_GONE: &str = "the responder went away before finishing";
 
 /// What became of a reply from the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +50,13 @@ impl Bus {
         timeout: std::time::Duration,
     ) -> Result<Envelope> {
         match tokio::time::timeout(timeout, reply).await {
-            Ok(Ok(env)) => Ok(env),
-            Ok(Err(_)) => self.metrics.fail(Error::ShuttingDown),
+            Ok(Ok(env)) => match failure(&env) {
+                Some(e) => Err(e),
+                None => Ok(env),
+            },
+            Ok(Err(_)) if self.is_closing() => self.metrics.fail(Error::ShuttingDown),
+            // The responder dropped its `Responder` unfinished.
+            Ok(Err(_)) => Err(Error::StreamFailed(RESPONDER_GONE.into())),
             // The caller's `Pending` guard removes the entry.
             Err(_) => self
                 .metrics
@@ -43,10 +64,10 @@ impl Bus {
         }
     }
 
-    /// A reply that came from a remote hub: to a local requester, or dropped, and never
-    /// sent on again (so forged directory entries cannot make hubs bounce replies).
-    /// `sent_by_host` says whether the hub it came from hosts a given agent: a request
-    /// takes its reply only from the hub of the agent it was sent to.
+    /// An answer that came from a remote hub (a reply, a chunk, a failure): to a local
+    /// requester, or dropped, and never sent on again (so forged directory entries cannot
+    /// make hubs bounce replies). `sent_by_host` says whether the hub it came from hosts a
+    /// given agent: a request takes its answers only from the hub of the agent it asked.
     pub(crate) fn deliver_reply_from_wire(
         &self,
         mut env: Envelope,
@@ -56,20 +77,93 @@ impl Bus {
         if !self.inbound_payload_fits(&env) {
             return WireReply::Dropped;
         }
-        self.metrics.replies.add(1);
         env.sent_at = crate::envelope::nanos_since_epoch(Instant::now());
         let to = env.to;
+        if let Kind::Chunk(_) = env.kind {
+            return match self.requests.chunk_to(request, sent_by_host) {
+                Ok(ChunkTo::Stream(tx)) => self.push_chunk(&tx, env, request),
+                Ok(ChunkTo::Once) => {
+                    self.metrics.drop_n(DropReason::StreamGone, 1);
+                    WireReply::Dropped
+                }
+                Err(NotTaken::Refused) => WireReply::Forged,
+                Err(NotTaken::Missing) => {
+                    self.metrics.drop_n(DropReason::StreamGone, 1);
+                    if self.registry.contains(to) {
+                        WireReply::Dropped
+                    } else {
+                        WireReply::NotHere
+                    }
+                }
+            };
+        }
+        self.metrics.replies.add(1);
+        // A stream's failure for a request nobody waits for is a chunk like any other.
+        let orphaned = match env.kind {
+            Kind::Failed(_) => DropReason::StreamGone,
+            _ => DropReason::ReplyOrphaned,
+        };
         let outcome = match self.requests.take_if(request, sent_by_host) {
-            Ok(tx) => match tx.send(env) {
+            Ok(ReplyTo::Once(tx)) => match tx.send(env) {
                 Ok(()) => return WireReply::Delivered,
                 Err(_) => WireReply::Dropped,
             },
+            Ok(ReplyTo::Stream(tx)) => return self.push_chunk(&tx, env, request),
             Err(NotTaken::Refused) => return WireReply::Forged,
             Err(NotTaken::Missing) if !self.registry.contains(to) => WireReply::NotHere,
             Err(NotTaken::Missing) => WireReply::Dropped,
         };
-        self.metrics.drop_n(DropReason::ReplyOrphaned, 1);
+        self.metrics.drop_n(orphaned, 1);
         outcome
+    }
+
+    /// A chunk for a stream waiting on this hub, without waiting: a stream whose reader
+    /// fell a whole channel behind is ended (its reader sees an error) and the chunk is
+    /// counted, never silently lost.
+    fn push_chunk(
+        &self,
+        tx: &flume::Sender<Envelope>,
+        env: Envelope,
+        request: MessageId,
+    ) -> WireReply {
+        let is_chunk = matches!(env.kind, Kind::Chunk(_));
+        match tx.try_send(env) {
+            Ok(()) => {
+                if is_chunk {
+                    self.metrics.chunks.add(1);
+                }
+                WireReply::Delivered
+            }
+            Err(flume::TrySendError::Full(_)) => {
+                self.requests.close(request);
+                self.metrics.drop_n(DropReason::StreamOverflow, 1);
+                WireReply::Dropped
+            }
+            Err(flume::TrySendError::Disconnected(_)) => {
+                self.metrics.drop_n(DropReason::StreamGone, 1);
+                WireReply::Dropped
+            }
+        }
+    }
+
+    /// Tells the callee on another hub that its request was cancelled. A cancel goes at
+    /// `Critical` priority, ahead of anything queued for that hub, and never waits; a link
+    /// with no room drops it (counted).
+    pub(crate) fn send_cancel(&self, request: MessageId, from: AgentId, to: AgentId) {
+        if self.registry.contains(to) {
+            return; // the callee shares the call: it already sees the cancel
+        }
+        let env = self.envelope(
+            from,
+            to,
+            Kind::Cancel(request),
+            Priority::Critical,
+            None,
+            crate::Payload::new(bytes::Bytes::new()),
+        );
+        if self.enqueue_now(env, true).is_err() {
+            self.metrics.drop_n(DropReason::StreamGone, 1);
+        }
     }
 
     /// Hands a reply to the waiting requester, bypassing mailboxes.
@@ -77,7 +171,8 @@ impl Bus {
         self.metrics.replies.add(1);
         env.sent_at = crate::envelope::nanos_since_epoch(Instant::now());
         let delivered = match self.requests.take(request) {
-            Some(tx) => tx.send(env).is_ok(),
+            Some(ReplyTo::Once(tx)) => tx.send(env).is_ok(),
+            Some(ReplyTo::Stream(tx)) => tx.try_send(env).is_ok(),
             // The requester lives on another hub: the reply travels in its own frame.
             None if !self.registry.contains(env.to) => self.enqueue_now(env, true).is_ok(),
             None => false,

@@ -5,6 +5,7 @@
 
 use super::batch::BatchRules;
 use super::budget::MemoryBudget;
+use super::calls::Calls;
 use super::deepest::Deepest;
 use super::linger::{self, Schedule};
 use super::mailbox::{Admitted, Mailbox};
@@ -27,6 +28,8 @@ pub(crate) struct Bus {
     pub(crate) pools: Pools,
     pub(crate) registry: Registry,
     pub(crate) requests: Requests,
+    /// Requests from other hubs that local agents are answering (cancels find them here).
+    pub(crate) calls: Calls,
     /// Bytes queued in agents' mailboxes, against `max_queued_bytes`.
     pub(crate) budget: Arc<MemoryBudget>,
     pub(crate) deepest: Deepest,
@@ -52,6 +55,7 @@ impl Bus {
             metrics: Arc::new(Metrics::default()),
             registry: Registry::default(),
             requests: Requests::default(),
+            calls: Calls::default(),
             budget: Arc::new(MemoryBudget::new(config.max_queued_bytes)),
             deepest: Deepest::default(),
             linger: tx,

@@ -134,6 +134,9 @@ metric_table! {
     Requests: "requests", None, Counter, [], "Requests sent.";
     Replies: "replies", None, Counter, [], "Replies sent.";
     PendingRequests: "pending_requests", None, Gauge, [], "Requests waiting for their reply.";
+    OpenStreams: "open_streams", None, Gauge, [], "Streamed requests waiting for their chunks.";
+    Chunks: "chunks", None, Counter, [], "Chunks of streamed replies handed to their streams.";
+    Cancellations: "cancellations", None, Counter, ["by"], "Requests cancelled, by who: caller, deadline, shutdown.";
     Workers: "workers", None, Gauge, [], "Worker threads in the elastic pool.";
     WorkersBusy: "workers_busy", None, Gauge, [], "Workers running a unit now.";
     CpuLoad: "cpu_load", Some("ratio"), Gauge, [], "System CPU load the worker pool steers by (0-1).";
@@ -294,6 +297,9 @@ impl Collector for SnapshotCollector {
         counter(&mut enc, M::Requests, s.requests)?;
         counter(&mut enc, M::Replies, s.replies)?;
         gauge(&mut enc, M::PendingRequests, s.pending_requests)?;
+        gauge(&mut enc, M::OpenStreams, s.open_streams)?;
+        counter(&mut enc, M::Chunks, s.chunks)?;
+        labeled_counter(&mut enc, M::Cancellations, map_rows(&s.cancellations))?;
         encode_workers(&mut enc, &s.workers)?;
         #[cfg(feature = "nats")]
         if let Some(n) = &s.nats {

@@ -88,6 +88,11 @@ label_enum!(
         /// A chunk of a streamed reply, or a cancel, for a request that no longer waits
         /// on this hub (or never did): never handed to anyone else.
         StreamGone => "stream_gone",
+        /// A chunk from a remote hub for a stream whose reader fell a whole channel
+        /// (`mailbox_capacity` chunks) behind: the stream ends with an error.
+        StreamOverflow => "stream_overflow",
+        /// A request whose deadline passed before its callee took it: not handed over.
+        DeadlineExpired => "deadline_expired",
     }
 );
 
@@ -156,6 +161,8 @@ pub(crate) struct Metrics {
     pub(crate) incompressible: Counter,
     pub(crate) requests: Counter,
     pub(crate) replies: Counter,
+    /// Chunks of streamed replies handed to their streams (final chunks are replies).
+    pub(crate) chunks: Counter,
     /// Accepted messages dropped before reaching a mailbox (for the shutdown accounting).
     pub(crate) lost_before_mailbox: Counter,
     /// Delivered messages dropped from a mailbox unread (evicted, or their agent left), so
@@ -182,6 +189,7 @@ impl Default for Metrics {
             incompressible: Counter::default(),
             requests: Counter::default(),
             replies: Counter::default(),
+            chunks: Counter::default(),
             lost_before_mailbox: Counter::default(),
             queue_dropped: Counter::default(),
         }

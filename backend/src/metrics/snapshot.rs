@@ -106,6 +106,13 @@ pub struct MetricsSnapshot {
     /// Requests waiting for their reply now (each holds an entry until it is answered,
     /// times out, or its future is dropped).
     pub pending_requests: u64,
+    /// Streamed requests waiting for their chunks now (`request_stream`).
+    pub open_streams: u64,
+    /// Chunks of streamed replies handed to their streams (final chunks count as replies).
+    pub chunks: u64,
+    /// Requests cancelled, by who: `caller` (cancelled, or dropped its stream or request),
+    /// `deadline`, `shutdown`.
+    pub cancellations: BTreeMap<&'static str, u64>,
     /// The worker pool.
     pub workers: crate::workers::WorkerStats,
     /// The NATS bridge, when the hub is part of a multi-host swarm.

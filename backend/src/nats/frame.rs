@@ -467,6 +467,7 @@ mod tests {
             trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
             content_type: Some("application/json".into()),
             deadline: Some(1_767_225_600_000_000_000),
+            call: None,
         }
     }
 
@@ -769,6 +770,7 @@ mod tests {
                 trace_parent: trace.map(Box::from),
                 content_type: content.map(Box::from),
                 deadline,
+                call: None,
             };
             let e = with_headers(env(kind, None, Payload::from("p"), Priority::High), h);
             let bytes = encode("node", nums(1), std::slice::from_ref(&e));

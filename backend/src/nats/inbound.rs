@@ -102,11 +102,13 @@ fn receive(
     for env in frame.envelopes {
         match stream {
             Stream::Direct => match env.kind {
-                Kind::Reply(request) => match bus.deliver_reply(env, request, hosted_by_sender) {
-                    WireReply::Forged => forged += 1,
-                    WireReply::NotHere => BridgeStats::add(&stats.replies_not_forwarded, 1),
-                    WireReply::Delivered | WireReply::Dropped => {}
-                },
+                Kind::Reply(request) | Kind::Chunk(request) | Kind::Failed(request) => {
+                    match bus.deliver_reply(env, request, hosted_by_sender) {
+                        WireReply::Forged => forged += 1,
+                        WireReply::NotHere => BridgeStats::add(&stats.replies_not_forwarded, 1),
+                        WireReply::Delivered | WireReply::Dropped => {}
+                    }
+                }
                 _ => bus.deliver(env),
             },
             Stream::Everyone => bus.deliver_fan_out(env, None),
