@@ -948,3 +948,116 @@ async fn deadline_content_type_and_correlation_cross_hubs() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+/// A streamed reply across two hubs: 1,000 chunks, complete and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_1000_chunks_crosses_hubs_in_order() {
+    use futures_util::StreamExt;
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let (a, b, tx, mut rx) = pair(
+        config(&server.url(), "a", "streams"),
+        config(&server.url(), "b", "streams"),
+    )
+    .await;
+    let rx_id = rx.id();
+    let callee = tokio::spawn(async move {
+        let req = next(&mut rx).await;
+        let mut out = rx.respond(&req).unwrap();
+        for i in 0..999u32 {
+            out.send(i.to_string()).await.unwrap();
+        }
+        out.finish("999").await.unwrap();
+        rx
+    });
+    let mut stream = tx
+        .request_stream(rx_id, "count", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("chunks keep coming")
+    {
+        let chunk = chunk.unwrap();
+        assert_eq!(chunk.correlation_id(), stream.request_id());
+        seen.push(text(&chunk).parse::<u32>().unwrap());
+    }
+    assert_eq!(seen, (0..1000).collect::<Vec<_>>());
+    let _rx = callee.await.unwrap();
+    assert_eq!(a.metrics().chunks, 999);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+/// The caller's cancel reaches a callee on another hub ahead of 10,000 messages queued
+/// for that hub, and the callee's next `send` fails; a request abandoned by its timeout
+/// cancels its remote callee too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_crosses_hubs_ahead_of_queued_traffic() {
+    use futures_util::StreamExt;
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let (a, b, tx, mut rx) = pair(
+        config(&server.url(), "a", "cancel"),
+        config(&server.url(), "b", "cancel"),
+    )
+    .await;
+    let mut sink = b.register("sink").unwrap();
+    let sink_id = sink.id();
+    until("a to learn sink", || a.knows(sink_id)).await;
+    let rx_id = rx.id();
+    let (working_tx, working_rx) = tokio::sync::oneshot::channel();
+    let callee = tokio::spawn(async move {
+        let req = next(&mut rx).await;
+        let mut out = rx.respond(&req).unwrap();
+        out.send("started").await.unwrap();
+        working_tx.send(()).unwrap();
+        let waited = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), req.cancelled())
+            .await
+            .expect("the cancel arrived");
+        let latency = waited.elapsed();
+        let after = out.send("more").await;
+        // A plain request that times out cancels its callee on this hub too.
+        let plain = next(&mut rx).await;
+        tokio::time::timeout(Duration::from_secs(5), plain.cancelled())
+            .await
+            .expect("the abandoned request was cancelled");
+        (latency, after, rx)
+    });
+    let mut stream = tx
+        .request_stream(rx_id, "long job", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(stream.next().await.unwrap().is_ok());
+    working_rx.await.unwrap();
+    // 10,000 messages for hub b, queued in the link ahead of the cancel.
+    let flooder = a.register("flooder").unwrap();
+    for i in 0..10_000u32 {
+        flooder
+            .send(sink_id, i.to_le_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    stream.cancel();
+    let plain = tx.request(rx_id, "quick", Duration::from_millis(200)).await;
+    assert!(
+        matches!(plain, Err(Error::RequestTimeout { .. })),
+        "{plain:?}"
+    );
+    let (latency, after, _rx) = callee.await.unwrap();
+    assert!(matches!(after, Err(Error::Cancelled)), "{after:?}");
+    assert!(latency < Duration::from_secs(5), "{latency:?}");
+    // Everything queued still arrives: the cancel overtook it, it did not replace it.
+    for _ in 0..10_000 {
+        next(&mut sink).await;
+    }
+    let m = a.metrics();
+    assert_eq!(m.cancellations["caller"], 1);
+    assert_eq!(m.cancellations["deadline"], 1);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
