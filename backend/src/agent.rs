@@ -351,20 +351,76 @@ impl AgentSender {
         payload: impl Into<Payload>,
         timeout: Duration,
     ) -> Result<ReplyStream> {
-        let payload = self.bus.prepare(payload.into())?;
+        self.open_stream(to, payload.into(), timeout, Headers::default())
+            .await
+    }
+
+    async fn open_stream(
+        &self,
+        to: AgentId,
+        payload: Payload,
+        timeout: Duration,
+        mut headers: Headers,
+    ) -> Result<ReplyStream> {
+        let payload = self.bus.prepare(payload)?;
         let mut env = self.message(to, Kind::Request, Priority::High, payload);
         let call = Arc::new(Call::default());
-        env.headers = Some(Arc::new(Headers {
-            deadline: Some(headers::deadline_after(timeout)),
-            call: Some(CallRef(call.clone())),
-            ..Headers::default()
-        }));
+        headers.deadline = Some(headers::deadline_after(timeout));
+        headers.call = Some(CallRef(call.clone()));
+        env.headers = Some(Arc::new(headers));
         // Registered first, so no chunk can come before its stream; dropped unsent (this
         // future dropped while waiting for room), it cancels nothing.
         let mut stream =
             ReplyStream::open(self.bus.clone(), env.id, self.slot.id, to, call, timeout);
         self.bus.send_one(env, Wait::Policy, true).await?;
         stream.sent();
+        Ok(stream)
+    }
+
+    /// Makes a request on behalf of `parent` (a request this agent is answering): it
+    /// inherits the parent's remaining deadline, its correlation id and its trace context,
+    /// and it is cancelled when the parent is (by its caller, its deadline or shutdown), on
+    /// this hub or another, however deep the chain.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::NotARequest`]: `parent` is not a request.
+    /// - [`Error::Cancelled`] / [`Error::DeadlineExceeded`]: the parent was cancelled or
+    ///   its deadline passed (before or while this request waited).
+    /// - [`Error::RequestTimeout`]: no reply within the parent's remaining time.
+    /// - As [`request`](Self::request) otherwise.
+    pub async fn request_within(
+        &self,
+        parent: &Envelope,
+        to: AgentId,
+        payload: impl Into<Payload>,
+    ) -> Result<Envelope> {
+        let (timeout, headers) = within(parent)?;
+        tokio::select! {
+            reply = self.request_with(to, payload.into(), timeout, headers) => reply,
+            // Dropping the nested request's future cancels it, and its callee hears.
+            () = parent.cancelled() => Err(cancelled_error(parent)),
+        }
+    }
+
+    /// A streamed request on behalf of `parent`; see [`request_within`](Self::request_within)
+    /// and [`request_stream`](Self::request_stream). When the parent is cancelled, the
+    /// nested request is cancelled and its stream ends with [`Error::Cancelled`].
+    ///
+    /// # Errors
+    ///
+    /// As [`request_within`](Self::request_within), for sending the request.
+    pub async fn request_stream_within(
+        &self,
+        parent: &Envelope,
+        to: AgentId,
+        payload: impl Into<Payload>,
+    ) -> Result<ReplyStream> {
+        let (timeout, headers) = within(parent)?;
+        let stream = self
+            .open_stream(to, payload.into(), timeout, headers)
+            .await?;
+        stream.cancel_with(parent.clone());
         Ok(stream)
     }
 
@@ -618,6 +674,42 @@ impl Agent {
     }
 }
 
+/// The timeout and headers a request made within `parent` inherits.
+fn within(parent: &Envelope) -> Result<(Duration, Headers)> {
+    if !parent.is_request() {
+        return Err(Error::NotARequest(parent.id));
+    }
+    if parent.is_cancelled() {
+        return Err(cancelled_error(parent));
+    }
+    let h = parent.headers.as_deref();
+    // A request from a hub of the previous version has no deadline: the nested one waits
+    // at most a day, and still ends with its parent.
+    let timeout = h
+        .and_then(|h| h.deadline)
+        .map_or(Duration::from_secs(86_400), headers::remaining);
+    let headers = Headers {
+        correlation: Some(parent.correlation_id()),
+        trace_parent: h.and_then(|h| h.trace_parent.clone()),
+        ..Headers::default()
+    };
+    Ok((timeout, headers))
+}
+
+/// Why a cancelled `parent` stopped a nested request.
+fn cancelled_error(parent: &Envelope) -> Error {
+    let by = parent
+        .headers
+        .as_deref()
+        .and_then(|h| h.call.as_ref())
+        .and_then(|c| c.0.cancelled_by());
+    match by {
+        Some(crate::call::CancelBy::Caller) => Error::Cancelled,
+        Some(crate::call::CancelBy::Shutdown) => Error::ShuttingDown,
+        Some(crate::call::CancelBy::Deadline) | None => Error::DeadlineExceeded,
+    }
+}
+
 macro_rules! delegate {
     ($($(#[$doc:meta])* fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
         impl Agent {
@@ -769,6 +861,36 @@ impl Agent {
         timeout: Duration,
     ) -> Result<ReplyStream> {
         self.sender.request_stream(to, payload, timeout).await
+    }
+
+    /// A request on behalf of `parent`; see [`AgentSender::request_within`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AgentSender::request_within`]: [`Error::NotARequest`], [`Error::Cancelled`],
+    /// [`Error::DeadlineExceeded`], [`Error::RequestTimeout`], and the errors of sending.
+    pub async fn request_within(
+        &self,
+        parent: &Envelope,
+        to: AgentId,
+        payload: impl Into<Payload>,
+    ) -> Result<Envelope> {
+        self.sender.request_within(parent, to, payload).await
+    }
+
+    /// A streamed request on behalf of `parent`; see
+    /// [`AgentSender::request_stream_within`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AgentSender::request_stream_within`].
+    pub async fn request_stream_within(
+        &self,
+        parent: &Envelope,
+        to: AgentId,
+        payload: impl Into<Payload>,
+    ) -> Result<ReplyStream> {
+        self.sender.request_stream_within(parent, to, payload).await
     }
 
     /// Answers a request with a stream; see [`AgentSender::respond`].

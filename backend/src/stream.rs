@@ -89,6 +89,26 @@ impl ReplyStream {
         self.bus.metrics.requests.add(1);
     }
 
+    /// Ends with `parent`: when the parent request is cancelled, this one is too, and the
+    /// stream ends with [`Error::Cancelled`]. The watch lasts until one of the two is
+    /// cancelled, or the parent's deadline.
+    pub(crate) fn cancel_with(&self, parent: Envelope) {
+        let (bus, call) = (self.bus.clone(), self.call.clone());
+        let (id, from, to) = (self.id, self.from, self.to);
+        tokio::spawn(async move {
+            tokio::select! {
+                () = parent.cancelled() => {
+                    if bus.requests.cancel(&call, CancelBy::Caller) {
+                        bus.send_cancel(id, from, to);
+                    }
+                    // Without its channel's sender the stream ends.
+                    bus.requests.close(id);
+                }
+                () = call.cancelled() => {}
+            }
+        });
+    }
+
     /// The id of the request this stream answers.
     pub fn request_id(&self) -> MessageId {
         self.id
@@ -136,12 +156,13 @@ impl futures_core::Stream for ReplyStream {
             }
             Poll::Ready(None) => {
                 this.finished();
-                let e = if this.bus.is_closing()
-                    || this.call.cancelled_by() == Some(CancelBy::Shutdown)
-                {
-                    Error::ShuttingDown
-                } else {
-                    Error::StreamFailed(crate::bus::RESPONDER_GONE.into())
+                let e = match this.call.cancelled_by() {
+                    Some(CancelBy::Shutdown) => Error::ShuttingDown,
+                    _ if this.bus.is_closing() => Error::ShuttingDown,
+                    // Its parent request was cancelled (`request_stream_within`).
+                    Some(CancelBy::Caller) => Error::Cancelled,
+                    Some(CancelBy::Deadline) => Error::DeadlineExceeded,
+                    None => Error::StreamFailed(crate::bus::RESPONDER_GONE.into()),
                 };
                 return Poll::Ready(Some(Err(e)));
             }

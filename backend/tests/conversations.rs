@@ -349,3 +349,86 @@ async fn shutdown_ends_open_streams_and_loses_no_accepted_chunk() {
     assert!(matches!(end, Error::ShuttingDown), "{end:?}");
     assert!(matches!(callee.await.unwrap(), Err(Error::ShuttingDown)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_within_inherits_and_cancels_with_its_parent_three_levels_deep() {
+    let hub = Hub::start(HubConfig::default()).unwrap();
+    let alice = hub.register("alice").unwrap();
+    let mut bob = hub.register("bob").unwrap();
+    let mut carol = hub.register("carol").unwrap();
+    let mut dave = hub.register("dave").unwrap();
+    let (bob_id, carol_id, dave_id) = (bob.id(), carol.id(), dave.id());
+    // dave: the third level, working until cancelled.
+    let deepest = tokio::spawn(async move {
+        let req = next_request(&mut dave).await;
+        tokio::time::timeout(Duration::from_secs(5), req.cancelled())
+            .await
+            .expect("the cancel reached the third level");
+        (req.correlation_id(), req.deadline())
+    });
+    let middle = tokio::spawn(async move {
+        let req = next_request(&mut carol).await;
+        let nested = carol.request_within(&req, dave_id, "level 3").await;
+        (req.correlation_id(), nested)
+    });
+    let top = tokio::spawn(async move {
+        let req = next_request(&mut bob).await;
+        let mut out = bob.respond(&req).unwrap();
+        out.send("working").await.unwrap();
+        let nested = bob.request_within(&req, carol_id, "level 2").await;
+        (req.deadline(), nested, out.send("after").await)
+    });
+    let mut stream = alice
+        .request_stream(bob_id, "level 1", Duration::from_secs(20))
+        .await
+        .unwrap();
+    let root = stream.request_id();
+    assert!(stream.next().await.unwrap().is_ok());
+    // Give the chain time to reach dave, then cancel the root.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stream.cancel();
+    let (dave_correlation, dave_deadline) = deepest.await.unwrap();
+    let (carol_correlation, carol_nested) = middle.await.unwrap();
+    let (bob_deadline, bob_nested, bob_after) = top.await.unwrap();
+    assert_eq!((dave_correlation, carol_correlation), (root, root));
+    assert!(
+        matches!(carol_nested, Err(Error::Cancelled)),
+        "{carol_nested:?}"
+    );
+    assert!(
+        matches!(bob_nested, Err(Error::Cancelled)),
+        "{bob_nested:?}"
+    );
+    assert!(matches!(bob_after, Err(Error::Cancelled)), "{bob_after:?}");
+    // The remaining deadline is inherited, never extended.
+    let (top_deadline, deep_deadline) = (bob_deadline.unwrap(), dave_deadline.unwrap());
+    assert!(deep_deadline <= top_deadline + Duration::from_millis(5));
+    assert!(deep_deadline + Duration::from_secs(1) > top_deadline);
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_request_of_a_cancelled_or_plain_parent_is_refused() {
+    let hub = Hub::start(HubConfig::default()).unwrap();
+    let alice = hub.register("alice").unwrap();
+    let mut bob = hub.register("bob").unwrap();
+    let carol = hub.register("carol").unwrap();
+    alice.send(bob.id(), "not a request").await.unwrap();
+    hub.flush();
+    let plain = bob.recv().await.unwrap();
+    assert!(matches!(
+        bob.request_within(&plain, carol.id(), "x").await,
+        Err(Error::NotARequest(_))
+    ));
+    let stream = alice
+        .request_stream(bob.id(), "go", Duration::from_secs(20))
+        .await
+        .unwrap();
+    let req = next_request(&mut bob).await;
+    drop(stream);
+    assert!(matches!(
+        bob.request_within(&req, carol.id(), "x").await,
+        Err(Error::Cancelled)
+    ));
+    hub.shutdown().await.unwrap();
+}

@@ -1061,3 +1061,54 @@ async fn a_cancel_crosses_hubs_ahead_of_queued_traffic() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+/// One correlation id along a three-agent chain that crosses hubs twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_correlation_id_is_the_same_at_every_hop_across_hubs() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let (a, b, tx, mut rx) = pair(
+        config(&server.url(), "a", "chain"),
+        config(&server.url(), "b", "chain"),
+    )
+    .await;
+    let mut third = a.register("third").unwrap();
+    let third_id = third.id();
+    until("b to learn the third agent", || b.knows(third_id)).await;
+    let rx_id = rx.id();
+    let last = tokio::spawn(async move {
+        let req = next(&mut third).await;
+        third.reply(&req, "from the third").await.unwrap();
+        (req.correlation_id(), req.deadline())
+    });
+    let middle = tokio::spawn(async move {
+        let req = next(&mut rx).await;
+        let nested = rx.request_within(&req, third_id, "on").await.unwrap();
+        rx.reply(&req, text(&nested)).await.unwrap();
+        (
+            req.correlation_id(),
+            nested.correlation_id(),
+            req.deadline(),
+        )
+    });
+    let reply = tx
+        .request(rx_id, "start", Duration::from_secs(20))
+        .await
+        .unwrap();
+    let root = reply.in_reply_to().unwrap();
+    let (last_correlation, last_deadline) = last.await.unwrap();
+    let (middle_correlation, nested_reply_correlation, middle_deadline) = middle.await.unwrap();
+    assert_eq!(text(&reply), "from the third");
+    for seen in [
+        reply.correlation_id(),
+        middle_correlation,
+        nested_reply_correlation,
+        last_correlation,
+    ] {
+        assert_eq!(seen, root);
+    }
+    assert!(last_deadline.unwrap() <= middle_deadline.unwrap() + Duration::from_millis(5));
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
