@@ -5,12 +5,16 @@
 //!   on another worker), and publishes progress on the `progress` topic.
 //! - Workers run the CPU part of a task on the hub's worker pool, so their receive loops
 //!   never stall.
+//! - A writer agent streams a summary chunk by chunk (`request_stream` / `respond`); the
+//!   coordinator reads one summary whole and cancels the next after its first chunk, and
+//!   the writer stops (its next `send` fails with `Cancelled`).
 //!
 //! `cargo run --release --example agent_hub`
 
+use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use swarmbus::{AgentId, Hub, HubConfig, Priority};
+use swarmbus::{AgentId, Error, Hub, HubConfig, Priority};
 
 const CAPABILITIES: [&str; 3] = ["parse", "score", "plan"];
 
@@ -142,6 +146,65 @@ async fn main() -> anyhow::Result<()> {
         results.push(text);
     }
     let elapsed = started.elapsed();
+
+    // Streamed replies: a writer that sends its summary word by word until it is done or
+    // its caller cancels.
+    let mut writer = hub.register("writer")?;
+    let writer_id = writer.id();
+    let writing = tokio::spawn(async move {
+        let mut outcomes = Vec::new();
+        for _ in 0..2 {
+            let req = writer
+                .recv()
+                .await
+                .ok_or_else(|| anyhow::anyhow!("closed"))?;
+            let mut out = writer.respond(&req)?;
+            let words = format!("summary of {}", req.payload().to_text()?);
+            let mut stopped = None;
+            for word in words.split(' ').chain(std::iter::repeat_n("more", 1000)) {
+                if let Err(e) = out.send(word.to_string()).await {
+                    stopped = Some(e);
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            match stopped {
+                Some(e) => outcomes.push(e.to_string()),
+                None => {
+                    out.finish("end").await?;
+                    outcomes.push("finished".into());
+                }
+            }
+        }
+        Ok::<_, anyhow::Error>(outcomes)
+    });
+    let mut stream = coordinator
+        .request_stream(writer_id, "all 60 tasks", Duration::from_secs(5))
+        .await?;
+    let mut words = 0;
+    while let Some(chunk) = stream.next().await {
+        chunk?;
+        words += 1;
+    }
+    let mut stream = coordinator
+        .request_stream(
+            writer_id,
+            "nothing, on second thought",
+            Duration::from_secs(5),
+        )
+        .await?;
+    let first = stream
+        .next()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no chunk"))??;
+    stream.cancel(); // the user gave up: the writer stops, no more paid-for words
+    let outcomes = writing.await??;
+    println!(
+        "streamed a summary of {words} chunks; cancelled the second after {:?}; writer: {outcomes:?}",
+        first.payload().to_text()?
+    );
+    anyhow::ensure!(outcomes.len() == 2 && outcomes[0] == "finished");
+    anyhow::ensure!(outcomes[1] == Error::Cancelled.to_string());
 
     let report = hub.shutdown().await?;
     let mut per_worker = Vec::new();

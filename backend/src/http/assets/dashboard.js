@@ -203,6 +203,31 @@
     if (p) drawChart("httprefused", function (v) { return fmtNum(v, 1); });
   }
 
+  // Streamed replies and cancellations: open streams, chunks/s, cancels/s by who cancelled.
+  function updateConversations(s, rate) {
+    var c = s.cancellations || {};
+    push("conversations", "open streams", s.open_streams || 0);
+    if (prev) {
+      push("conversations", "chunks/s", rate(s.chunks || 0, prev.chunks || 0));
+      Object.keys(c).forEach(function (by) {
+        if (c[by] > 0) push("conversations", "cancel " + by + "/s", rate(c[by], (prev.cancellations || {})[by] || 0));
+      });
+    }
+    var expired = (s.messages_dropped || {}).deadline_expired || 0;
+    var gone = (s.messages_dropped || {}).stream_gone || 0;
+    figures("conv-figures", [
+      { label: "open streams", value: fmtNum(s.open_streams || 0) },
+      { label: "chunks", value: fmtNum(s.chunks || 0) },
+      { label: "cancelled by caller", value: fmtNum(c.caller || 0) },
+      { label: "by deadline", value: fmtNum(c.deadline || 0), cls: c.deadline > 0 ? "bad" : "" },
+      { label: "by shutdown", value: fmtNum(c.shutdown || 0) },
+      { label: "expired before handed over", value: fmtNum(expired), cls: expired > 0 ? "bad" : "" },
+      { label: "stream gone", value: fmtNum(gone), cls: gone > 0 ? "bad" : "" },
+    ]);
+    drawChart("conversations", function (v) { return fmtNum(v, 1); });
+    state.available.conversations = true;
+  }
+
   // The NATS bridge (`nats` in /api/stats): shown only for a hub in a swarm.
   function updateNats(s, rate) {
     var n = s.nats;
@@ -298,6 +323,7 @@
     drawMailboxes(s.deepest_mailboxes || []);
     updateHttp(s, rate);
     updateNats(s, rate);
+    updateConversations(s, rate);
     ["throughput", "latency", "batch", "flushes", "compression", "saved", "pools", "agents", "memory", "drops"]
       .forEach(function (id) { state.available[id] = true; });
 
