@@ -47,6 +47,13 @@ fn root_types() {
     );
 }
 
+/// The conversation handles: `Send + Unpin` as the contract says (and `Sync`: nothing in
+/// them is shared mutably without a lock).
+#[test]
+fn conversation_types() {
+    all_three!(swarmbus::ReplyStream, swarmbus::Responder);
+}
+
 #[test]
 fn config_types() {
     use swarmbus::config;
@@ -131,6 +138,8 @@ async fn api_futures_are_send() {
     send_value(&agent.request(to, "x", Duration::from_millis(1)));
     send_value(&agent.broadcast("x"));
     send_value(&agent.recv());
+    send_value(&agent.request_stream(to, "x", Duration::from_millis(1)));
+    send_value(&env.cancelled());
     send_value(&hub.submit(Priority::Normal, || 1));
     send_value(&hub.submit_batch(Priority::Normal, vec![|| 1]));
     #[cfg(feature = "nats")]

@@ -23,7 +23,7 @@ use super::link::Link;
 use crate::id::KeyedIdState;
 use crate::AgentId;
 use parking_lot::{Mutex, RwLock};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -117,6 +117,29 @@ struct ControlRx {
     last_sync: Option<Instant>,
 }
 
+/// How many departed agents a remote hub's entry remembers (16 bytes each, twice).
+const DEPARTED: usize = 65_536;
+
+/// The most recent departures of one remote hub's agents, bounded in count.
+#[derive(Debug, Default)]
+struct DepartedAgents {
+    ids: HashSet<AgentId>,
+    order: VecDeque<AgentId>,
+}
+
+impl DepartedAgents {
+    fn push(&mut self, id: AgentId) {
+        if self.ids.insert(id) {
+            self.order.push_back(id);
+        }
+        while self.order.len() > DEPARTED {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+    }
+}
+
 /// One remote hub.
 #[derive(Debug)]
 pub(crate) struct RemoteNode {
@@ -125,6 +148,10 @@ pub(crate) struct RemoteNode {
     pub(crate) link: Link,
     last_seen: Mutex<Instant>,
     agents: Mutex<HashSet<AgentId>>,
+    /// Agents this hub announced and then removed, newest last, at most [`DEPARTED`]: a
+    /// reply or chunk they sent just before leaving still comes from their hub, though the
+    /// frame carrying it may arrive after the directory message that removed them.
+    departed: Mutex<DepartedAgents>,
     /// The connection generation in which this hub was last heard.
     heard: AtomicU64,
     /// False while expired (its link retained) or gone.
@@ -140,7 +167,7 @@ impl RemoteNode {
 
     /// Whether this hub announced `id` (kept after it departs, for its last replies).
     pub(crate) fn hosts(&self, id: AgentId) -> bool {
-        self.agents.lock().contains(&id)
+        self.agents.lock().contains(&id) || self.departed.lock().ids.contains(&id)
     }
 
     pub(crate) fn seen(&self, generation: u64) {
@@ -325,6 +352,7 @@ impl Directory {
             link: link(),
             last_seen: Mutex::new(Instant::now()),
             agents: Mutex::new(HashSet::new()),
+            departed: Mutex::new(DepartedAgents::default()),
             heard: AtomicU64::new(0),
             live: AtomicBool::new(true),
             control: Mutex::default(),
@@ -374,8 +402,11 @@ impl Directory {
     pub(crate) fn remove_agents(&self, node: &Arc<RemoteNode>, agents: &[AgentId]) {
         {
             let mut mine = node.agents.lock();
+            let mut departed = node.departed.lock();
             for id in agents {
-                mine.remove(id);
+                if mine.remove(id) {
+                    departed.push(*id);
+                }
             }
         }
         self.unmap(node, agents);
@@ -573,6 +604,20 @@ fn bury(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn departed_agents_are_remembered_for_their_last_replies_within_a_bound() {
+        let mut d = DepartedAgents::default();
+        let first = AgentId::new_v4();
+        d.push(first);
+        d.push(first);
+        assert_eq!(d.order.len(), 1, "a departure is remembered once");
+        for _ in 0..DEPARTED {
+            d.push(AgentId::new_v4());
+        }
+        assert_eq!((d.ids.len(), d.order.len()), (DEPARTED, DEPARTED));
+        assert!(!d.ids.contains(&first), "the oldest is forgotten first");
+    }
 
     #[test]
     fn ids_crafted_to_collide_do_not_collide_in_the_directory() {
