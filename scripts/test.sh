@@ -37,7 +37,7 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
 echo "==> cargo clippy of every feature set an embedder can pick (cli is the default)"
-for features in "" nats http http,nats; do
+for features in "" nats http http,nats otel cli,otel; do
   echo "    --no-default-features --features '$features'"
   cargo clippy -q -p swarmbus --all-targets --no-default-features --features "$features" -- -D warnings
 done
@@ -47,6 +47,9 @@ CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 export CARGO_TARGET_DIR
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+
+echo "==> OpenTelemetry trace context (--features otel)"
+cargo test -q -p swarmbus --features otel --lib --test otel --test conversations
 
 echo "==> tests of the bus alone (--no-default-features)"
 cargo test -q -p swarmbus --no-default-features

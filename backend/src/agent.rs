@@ -147,8 +147,15 @@ impl AgentSender {
     }
 
     fn message(&self, to: AgentId, kind: Kind, priority: Priority, payload: Payload) -> Envelope {
+        // The active span's trace context, with the `otel` feature (else always `None`).
+        let headers = crate::trace::current().map(|tp| {
+            Arc::new(Headers {
+                trace_parent: Some(tp),
+                ..Headers::default()
+            })
+        });
         self.bus
-            .envelope(self.slot.id, to, kind, priority, None, payload)
+            .envelope(self.slot.id, to, kind, priority, headers, payload)
     }
 
     /// Sends at `Normal` priority. Batched: it leaves when the batch fills, lingers out, or
@@ -367,6 +374,7 @@ impl AgentSender {
         let call = Arc::new(Call::default());
         headers.deadline = Some(headers::deadline_after(timeout));
         headers.call = Some(CallRef(call.clone()));
+        headers.trace_parent = current_trace(headers.trace_parent);
         env.headers = Some(Arc::new(headers));
         // Registered first, so no chunk can come before its stream; dropped unsent (this
         // future dropped while waiting for room), it cancels nothing.
@@ -468,7 +476,14 @@ impl AgentSender {
         tokio::task::coop::consume_budget().await;
         let payload = self.bus.prepare(to_json(value)?)?;
         let mut env = self.message(to, Kind::Message, Priority::Normal, payload);
-        env.headers = Some(json_headers());
+        env.headers = match env.headers.take() {
+            // Traced: one allocation for both headers.
+            Some(traced) => Some(Arc::new(Headers {
+                content_type: Some(headers::JSON.into()),
+                ..Arc::unwrap_or_clone(traced)
+            })),
+            None => Some(json_headers()),
+        };
         self.bus.send_one(env, Wait::Policy, false).await
     }
 
@@ -486,6 +501,7 @@ impl AgentSender {
         let call = Arc::new(Call::default());
         headers.deadline = Some(headers::deadline_after(timeout));
         headers.call = Some(CallRef(call.clone()));
+        headers.trace_parent = current_trace(headers.trace_parent);
         env.headers = Some(Arc::new(headers));
         let id = env.id;
         let from = self.slot.id;
@@ -672,6 +688,11 @@ impl Agent {
         }
         first
     }
+}
+
+/// The active span's trace context if there is one (feature `otel`), else `inherited`.
+fn current_trace(inherited: Option<Box<str>>) -> Option<Box<str>> {
+    crate::trace::current().or(inherited)
 }
 
 /// The timeout and headers a request made within `parent` inherits.

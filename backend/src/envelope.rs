@@ -143,6 +143,15 @@ impl Envelope {
             .and_then(|h| h.trace_parent.as_deref())
     }
 
+    /// The sender's trace context as an OpenTelemetry context, to continue the trace on
+    /// this side: `span.set_parent(env.trace_context())`. Empty when the sender had no
+    /// span (or sent no valid `traceparent`).
+    #[cfg(feature = "otel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+    pub fn trace_context(&self) -> opentelemetry::Context {
+        crate::trace::context(self.trace_parent())
+    }
+
     /// The payload's content type, if the sender set one (`application/json` from
     /// `send_json`).
     pub fn content_type(&self) -> Option<&str> {

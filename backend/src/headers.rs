@@ -47,6 +47,7 @@ impl Eq for CallRef {}
 
 impl Headers {
     /// The headers of a topic message.
+    #[cfg(all(test, feature = "nats"))]
     pub(crate) fn with_topic(topic: Arc<str>) -> Self {
         Headers {
             topic: Some(topic),

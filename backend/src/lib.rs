@@ -144,6 +144,7 @@ mod payload;
 mod pool;
 mod priority;
 mod stream;
+mod trace;
 pub mod workers;
 
 pub use agent::{Agent, AgentSender};

@@ -188,13 +188,15 @@ impl Drop for ReplyStream {
 /// What a reply to `request` carries: the conversation's correlation id when the request
 /// belongs to a longer one (a reply's own default is the request's id), and its trace.
 pub(crate) fn reply_headers(request: &Envelope) -> Option<Arc<Headers>> {
-    let h = request.headers.as_deref()?;
-    if h.correlation.is_none() && h.trace_parent.is_none() {
+    let h = request.headers.as_deref();
+    let correlation = h.and_then(|h| h.correlation);
+    let trace_parent = crate::trace::current().or_else(|| h.and_then(|h| h.trace_parent.clone()));
+    if correlation.is_none() && trace_parent.is_none() {
         return None;
     }
     Some(Arc::new(Headers {
-        correlation: h.correlation,
-        trace_parent: h.trace_parent.clone(),
+        correlation,
+        trace_parent,
         ..Headers::default()
     }))
 }

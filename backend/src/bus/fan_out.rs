@@ -59,11 +59,20 @@ impl Bus {
         let mut refused = self.pools.uuids.take();
         let mut failure = None;
         // One set of headers (the topic) shared by every copy.
-        let headers: Option<Arc<Headers>> = match (&subscribers, topic_name) {
-            (Some((Some(topic), _)), _) => Some(Arc::new(Headers::with_topic(topic.clone()))),
-            (_, Some(name)) => Some(Arc::new(Headers::with_topic(Arc::from(name)))),
+        let topic: Option<Arc<str>> = match (&subscribers, topic_name) {
+            (Some((Some(topic), _)), _) => Some(topic.clone()),
+            (_, Some(name)) => Some(Arc::from(name)),
             (_, None) => None,
         };
+        let trace_parent = crate::trace::current();
+        let headers: Option<Arc<Headers>> =
+            (topic.is_some() || trace_parent.is_some()).then(|| {
+                Arc::new(Headers {
+                    topic,
+                    trace_parent,
+                    ..Headers::default()
+                })
+            });
         let mut each = |to: AgentId, mailbox: &Arc<Mailbox>| {
             if to == from || failure.is_some() {
                 return;
