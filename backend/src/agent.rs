@@ -367,15 +367,9 @@ impl AgentSender {
         to: AgentId,
         payload: Payload,
         timeout: Duration,
-        mut headers: Headers,
+        headers: Headers,
     ) -> Result<ReplyStream> {
-        let payload = self.bus.prepare(payload)?;
-        let mut env = self.message(to, Kind::Request, Priority::High, payload);
-        let call = Arc::new(Call::default());
-        headers.deadline = Some(headers::deadline_after(timeout));
-        headers.call = Some(CallRef(call.clone()));
-        headers.trace_parent = current_trace(headers.trace_parent);
-        env.headers = Some(Arc::new(headers));
+        let (env, call) = self.request_envelope(to, payload, timeout, headers)?;
         // Registered first, so no chunk can come before its stream; dropped unsent (this
         // future dropped while waiting for room), it cancels nothing.
         let mut stream =
@@ -494,15 +488,9 @@ impl AgentSender {
         to: AgentId,
         payload: Payload,
         timeout: Duration,
-        mut headers: Headers,
+        headers: Headers,
     ) -> Result<Envelope> {
-        let payload = self.bus.prepare(payload)?;
-        let mut env = self.message(to, Kind::Request, Priority::High, payload);
-        let call = Arc::new(Call::default());
-        headers.deadline = Some(headers::deadline_after(timeout));
-        headers.call = Some(CallRef(call.clone()));
-        headers.trace_parent = current_trace(headers.trace_parent);
-        env.headers = Some(Arc::new(headers));
+        let (env, call) = self.request_envelope(to, payload, timeout, headers)?;
         let id = env.id;
         let from = self.slot.id;
         // A callee on another hub hears of a request abandoned (or timed out) unanswered.
@@ -520,6 +508,32 @@ impl AgentSender {
             _ => pending.answered(),
         }
         outcome
+    }
+
+    /// A request to `to` (at `High` priority) with `headers`, its deadline `timeout` from
+    /// now, the active span's trace (feature `otel`, else the inherited one), and its
+    /// cancellation state, which the returned `Call` shares.
+    fn request_envelope(
+        &self,
+        to: AgentId,
+        payload: Payload,
+        timeout: Duration,
+        mut headers: Headers,
+    ) -> Result<(Envelope, Arc<Call>)> {
+        let payload = self.bus.prepare(payload)?;
+        let call = Arc::new(Call::default());
+        headers.deadline = Some(headers::deadline_after(timeout));
+        headers.call = Some(CallRef(call.clone()));
+        headers.trace_parent = crate::trace::current().or(headers.trace_parent);
+        let env = self.bus.envelope(
+            self.slot.id,
+            to,
+            Kind::Request,
+            Priority::High,
+            Some(Arc::new(headers)),
+            payload,
+        );
+        Ok((env, call))
     }
 
     /// Answers a request. Anything this agent already batched for the requester leaves
@@ -543,13 +557,15 @@ impl AgentSender {
         }
         let payload = self.bus.prepare(payload.into())?;
         self.bus.flush_to(request.from);
-        let mut env = self.message(
+        // Its headers come from the request (and the active span), not from `message`.
+        let env = self.bus.envelope(
+            self.slot.id,
             request.from,
             Kind::Reply(request.id),
             request.priority,
+            crate::stream::reply_headers(request),
             payload,
         );
-        env.headers = crate::stream::reply_headers(request);
         self.bus.deliver_reply(env, request.id);
         self.bus.calls.close(request.id);
         Ok(())
@@ -688,11 +704,6 @@ impl Agent {
         }
         first
     }
-}
-
-/// The active span's trace context if there is one (feature `otel`), else `inherited`.
-fn current_trace(inherited: Option<Box<str>>) -> Option<Box<str>> {
-    crate::trace::current().or(inherited)
 }
 
 /// The timeout and headers a request made within `parent` inherits.
