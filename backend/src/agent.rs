@@ -372,8 +372,18 @@ impl AgentSender {
         let (env, call) = self.request_envelope(to, payload, timeout, headers)?;
         // Registered first, so no chunk can come before its stream; dropped unsent (this
         // future dropped while waiting for room), it cancels nothing.
-        let mut stream =
-            ReplyStream::open(self.bus.clone(), env.id, self.slot.id, to, call, timeout);
+        let deadline = env
+            .headers
+            .as_ref()
+            .and_then(|h| h.deadline)
+            .unwrap_or(u64::MAX);
+        let mut stream = ReplyStream::open(
+            self.bus.clone(),
+            env.id,
+            (self.slot.id, to),
+            call,
+            (timeout, deadline),
+        );
         self.bus.send_one(env, Wait::Policy, true).await?;
         stream.sent();
         Ok(stream)

@@ -36,6 +36,9 @@ pub struct ReplyStream {
     rx: flume::r#async::RecvStream<'static, Envelope>,
     call: Arc<Call>,
     deadline: Pin<Box<tokio::time::Sleep>>,
+    /// The deadline the callee sees (nanoseconds since 1970): a responder that stopped
+    /// for it may go away before `deadline` fires here.
+    wall_deadline: u64,
     timeout: Duration,
     /// Sent to the callee (a stream whose request never left cancels nothing).
     sent: bool,
@@ -57,10 +60,9 @@ impl ReplyStream {
     pub(crate) fn open(
         bus: Arc<Bus>,
         id: MessageId,
-        from: AgentId,
-        to: AgentId,
+        (from, to): (AgentId, AgentId),
         call: Arc<Call>,
-        timeout: Duration,
+        (timeout, wall_deadline): (Duration, u64),
     ) -> ReplyStream {
         let capacity = bus.config.mailbox_capacity;
         let rx = bus
@@ -78,6 +80,7 @@ impl ReplyStream {
             rx,
             call,
             deadline,
+            wall_deadline,
             timeout,
             sent: false,
             done: false,
@@ -130,6 +133,13 @@ impl ReplyStream {
         }
     }
 
+    /// The deadline passed: the request is cancelled for it, the stream ends.
+    fn timed_out(&mut self) -> Result<Envelope> {
+        self.end(CancelBy::Deadline);
+        let (id, after) = (self.id, self.timeout);
+        self.bus.metrics.fail(Error::RequestTimeout { id, after })
+    }
+
     fn finished(&mut self) {
         self.done = true;
         self.bus.requests.close(self.id);
@@ -154,6 +164,10 @@ impl futures_core::Stream for ReplyStream {
                     None => Ok(env),
                 }));
             }
+            // The responder stopped for the deadline before our timer fired: a timeout.
+            Poll::Ready(None) if crate::headers::passed(this.wall_deadline) => {
+                return Poll::Ready(Some(this.timed_out()));
+            }
             Poll::Ready(None) => {
                 this.finished();
                 let e = match this.call.cancelled_by() {
@@ -169,11 +183,7 @@ impl futures_core::Stream for ReplyStream {
             Poll::Pending => {}
         }
         if this.deadline.as_mut().poll(cx).is_ready() {
-            this.end(CancelBy::Deadline);
-            let (id, after) = (this.id, this.timeout);
-            return Poll::Ready(Some(
-                this.bus.metrics.fail(Error::RequestTimeout { id, after }),
-            ));
+            return Poll::Ready(Some(this.timed_out()));
         }
         Poll::Pending
     }
