@@ -41,6 +41,8 @@ for features in "" nats http http,nats otel cli,otel; do
   echo "    --no-default-features --features '$features'"
   cargo clippy -q -p swarmbus --all-targets --no-default-features --features "$features" -- -D warnings
 done
+echo "    swarmbus-benchmarks --features otel (the header-cost bench's traced cases)"
+cargo clippy -q -p swarmbus-benchmarks --all-targets --features otel -- -D warnings
 
 echo "==> cargo test"
 CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}

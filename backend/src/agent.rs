@@ -7,20 +7,8 @@ use crate::envelope::Kind;
 use crate::headers::{self, CallRef, Headers};
 use crate::stream::{ReplyStream, Responder};
 use crate::{AgentId, Envelope, Error, MessageId, Payload, Priority, Result};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
-
-/// The headers of a JSON message: shared by all of them, so `send_json` allocates none.
-fn json_headers() -> Arc<Headers> {
-    static JSON: OnceLock<Arc<Headers>> = OnceLock::new();
-    JSON.get_or_init(|| {
-        Arc::new(Headers {
-            content_type: Some(headers::JSON.into()),
-            ..Headers::default()
-        })
-    })
-    .clone()
-}
 
 /// `value` as a JSON payload.
 fn to_json(value: &impl serde::Serialize) -> Result<Payload> {
@@ -148,12 +136,7 @@ impl AgentSender {
 
     fn message(&self, to: AgentId, kind: Kind, priority: Priority, payload: Payload) -> Envelope {
         // The active span's trace context, with the `otel` feature (else always `None`).
-        let headers = crate::trace::current().map(|tp| {
-            Arc::new(Headers {
-                trace_parent: Some(tp),
-                ..Headers::default()
-            })
-        });
+        let headers = headers::for_message(false);
         self.bus
             .envelope(self.slot.id, to, kind, priority, headers, payload)
     }
@@ -479,15 +462,14 @@ impl AgentSender {
     pub async fn send_json(&self, to: AgentId, value: &impl serde::Serialize) -> Result<MessageId> {
         tokio::task::coop::consume_budget().await;
         let payload = self.bus.prepare(to_json(value)?)?;
-        let mut env = self.message(to, Kind::Message, Priority::Normal, payload);
-        env.headers = match env.headers.take() {
-            // Traced: one allocation for both headers.
-            Some(traced) => Some(Arc::new(Headers {
-                content_type: Some(headers::JSON.into()),
-                ..Arc::unwrap_or_clone(traced)
-            })),
-            None => Some(json_headers()),
-        };
+        let env = self.bus.envelope(
+            self.slot.id,
+            to,
+            Kind::Message,
+            Priority::Normal,
+            headers::for_message(true),
+            payload,
+        );
         self.bus.send_one(env, Wait::Policy, false).await
     }
 

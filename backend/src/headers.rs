@@ -6,8 +6,10 @@
 //! plain sends pay nothing for them.
 
 use crate::call::Call;
+use crate::trace::Ids;
 use crate::MessageId;
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Longest `traceparent` or content type a frame may carry, in bytes (a W3C `traceparent`
@@ -25,8 +27,8 @@ pub(crate) struct Headers {
     /// The topic of a topic message (its own field on the wire, not a header there).
     pub(crate) topic: Option<Arc<str>>,
     pub(crate) correlation: Option<MessageId>,
-    pub(crate) trace_parent: Option<Box<str>>,
-    pub(crate) content_type: Option<Box<str>>,
+    pub(crate) trace_parent: Option<Arc<str>>,
+    pub(crate) content_type: Option<Arc<str>>,
     /// Nanoseconds since 1970 (UTC): wall-clock time, so it means the same on every host.
     pub(crate) deadline: Option<u64>,
     /// A request's cancellation state on this hub (never on the wire).
@@ -45,7 +47,57 @@ impl PartialEq for CallRef {
 
 impl Eq for CallRef {}
 
+/// The headers of a plain message sent now: the active span's trace context (with the
+/// `otel` feature) and, for `send_json`, the JSON content type; `None` when neither is set.
+///
+/// Shared, not built per message: one `Arc` per (trace context, JSON or not) on each thread
+/// and one for untraced JSON, so a traced send costs a lookup, not two allocations.
+pub(crate) fn for_message(json: bool) -> Option<Arc<Headers>> {
+    static JSON_ONLY: OnceLock<Arc<Headers>> = OnceLock::new();
+    let Some(ids) = crate::trace::current_ids() else {
+        return json.then(|| {
+            JSON_ONLY
+                .get_or_init(|| Arc::new(Headers::message(None, true)))
+                .clone()
+        });
+    };
+    Some(traced(&ids, json))
+}
+
+/// The shared headers of a message sent under the trace context `ids`.
+#[inline(never)]
+fn traced(ids: &Ids, json: bool) -> Arc<Headers> {
+    /// The last trace context a message was sent under on this thread, and its headers:
+    /// plain, JSON (keyed by value, so an ended span is never confused with a new one).
+    type Traced = (Ids, [Option<Arc<Headers>>; 2]);
+    thread_local! {
+        static TRACED: RefCell<Option<Traced>> = const { RefCell::new(None) };
+    }
+    TRACED.with_borrow_mut(|traced| {
+        let slots = match traced {
+            Some((seen, slots)) if seen == ids => slots,
+            _ => &mut traced.insert((*ids, [None, None])).1,
+        };
+        if let Some(h) = &slots[usize::from(json)] {
+            return h.clone();
+        }
+        let tp = slots.iter().flatten().find_map(|h| h.trace_parent.clone());
+        let tp = tp.unwrap_or_else(|| crate::trace::traceparent(ids));
+        slots[usize::from(json)]
+            .insert(Arc::new(Headers::message(Some(tp), json)))
+            .clone()
+    })
+}
+
 impl Headers {
+    fn message(trace_parent: Option<Arc<str>>, json: bool) -> Self {
+        Headers {
+            trace_parent,
+            content_type: json.then(|| JSON.into()),
+            ..Headers::default()
+        }
+    }
+
     /// The headers of a topic message.
     #[cfg(all(test, feature = "nats"))]
     pub(crate) fn with_topic(topic: Arc<str>) -> Self {

@@ -363,7 +363,7 @@ fn decode_headers(buf: &mut Bytes) -> Result<Option<Arc<Headers>>, FrameError> {
         need(buf, 16)?;
         h.correlation = Some(MessageId::from(uuid(buf)));
     }
-    let text = |buf: &mut Bytes| -> Result<Box<str>, FrameError> {
+    let text = |buf: &mut Bytes| -> Result<Arc<str>, FrameError> {
         need(buf, 1)?;
         let len = buf.get_u8() as usize;
         if len > MAX_HEADER_VALUE {
@@ -371,7 +371,7 @@ fn decode_headers(buf: &mut Bytes) -> Result<Option<Arc<Headers>>, FrameError> {
         }
         let bytes = take(buf, len)?;
         let value = std::str::from_utf8(&bytes).map_err(|_| FrameError::BadField)?;
-        Ok(Box::from(value))
+        Ok(Arc::<str>::from(value))
     };
     if present & H_TRACE_PARENT != 0 {
         h.trace_parent = Some(text(buf)?);
@@ -767,8 +767,8 @@ mod tests {
             let h = Headers {
                 topic: None,
                 correlation: correlation.then(MessageId::new_v4),
-                trace_parent: trace.map(Box::from),
-                content_type: content.map(Box::from),
+                trace_parent: trace.map(Arc::from),
+                content_type: content.map(Arc::from),
                 deadline,
                 call: None,
             };
