@@ -632,8 +632,7 @@ impl Agent {
             return false;
         }
         let bus = &self.sender.bus;
-        bus.metrics
-            .drop_n(crate::metrics::DropReason::DeadlineExpired, 1);
+        bus.dead_letter(crate::metrics::DropReason::DeadlineExpired, env.clone());
         bus.calls.close(env.id);
         true
     }
@@ -940,7 +939,7 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         let bus = &self.sender.bus;
-        bus.deregister(&self.sender.slot, self.hand.len());
+        bus.deregister(&self.sender.slot, self.hand.drain(..));
         bus.metrics.received.add(self.taken);
     }
 }

@@ -74,6 +74,13 @@ pub struct HubConfig {
     /// Messages from remote hubs never wait: over the budget they are dropped and counted
     /// (`memory_budget`).
     pub budget_policy: BudgetPolicy,
+    /// Dead letters kept, the newest (see [`Hub::dead_letters`](crate::Hub::dead_letters)).
+    /// Default 1,000; 0 keeps none (they are still counted); at most 1,000,000.
+    pub dead_letters: usize,
+    /// Payload bytes (as stored) the dead letters keep in all; one beyond it keeps its
+    /// metadata only ([`DeadLetter::payload_dropped`](crate::DeadLetter::payload_dropped)).
+    /// Default 1 MiB; at most 1 GiB.
+    pub dead_letter_payload_bytes: usize,
     /// Buffer pools (each at most 1,000,000 items and 1 GiB; see [`limits`]).
     pub pools: PoolConfig,
     /// The elastic worker pool behind `Hub::submit`.
@@ -114,6 +121,8 @@ impl fmt::Debug for HubConfig {
             .field("overflow", &self.overflow)
             .field("max_queued_bytes", &self.max_queued_bytes)
             .field("budget_policy", &self.budget_policy)
+            .field("dead_letters", &self.dead_letters)
+            .field("dead_letter_payload_bytes", &self.dead_letter_payload_bytes)
             .field("pools", &self.pools)
             .field("workers", &self.workers);
         #[cfg(feature = "http")]
@@ -147,6 +156,8 @@ impl Default for HubConfig {
             budget_policy: BudgetPolicy::Block {
                 timeout: Duration::from_secs(1),
             },
+            dead_letters: 1_000,
+            dead_letter_payload_bytes: 1 << 20,
             pools: PoolConfig::default(),
             workers: WorkerConfig::default(),
             #[cfg(feature = "http")]
@@ -215,6 +226,20 @@ impl HubConfig {
                 "mailbox_capacity must be 1-{} (got {})",
                 limits::MAX_MAILBOX_CAPACITY,
                 self.mailbox_capacity
+            ));
+        }
+        if self.dead_letters > limits::MAX_DEAD_LETTERS {
+            return bad(format!(
+                "dead_letters must be at most {} (got {})",
+                limits::MAX_DEAD_LETTERS,
+                self.dead_letters
+            ));
+        }
+        if self.dead_letter_payload_bytes > limits::MAX_PAYLOAD {
+            return bad(format!(
+                "dead_letter_payload_bytes must be at most {} (got {})",
+                limits::MAX_PAYLOAD,
+                self.dead_letter_payload_bytes
             ));
         }
         if self.compression_level > 9 {
@@ -412,7 +437,9 @@ pub mod limits {
     pub const MAX_LINGER: Duration = Duration::from_secs(60);
     /// Largest `mailbox_capacity` (messages; 2^24, 2 GiB of envelopes).
     pub const MAX_MAILBOX_CAPACITY: usize = 1 << 24;
-    /// Largest `max_payload` (1 GiB).
+    /// Largest `dead_letters` (dead letters kept).
+    pub const MAX_DEAD_LETTERS: usize = 1_000_000;
+    /// Largest `max_payload` (1 GiB), and of `dead_letter_payload_bytes`.
     pub const MAX_PAYLOAD: usize = 1 << 30;
     /// Largest `max_queued_bytes` (1 TiB).
     pub const MAX_QUEUED_BYTES: u64 = 1 << 40;
@@ -573,6 +600,11 @@ mod tests {
                 Box::new(|c| c.mailbox_capacity = usize::MAX),
             ),
             ("max_payload", Box::new(|c| c.max_payload = (1 << 30) + 1)),
+            ("dead_letters", Box::new(|c| c.dead_letters = 1_000_001)),
+            (
+                "dead_letter_payload_bytes",
+                Box::new(|c| c.dead_letter_payload_bytes = usize::MAX),
+            ),
             (
                 "pools.strings.initial",
                 Box::new(|c| c.pools.strings.initial = 100_000_000_000),

@@ -73,6 +73,20 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// Its kind's name (`message`, `topic`, `request`, `reply`, `chunk`, `failed`, `cancel`).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn kind_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Message => "message",
+            Kind::Topic => "topic",
+            Kind::Request => "request",
+            Kind::Reply(_) => "reply",
+            Kind::Chunk(_) => "chunk",
+            Kind::Failed(_) => "failed",
+            Kind::Cancel(_) => "cancel",
+        }
+    }
+
     /// The sender.
     pub fn from(&self) -> AgentId {
         self.from

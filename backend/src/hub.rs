@@ -6,11 +6,12 @@ use crate::agent::{Agent, AgentSender};
 use crate::bus::Bus;
 #[cfg(feature = "nats")]
 use crate::bus::Inbound;
+use crate::dead_letter::{DeadLetter, Replayed};
 use crate::metrics::{DropReason, FlushReason, MailboxDepth, MetricsSnapshot, SendError};
 #[cfg(feature = "nats")]
 use crate::nats::Bridge;
 use crate::workers::{WorkerPool, WorkerStats};
-use crate::{Error, HubConfig, Priority, Result};
+use crate::{AgentId, Error, HubConfig, Priority, Result};
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -147,6 +148,16 @@ impl crate::http::StatsSource for StatsOf {
             .upgrade()
             .is_some_and(|state| !state.bus.is_closing())
     }
+
+    fn dead_letters(&self) -> Option<Vec<DeadLetter>> {
+        self.0.upgrade().map(|state| state.bus.dead.list())
+    }
+
+    fn replay_dead_letters(&self, reason: Option<&str>, to: Option<AgentId>) -> Option<Replayed> {
+        self.0
+            .upgrade()
+            .map(|state| state.bus.replay_dead_letters(reason, to))
+    }
 }
 
 impl Hub {
@@ -274,6 +285,22 @@ impl Hub {
     /// Number of registered agents.
     pub fn agent_count(&self) -> usize {
         self.state.bus.registry.len()
+    }
+
+    /// The messages that reached no agent, newest first: at most
+    /// [`dead_letters`](HubConfig::dead_letters) of them, each with the reason it was
+    /// dropped (the words of `messages_dropped_total{reason}`), when, and the envelope.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.state.bus.dead.list()
+    }
+
+    /// Sends the dead letters again: those dropped for `reason` (all when `None`), to their
+    /// recipient or to `to`. Only one-way messages with their payload are replayed (a
+    /// request's requester, a reply's, stopped waiting long ago); each keeps its id, sender,
+    /// priority and headers. A replayed letter leaves the store; one refused again (its
+    /// recipient still unknown, its mailbox full) stays, counted `failed`. Never waits.
+    pub fn replay_dead_letters(&self, reason: Option<&str>, to: Option<AgentId>) -> Replayed {
+        self.state.bus.replay_dead_letters(reason, to)
     }
 
     /// Flushes every open batch now.
@@ -503,6 +530,19 @@ impl HubState {
                 .zip(bus.requests.cancels())
                 .map(|(by, n)| (by.as_str(), n))
                 .collect(),
+            dead_letters: bus.dead.len() as u64,
+            dead_letters_recorded: DropReason::ALL
+                .iter()
+                .map(|&r| (r.as_str(), bus.dead.recorded.get(r as usize)))
+                .collect(),
+            dead_letters_evicted: bus.dead.evicted.get(),
+            dead_letter_payloads_dropped: bus.dead.payloads_dropped.get(),
+            dead_letters_replayed: [
+                ("sent", bus.dead.replayed.get()),
+                ("failed", bus.dead.replay_failed.get()),
+            ]
+            .into_iter()
+            .collect(),
             workers: self
                 .workers
                 .get()

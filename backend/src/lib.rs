@@ -126,6 +126,7 @@ mod bus;
 mod call;
 mod codec;
 pub mod config;
+mod dead_letter;
 mod duration;
 mod envelope;
 mod error;
@@ -149,6 +150,7 @@ pub mod workers;
 
 pub use agent::{Agent, AgentSender};
 pub use config::{BudgetPolicy, HubConfig, OverflowPolicy};
+pub use dead_letter::{DeadLetter, Replayed};
 pub use envelope::Envelope;
 #[cfg(feature = "nats")]
 pub use error::NatsError;

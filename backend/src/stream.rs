@@ -353,7 +353,7 @@ impl Responder {
             }
             Route::Once => {
                 // `request` waits for the final answer only.
-                self.bus.metrics.drop_n(DropReason::StreamGone, 1);
+                self.bus.dead_letter(DropReason::StreamGone, env);
                 Ok(())
             }
             Route::Remote => self.bus.send_one(env, Wait::Policy, true).await.map(|_| ()),
@@ -389,15 +389,14 @@ impl Responder {
         self.bus.flush_to(self.requester);
         match &self.route {
             Route::Local(weak) => {
-                let delivered = match weak.upgrade() {
-                    Some(tx) => tx.send_async(env).await.is_ok(),
-                    None => false,
+                let undelivered = match weak.upgrade() {
+                    Some(tx) => tx.send_async(env).await.err().map(|e| e.into_inner()),
+                    None => Some(env),
                 };
                 self.bus.requests.close(self.request);
-                if delivered {
-                    self.bus.metrics.replies.add(1);
-                } else {
-                    self.bus.metrics.drop_n(DropReason::ReplyOrphaned, 1);
+                match undelivered {
+                    None => self.bus.metrics.replies.add(1),
+                    Some(env) => self.bus.dead_letter(DropReason::ReplyOrphaned, env),
                 }
             }
             Route::Once | Route::Remote => self.bus.deliver_reply(env, self.request),
@@ -420,8 +419,9 @@ impl Drop for Responder {
                     Kind::Failed(self.request),
                     Payload::from(crate::bus::RESPONDER_GONE),
                 );
-                if self.bus.enqueue_now(env, true).is_err() {
-                    self.bus.metrics.drop_n(DropReason::ReplyOrphaned, 1);
+                if let Err(refused) = self.bus.enqueue_now(env, true) {
+                    self.bus
+                        .dead_letter_refused(DropReason::ReplyOrphaned, refused);
                 }
             }
         }

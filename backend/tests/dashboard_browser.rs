@@ -81,6 +81,9 @@ return {
   natsShown: !document.getElementById("nats-card").hidden,
   natsFigures: document.getElementById("nats-figures").textContent,
   httpFigures: document.getElementById("http-figures").textContent,
+  deadFigures: document.getElementById("dead-figures").textContent,
+  deadChildren: document.getElementById("dead-list").children.length,
+  deadRows: Number(document.getElementById("dead-list").dataset.rows || 0),
 };
 "#;
 
@@ -233,6 +236,14 @@ fn dashboard_shows_live_data_in_headless_chromium() {
     }
     let http_figures = state["httpFigures"].as_str().unwrap_or("");
     assert!(http_figures.contains("accepted"), "{http_figures}");
+    // The dead-letter card: its counts, and the list fetched from /api/dead-letters (rows,
+    // or the "none" line; nothing at all would mean the fetch failed).
+    let dead_figures = state["deadFigures"].as_str().unwrap_or("");
+    assert!(dead_figures.contains("held"), "{dead_figures}");
+    assert!(
+        state["deadChildren"].as_u64().unwrap_or(0) > 0,
+        "dead letters not drawn: {state}"
+    );
     let stats = request(
         hub.addr,
         "GET",

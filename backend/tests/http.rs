@@ -709,3 +709,189 @@ fn out_of_range_numeric_flags_exit_with_a_message_not_a_panic() {
         );
     }
 }
+
+/// `GET /api/dead-letters` lists what reached no agent (newest first, filtered by reason,
+/// limited), `POST /api/dead-letters/replay` sends it again; both behind the token.
+#[test]
+fn dead_letters_are_served_as_json_and_replayed_behind_the_token() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let token = "dlq-token";
+    let mut config = swarmbus::HubConfig::default();
+    config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    config.auth_token = Some(token.into());
+    let (hub, alice_id, carol) = rt.block_on(async {
+        let hub = swarmbus::Hub::start(config).unwrap();
+        let alice = hub.register("alice").unwrap();
+        let bob = hub.register("bob").unwrap();
+        alice.send(bob.id(), "hello bob").await.unwrap();
+        alice
+            .send(bob.id(), vec![0u8, 159, 146, 150])
+            .await
+            .unwrap();
+        hub.flush();
+        drop(bob);
+        let carol = hub.register("carol").unwrap();
+        (hub, alice.id(), (carol, alice))
+    });
+    let addr = hub.local_addr().unwrap();
+    let bearer = format!("Bearer {token}");
+    let auth = [("Authorization", bearer.as_str())];
+    assert_eq!(get(addr, "/api/dead-letters", &[]).status, 401);
+    assert_eq!(
+        request(addr, "POST", "/api/dead-letters/replay", &[], None).status,
+        401
+    );
+
+    let r = get(addr, "/api/dead-letters", &auth);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let list: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    let text = &list[1];
+    assert_eq!(text["reason"], "recipient_gone");
+    assert_eq!(text["from"], alice_id.to_string());
+    assert_eq!(text["kind"], "message");
+    assert_eq!(text["payload_text"], "hello bob");
+    assert_eq!(text["payload_base64"], "aGVsbG8gYm9i");
+    assert_eq!(text["payload_dropped"], false);
+    let binary = &list[0];
+    assert!(binary["payload_text"].is_null(), "not UTF-8");
+    assert_eq!(binary["payload_base64"], "AJ+Slg==");
+    assert!(binary["at_unix_ms"].as_u64().unwrap() > 1_700_000_000_000);
+
+    let limited: serde_json::Value =
+        serde_json::from_str(&get(addr, "/api/dead-letters?limit=1", &auth).body).unwrap();
+    assert_eq!(limited.as_array().unwrap().len(), 1);
+    let none: serde_json::Value =
+        serde_json::from_str(&get(addr, "/api/dead-letters?reason=drop_oldest", &auth).body)
+            .unwrap();
+    assert!(none.as_array().unwrap().is_empty());
+    assert_eq!(get(addr, "/api/dead-letters?bogus=1", &auth).status, 400);
+    assert_eq!(
+        request(
+            addr,
+            "POST",
+            "/api/dead-letters/replay?to=not-an-id",
+            &auth,
+            None
+        )
+        .status,
+        400
+    );
+
+    // A web page cannot replay (a cross-site form POST would carry its Origin).
+    let from_page = [auth[0], ("Origin", "http://evil.example")];
+    assert_eq!(
+        request(addr, "POST", "/api/dead-letters/replay", &from_page, None).status,
+        403
+    );
+    let (mut carol, _alice) = carol;
+    let path = format!(
+        "/api/dead-letters/replay?reason=recipient_gone&to={}",
+        carol.id()
+    );
+    let r = request(addr, "POST", &path, &auth, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let report: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(
+        (report["sent"].as_u64(), report["failed"].as_u64()),
+        (Some(2), Some(0))
+    );
+    rt.block_on(async {
+        hub.flush();
+        let first = carol.recv().await.unwrap();
+        assert_eq!(
+            &*first.payload().bytes().unwrap(),
+            b"hello bob",
+            "in their order"
+        );
+        assert!(carol.recv().await.is_some());
+    });
+    let after: serde_json::Value =
+        serde_json::from_str(&get(addr, "/api/dead-letters", &auth).body).unwrap();
+    assert!(after.as_array().unwrap().is_empty());
+    let metrics = get(addr, "/metrics", &auth).body;
+    if require_tool(
+        "promtool",
+        "dead_letters_are_served_as_json_and_replayed_behind_the_token",
+    ) {
+        promtool_check(&metrics);
+    }
+    let m = samples(&metrics);
+    assert_eq!(
+        sample(&m, "swarmbus_dead_letters_replayed_total{result=\"sent\"}"),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "swarmbus_dead_letters_recorded_total{reason=\"recipient_gone\"}"
+        ),
+        2.0
+    );
+    rt.block_on(hub.shutdown()).unwrap();
+}
+
+/// `swarmbus dlq list` and `swarmbus dlq replay` against a running hub.
+#[test]
+fn dlq_commands_list_and_replay_a_running_hubs_dead_letters() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut config = swarmbus::HubConfig::default();
+    config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    config.auth_token = Some("cli-token".into());
+    let (hub, mut carol, _alice) = rt.block_on(async {
+        let hub = swarmbus::Hub::start(config).unwrap();
+        let alice = hub.register("alice").unwrap();
+        let bob = hub.register("bob").unwrap();
+        alice.send(bob.id(), "lost and found").await.unwrap();
+        hub.flush();
+        drop(bob);
+        let carol = hub.register("carol").unwrap();
+        (hub, carol, alice)
+    });
+    let addr = hub.local_addr().unwrap().to_string();
+    let dlq = |args: &[&str], token: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmbus"));
+        cmd.arg("dlq").args(args).args(["--hub", &addr]);
+        cmd.env_remove("SWARMBUS_AUTH_TOKEN");
+        if let Some(t) = token {
+            cmd.env("SWARMBUS_AUTH_TOKEN", t);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = dlq(&["list"], None);
+    assert!(!ok && err.contains("token"), "{err}");
+    let (ok, out, err) = dlq(&["list"], Some("cli-token"));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("recipient_gone") && out.contains("\"lost and found\""),
+        "{out}"
+    );
+    assert!(err.contains("1 dead letters"), "{err}");
+    let (ok, out, _) = dlq(
+        &["list", "--json", "--reason", "drop_oldest"],
+        Some("cli-token"),
+    );
+    assert!(ok);
+    assert_eq!(out.trim(), "[]");
+
+    let to = carol.id().to_string();
+    let (ok, out, err) = dlq(&["replay", "--to", &to], Some("cli-token"));
+    assert!(ok, "{err}");
+    assert!(out.contains("replayed 1"), "{out}");
+    rt.block_on(async {
+        hub.flush();
+        let env = carol.recv().await.unwrap();
+        assert_eq!(&*env.payload().bytes().unwrap(), b"lost and found");
+    });
+    // Nothing left: a second replay sends nothing.
+    let (ok, out, _) = dlq(&["replay", "--to", &to], Some("cli-token"));
+    assert!(ok && out.contains("replayed 0"), "{out}");
+    rt.block_on(hub.shutdown()).unwrap();
+}

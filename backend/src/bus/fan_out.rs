@@ -82,8 +82,8 @@ impl Bus {
                 Ok(()) => accepted += 1,
                 Err(Refused::Full(_) | Refused::OverBudget(..)) => refused.push(to),
                 // Left between the lookup and the lock: not a recipient any more.
-                Err(Refused::Error(Error::UnknownAgent(_))) => {}
-                Err(Refused::Error(e)) => failure = Some(e),
+                Err(Refused::Error(Error::UnknownAgent(_), _)) => {}
+                Err(Refused::Error(e, _)) => failure = Some(e),
             }
         };
         match &subscribers {
@@ -109,7 +109,7 @@ impl Bus {
                 Err(Refused::Full(_) | Refused::OverBudget(..)) => {
                     return self.metrics.fail(Error::MailboxFull(to))
                 }
-                Err(Refused::Error(e)) => return self.metrics.fail(e),
+                Err(Refused::Error(e, _)) => return self.metrics.fail(e),
             }
         }
         let mut deadline = Deadline::default();
@@ -123,8 +123,14 @@ impl Bus {
                 Err(Error::ShuttingDown) => return self.metrics.fail(Error::ShuttingDown),
                 // Left while we waited: not a recipient any more.
                 Err(Error::UnknownAgent(_)) => {}
-                Err(Error::Overloaded { .. }) => self.metrics.drop_n(DropReason::MemoryBudget, 1),
-                Err(_) => self.metrics.drop_n(DropReason::MailboxFull, 1),
+                Err(e) => {
+                    let reason = match e {
+                        Error::Overloaded { .. } => DropReason::MemoryBudget,
+                        _ => DropReason::MailboxFull,
+                    };
+                    let copy = self.fan_out_copy(from, to, priority, &headers, &payload);
+                    self.dead_letter(reason, copy);
+                }
             }
         }
         Ok(accepted)

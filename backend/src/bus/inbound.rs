@@ -124,6 +124,26 @@ impl Inbound {
         self.metrics.drop_n(reason, n);
     }
 
+    /// Accepted messages dropped on their way out, with `reason`: counted and kept among
+    /// the dead letters.
+    pub(crate) fn lost_letters(
+        &self,
+        envs: impl IntoIterator<Item = Envelope>,
+        reason: DropReason,
+    ) {
+        match self.bus() {
+            Some(bus) => bus.dead_letters(reason, envs),
+            None => self.metrics.drop_n(reason, envs.into_iter().count() as u64),
+        }
+    }
+
+    /// [`lost_letters`](Self::lost_letters) for messages that never reached a mailbox (for
+    /// the shutdown accounting).
+    pub(crate) fn lost_letters_before_mailbox(&self, envs: &[Envelope], reason: DropReason) {
+        self.metrics.lost_before_mailbox.add(envs.len() as u64);
+        self.lost_letters(envs.iter().cloned(), reason);
+    }
+
     /// `n` accepted messages were dropped before reaching any mailbox (for the shutdown
     /// accounting), with `reason`.
     pub(crate) fn lost_before_mailbox(&self, n: u64, reason: DropReason) {
@@ -140,15 +160,15 @@ impl Bus {
         }
         match env.kind {
             // Replies from the wire go through `deliver_reply_from_wire`.
-            Kind::Reply(_) => return self.metrics.drop_n(DropReason::ReplyOrphaned, 1),
+            Kind::Reply(_) => return self.dead_letter(DropReason::ReplyOrphaned, env),
             // Answers go through `deliver_reply_from_wire`; never into a mailbox.
             Kind::Chunk(_) | Kind::Failed(_) => {
-                return self.metrics.drop_n(DropReason::StreamGone, 1)
+                return self.dead_letter(DropReason::StreamGone, env)
             }
             // Handled here, ahead of anything queued in the callee's mailbox.
             Kind::Cancel(request) => {
                 if self.calls.cancel(request, env.from) == CancelOutcome::Unknown {
-                    self.metrics.drop_n(DropReason::StreamGone, 1);
+                    self.dead_letter(DropReason::StreamGone, env);
                 }
                 return;
             }
@@ -166,11 +186,16 @@ impl Bus {
         let flush_now = env.kind == Kind::Request;
         // Only local agents: a frame is never forwarded to a third hub.
         let to = env.to;
-        let outcome = self
-            .registry
-            .with_mailbox(to, |mailbox| self.admit_to(mailbox, env, flush_now, 1))
-            .unwrap_or(Err(Refused::Error(Error::UnknownAgent(to))));
-        self.count_inbound_refusal(outcome);
+        let mut env = Some(env);
+        let outcome = self.registry.with_mailbox(to, |mailbox| match env.take() {
+            Some(env) => self.admit_to(mailbox, env, flush_now, 1),
+            None => Ok(()),
+        });
+        match (outcome, env) {
+            (Some(outcome), _) => self.count_inbound_refusal(outcome),
+            (None, Some(env)) => self.dead_letter(DropReason::RecipientGone, env),
+            (None, None) => {}
+        }
     }
 
     /// Delivers a remote broadcast (`topic: None`) or topic message to local agents, each
@@ -209,19 +234,25 @@ impl Bus {
     pub(crate) fn inbound_payload_fits(&self, env: &Envelope) -> bool {
         let fits = env.payload.check_size(self.config.max_payload).is_ok();
         if !fits {
-            self.metrics.drop_n(DropReason::PayloadTooLarge, 1);
+            // Metadata only: the payload is what is too large to keep.
+            let mut meta = env.clone();
+            meta.payload = crate::Payload::from(Vec::new());
+            self.dead_letter(DropReason::PayloadTooLarge, meta);
         }
         fits
     }
 
     fn count_inbound_refusal(&self, outcome: Result<(), Refused>) {
-        let reason = match outcome {
+        let (reason, env) = match outcome {
             Ok(()) => return,
-            Err(Refused::Full(_)) => DropReason::MailboxFull,
-            Err(Refused::OverBudget(..)) => DropReason::MemoryBudget,
-            Err(Refused::Error(Error::ShuttingDown)) => DropReason::HubClosed,
-            Err(Refused::Error(_)) => DropReason::RecipientGone,
+            Err(Refused::Full(env)) => (DropReason::MailboxFull, Some(env)),
+            Err(Refused::OverBudget(env, _)) => (DropReason::MemoryBudget, Some(env)),
+            Err(Refused::Error(Error::ShuttingDown, env)) => (DropReason::HubClosed, env),
+            Err(Refused::Error(_, env)) => (DropReason::RecipientGone, env),
         };
-        self.metrics.drop_n(reason, 1);
+        match env {
+            Some(env) => self.dead_letter(reason, *env),
+            None => self.metrics.drop_n(reason, 1),
+        }
     }
 }

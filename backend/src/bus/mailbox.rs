@@ -27,6 +27,7 @@
 use super::batch::{Batch, BatchRules, Taken};
 use super::budget::MemoryBudget;
 use super::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
+use crate::dead_letter::DeadLetters;
 use crate::metrics::{DropReason, FlushReason, Metrics};
 use crate::pool::BufferPool;
 use crate::{Envelope, Error, OverflowPolicy};
@@ -45,19 +46,21 @@ struct Queued {
 }
 
 impl Queued {
-    /// Drops the `k` oldest messages; returns the charge they release (an even share, all
-    /// of what is left when none remain).
-    fn drop_front(&mut self, k: usize) -> u64 {
+    /// Takes the oldest message out; returns it and the charge it releases (an even share,
+    /// all of what is left when none remain).
+    fn pop_front(&mut self) -> Option<(Envelope, u64)> {
         let len = self.envelopes.len();
-        let k = k.min(len);
-        let released = if k == len {
+        if len == 0 {
+            return None;
+        }
+        let released = if len == 1 {
             self.charge
         } else {
-            (self.charge / len as u64).saturating_mul(k as u64)
+            self.charge / len as u64
         };
-        self.envelopes.drain(..k);
+        let env = self.envelopes.remove(0);
         self.charge -= released.min(self.charge);
-        released
+        Some((env, released))
     }
 }
 
@@ -113,8 +116,9 @@ pub(crate) enum Refused {
     Full(Box<Envelope>),
     /// The hub's queued-bytes budget has no room for it (`cost` bytes); it comes back.
     OverBudget(Box<Envelope>, u64),
-    /// Refused for good: shutting down, recipient gone, or too large for this mailbox.
-    Error(Error),
+    /// Refused for good: shutting down, recipient gone, or too large for this mailbox; the
+    /// envelope comes back for the dead letters (or `None` when it never got here).
+    Error(Error, Option<Box<Envelope>>),
 }
 
 /// How one message is admitted.
@@ -158,6 +162,8 @@ pub(crate) struct Mailbox {
     max_wire: std::sync::atomic::AtomicUsize,
     /// The hub's queued-bytes budget (links to remote hubs have none).
     budget: Option<Arc<MemoryBudget>>,
+    /// Where evicted messages go (none for a standalone mailbox).
+    dead: Option<Arc<DeadLetters>>,
     metrics: Arc<Metrics>,
     /// Where emptied batch buffers come from.
     buffers: Arc<BufferPool<Vec<Envelope>>>,
@@ -196,6 +202,7 @@ impl Mailbox {
             forwarding: false,
             max_wire: std::sync::atomic::AtomicUsize::new(0),
             budget: None,
+            dead: None,
             metrics,
             buffers,
             watched: std::sync::atomic::AtomicBool::new(false),
@@ -220,6 +227,12 @@ impl Mailbox {
     /// A mailbox whose messages are charged against `budget` while they wait.
     pub(crate) fn with_budget(mut self, budget: Arc<MemoryBudget>) -> Self {
         self.budget = Some(budget);
+        self
+    }
+
+    /// Where the messages it evicts (`DropOldest`) are kept.
+    pub(crate) fn with_dead_letters(mut self, dead: Arc<DeadLetters>) -> Self {
+        self.dead = Some(dead);
         self
     }
 
@@ -280,17 +293,21 @@ impl Mailbox {
     pub(crate) fn admit(&self, env: Envelope, how: Admission<'_>) -> Result<Admitted, Refused> {
         let mut state = self.state.lock();
         if how.closing.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(Refused::Error(Error::ShuttingDown));
+            return Err(Refused::Error(Error::ShuttingDown, Some(Box::new(env))));
         }
         if self.is_gone() {
-            return Err(Refused::Error(Error::UnknownAgent(env.to)));
+            return Err(Refused::Error(
+                Error::UnknownAgent(env.to),
+                Some(Box::new(env)),
+            ));
         }
         if let Some(max) = self.too_large(env.payload.wire_len()) {
             // A remote hub's link: it would not fit one frame. Refused before anything moves.
-            return Err(Refused::Error(Error::PayloadTooLarge {
-                size: env.payload.wire_len(),
-                max,
-            }));
+            let size = env.payload.wire_len();
+            return Err(Refused::Error(
+                Error::PayloadTooLarge { size, max },
+                Some(Box::new(env)),
+            ));
         }
         let room = state.open.len() + state.lanes.queued < self.capacity;
         if !room && self.policy != OverflowPolicy::DropOldest {
@@ -414,18 +431,21 @@ impl Mailbox {
         let queued = lanes.iter_mut().position(|lane| !lane.is_empty());
         if let Some(lane) = queued.filter(|&q| in_open.is_none_or(|o| q <= o)) {
             let lane = lanes.lane(lane);
-            let mut released = 0;
+            let mut evicted = None;
             if let Some(front) = lane.front_mut() {
-                released = front.drop_front(1);
+                evicted = front.pop_front();
                 if front.envelopes.is_empty() {
                     lane.pop_front();
                 }
             }
             lanes.queued -= 1;
             self.queued.store(lanes.queued, Ordering::Release);
-            self.release(released);
             metrics.queue_dropped.add(1);
             metrics.drop_n(DropReason::DropOldest, 1);
+            if let Some((env, released)) = evicted {
+                self.release(released);
+                self.dead_letter(env);
+            }
             return;
         }
         let Some(priority) = in_open else {
@@ -439,6 +459,14 @@ impl Mailbox {
             metrics.bytes_wire.add(env.payload.wire_len() as u64);
             metrics.lost_before_mailbox.add(1);
             metrics.drop_n(DropReason::DropOldest, 1);
+            self.dead_letter(env);
+        }
+    }
+
+    /// Keeps a message this mailbox evicted among the dead letters.
+    fn dead_letter(&self, env: Envelope) {
+        if let Some(dead) = &self.dead {
+            dead.record(DropReason::DropOldest, env);
         }
     }
 
@@ -526,10 +554,11 @@ impl Mailbox {
     }
 
     /// The owner left: refuse admissions and drop the open batch and the queue. Returns
-    /// how many messages were dropped; the caller counts them with its reason.
-    pub(crate) fn close(&self) -> usize {
+    /// the messages dropped (open batch first, then the queue by lane, oldest first); the
+    /// caller counts them with its reason.
+    pub(crate) fn close(&self) -> Vec<Envelope> {
         let metrics = &self.metrics;
-        let (open, queued, charge, wake) = {
+        let (mut dropped, queued, lanes, charge, wake) = {
             let mut state = self.state.lock();
             self.gone.store(true, Ordering::Release);
             let taken = state.open.take();
@@ -542,13 +571,17 @@ impl Mailbox {
                 metrics.lost_before_mailbox.add(open as u64);
             }
             let queued = state.lanes.queued;
-            let charge: u64 = state.lanes.iter_mut().flatten().map(|q| q.charge).sum();
-            state.lanes = Lanes::default();
+            let lanes = std::mem::take(&mut state.lanes);
             self.queued.store(0, Ordering::Release);
             let mut wake = std::mem::take(&mut state.senders);
             wake.extend(state.receiver.take());
-            (open, queued, charge + taken.charge, wake)
+            (taken.envelopes, queued, lanes, taken.charge, wake)
         };
+        let mut charge = charge;
+        for batch in lanes.lanes.into_iter().flat_map(|l| *l).flatten() {
+            charge += batch.charge;
+            dropped.extend(batch.envelopes);
+        }
         if self.forwarding {
             // Never delivered: they were still on their way to a remote hub.
             metrics.lost_before_mailbox.add(queued as u64);
@@ -557,7 +590,7 @@ impl Mailbox {
         }
         self.release(charge);
         wake.into_iter().for_each(Waker::wake);
-        open + queued
+        dropped
     }
 }
 
@@ -838,12 +871,12 @@ mod tests {
             let _ = admit(&mb, env(n, Priority::Normal));
         }
         assert_eq!((mb.depth(), mb.open_len()), (4, 2));
-        assert_eq!(mb.close(), 6);
+        assert_eq!(mb.close().len(), 6);
         assert_eq!(metrics.lost_before_mailbox.get(), 2, "the open batch");
         assert_eq!(metrics.queue_dropped.get(), 4, "the queue");
         assert!(matches!(
             admit(&mb, env(7, Priority::Normal)),
-            Err(Refused::Error(Error::UnknownAgent(_)))
+            Err(Refused::Error(Error::UnknownAgent(_), _))
         ));
         assert!(mb.next_batch().await.is_none());
     }

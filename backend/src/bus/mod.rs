@@ -14,6 +14,7 @@
 mod batch;
 mod budget;
 mod calls;
+mod dead_letters;
 mod deepest;
 mod fan_out;
 mod inbound;

@@ -83,12 +83,12 @@ impl Bus {
             return match self.requests.chunk_to(request, sent_by_host) {
                 Ok(ChunkTo::Stream(tx)) => self.push_chunk(&tx, env, request),
                 Ok(ChunkTo::Once) => {
-                    self.metrics.drop_n(DropReason::StreamGone, 1);
+                    self.dead_letter(DropReason::StreamGone, env);
                     WireReply::Dropped
                 }
                 Err(NotTaken::Refused) => WireReply::Forged,
                 Err(NotTaken::Missing) => {
-                    self.metrics.drop_n(DropReason::StreamGone, 1);
+                    self.dead_letter(DropReason::StreamGone, env);
                     if self.registry.contains(to) {
                         WireReply::Dropped
                     } else {
@@ -103,17 +103,17 @@ impl Bus {
             Kind::Failed(_) => DropReason::StreamGone,
             _ => DropReason::ReplyOrphaned,
         };
-        let outcome = match self.requests.take_if(request, sent_by_host) {
+        let (outcome, env) = match self.requests.take_if(request, sent_by_host) {
             Ok(ReplyTo::Once(tx)) => match tx.send(env) {
                 Ok(()) => return WireReply::Delivered,
-                Err(_) => WireReply::Dropped,
+                Err(env) => (WireReply::Dropped, env),
             },
             Ok(ReplyTo::Stream(tx)) => return self.push_chunk(&tx, env, request),
             Err(NotTaken::Refused) => return WireReply::Forged,
-            Err(NotTaken::Missing) if !self.registry.contains(to) => WireReply::NotHere,
-            Err(NotTaken::Missing) => WireReply::Dropped,
+            Err(NotTaken::Missing) if !self.registry.contains(to) => (WireReply::NotHere, env),
+            Err(NotTaken::Missing) => (WireReply::Dropped, env),
         };
-        self.metrics.drop_n(orphaned, 1);
+        self.dead_letter(orphaned, env);
         outcome
     }
 
@@ -134,13 +134,13 @@ impl Bus {
                 }
                 WireReply::Delivered
             }
-            Err(flume::TrySendError::Full(_)) => {
+            Err(flume::TrySendError::Full(env)) => {
                 self.requests.close(request);
-                self.metrics.drop_n(DropReason::StreamOverflow, 1);
+                self.dead_letter(DropReason::StreamOverflow, env);
                 WireReply::Dropped
             }
-            Err(flume::TrySendError::Disconnected(_)) => {
-                self.metrics.drop_n(DropReason::StreamGone, 1);
+            Err(flume::TrySendError::Disconnected(env)) => {
+                self.dead_letter(DropReason::StreamGone, env);
                 WireReply::Dropped
             }
         }
@@ -161,8 +161,8 @@ impl Bus {
             None,
             crate::Payload::new(bytes::Bytes::new()),
         );
-        if self.enqueue_now(env, true).is_err() {
-            self.metrics.drop_n(DropReason::StreamGone, 1);
+        if let Err(refused) = self.enqueue_now(env, true) {
+            self.dead_letter_refused(DropReason::StreamGone, refused);
         }
     }
 
@@ -170,15 +170,25 @@ impl Bus {
     pub(crate) fn deliver_reply(&self, mut env: Envelope, request: MessageId) {
         self.metrics.replies.add(1);
         env.sent_at = crate::envelope::nanos_since_epoch(Instant::now());
-        let delivered = match self.requests.take(request) {
-            Some(ReplyTo::Once(tx)) => tx.send(env).is_ok(),
-            Some(ReplyTo::Stream(tx)) => tx.try_send(env).is_ok(),
+        let reason = DropReason::ReplyOrphaned;
+        match self.requests.take(request) {
+            Some(ReplyTo::Once(tx)) => {
+                if let Err(env) = tx.send(env) {
+                    self.dead_letter(reason, env);
+                }
+            }
+            Some(ReplyTo::Stream(tx)) => {
+                if let Err(e) = tx.try_send(env) {
+                    self.dead_letter(reason, e.into_inner());
+                }
+            }
             // The requester lives on another hub: the reply travels in its own frame.
-            None if !self.registry.contains(env.to) => self.enqueue_now(env, true).is_ok(),
-            None => false,
-        };
-        if !delivered {
-            self.metrics.drop_n(DropReason::ReplyOrphaned, 1);
+            None if !self.registry.contains(env.to) => {
+                if let Err(refused) = self.enqueue_now(env, true) {
+                    self.dead_letter_refused(reason, refused);
+                }
+            }
+            None => self.dead_letter(reason, env),
         }
     }
 }

@@ -90,7 +90,7 @@ impl Bus {
             let (refused, mailbox) = match outcome {
                 Some(Ok(())) => return Ok(id),
                 None => return Err(Error::UnknownAgent(to)),
-                Some(Err((Refused::Error(e), _))) => return Err(e),
+                Some(Err((Refused::Error(e, _), _))) => return Err(e),
                 Some(Err(refused)) => refused,
             };
             match refused {
@@ -117,7 +117,7 @@ impl Bus {
                         return Err(overloaded);
                     }
                 }
-                Refused::Error(e) => return Err(e),
+                Refused::Error(e, _) => return Err(e),
             }
         }
     }
@@ -130,7 +130,7 @@ impl Bus {
             self.compress_for(mailbox, &mut env.payload);
             self.admit_to(mailbox, env, flush_now, 1)
         })
-        .unwrap_or(Err(Refused::Error(Error::UnknownAgent(to))))
+        .unwrap_or(Err(Refused::Error(Error::UnknownAgent(to), None)))
     }
 }
 

@@ -13,9 +13,10 @@ use super::pools::Pools;
 use super::registry::{AgentSlot, Registry};
 use super::requests::Requests;
 use super::transport::Transport;
+use crate::dead_letter::DeadLetters;
 use crate::envelope::Kind;
 use crate::headers::Headers;
-use crate::metrics::{FlushReason, Metrics};
+use crate::metrics::{DropReason, FlushReason, Metrics};
 use crate::{AgentId, Envelope, Error, HubConfig, MessageId, Payload, Priority, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -30,6 +31,8 @@ pub(crate) struct Bus {
     pub(crate) requests: Requests,
     /// Requests from other hubs that local agents are answering (cancels find them here).
     pub(crate) calls: Calls,
+    /// The messages that reached no agent.
+    pub(crate) dead: Arc<DeadLetters>,
     /// Bytes queued in agents' mailboxes, against `max_queued_bytes`.
     pub(crate) budget: Arc<MemoryBudget>,
     pub(crate) deepest: Deepest,
@@ -56,6 +59,10 @@ impl Bus {
             registry: Registry::default(),
             requests: Requests::default(),
             calls: Calls::default(),
+            dead: Arc::new(DeadLetters::new(
+                config.dead_letters,
+                config.dead_letter_payload_bytes,
+            )),
             budget: Arc::new(MemoryBudget::new(config.max_queued_bytes)),
             deepest: Deepest::default(),
             linger: tx,
@@ -109,6 +116,7 @@ impl Bus {
             self.metrics.clone(),
             self.pools.batches.clone(),
         )
+        .with_dead_letters(self.dead.clone())
     }
 
     /// Registers an agent: its slot, in the registry and announced to other hubs.
@@ -140,17 +148,20 @@ impl Bus {
         Ok(slot)
     }
 
-    /// An agent left: out of the registry, announced, its mailbox closed. `in_hand` is how
-    /// many messages it had taken out and not received; every dropped message is counted.
-    pub(crate) fn deregister(&self, slot: &AgentSlot, in_hand: usize) {
+    /// An agent left: out of the registry, announced, its mailbox closed. `in_hand` are the
+    /// messages it had taken out and not received; every dropped message is a dead letter.
+    pub(crate) fn deregister(
+        &self,
+        slot: &AgentSlot,
+        in_hand: impl ExactSizeIterator<Item = Envelope>,
+    ) {
         self.registry.remove(slot);
         if let Some(transport) = self.transport.get() {
             transport.left(slot.id);
         }
-        let left = slot.mailbox.close() + in_hand;
-        self.metrics.queue_dropped.add(in_hand as u64);
-        self.metrics
-            .drop_n(crate::metrics::DropReason::RecipientGone, left as u64);
+        let left = slot.mailbox.close();
+        self.metrics.queue_dropped.add(in_hand.len() as u64);
+        self.dead_letters(DropReason::RecipientGone, in_hand.chain(left));
     }
 
     /// Checks the sizes (declared and stored). Compression happens where it pays, once

@@ -10,6 +10,7 @@
 mod auth;
 mod conn;
 mod dashboard;
+mod dead_letters;
 mod prometheus;
 
 pub use conn::{HttpLimits, HttpStats};
@@ -22,7 +23,7 @@ use crate::Result;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,6 +41,14 @@ pub(crate) trait StatsSource: Send + Sync + 'static {
     fn snapshot(&self) -> Option<MetricsSnapshot>;
     /// Whether the hub is running and not shutting down.
     fn is_running(&self) -> bool;
+    /// The dead letters, newest first; `None` once the hub is gone.
+    fn dead_letters(&self) -> Option<Vec<crate::DeadLetter>>;
+    /// Replays dead letters (see `Hub::replay_dead_letters`); `None` once the hub is gone.
+    fn replay_dead_letters(
+        &self,
+        reason: Option<&str>,
+        to: Option<crate::AgentId>,
+    ) -> Option<crate::Replayed>;
 }
 
 /// How long `stop` waits for open connections before cutting them.
@@ -162,6 +171,8 @@ fn router(hub: AppState, auth: AuthState) -> Router {
         .route("/", get(index))
         .route("/metrics", get(metrics))
         .route("/api/stats", get(stats))
+        .route("/api/dead-letters", get(dead_letters::list))
+        .route("/api/dead-letters/replay", post(dead_letters::replay))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -257,6 +268,16 @@ mod tests {
         }
         fn is_running(&self) -> bool {
             false
+        }
+        fn dead_letters(&self) -> Option<Vec<crate::DeadLetter>> {
+            None
+        }
+        fn replay_dead_letters(
+            &self,
+            _: Option<&str>,
+            _: Option<crate::AgentId>,
+        ) -> Option<crate::Replayed> {
+            None
         }
     }
 

@@ -137,6 +137,11 @@ metric_table! {
     OpenStreams: "open_streams", None, Gauge, [], "Streamed requests waiting for their chunks.";
     Chunks: "chunks", None, Counter, [], "Chunks of streamed replies handed to their streams.";
     Cancellations: "cancellations", None, Counter, ["by"], "Requests cancelled, by who: caller, deadline, shutdown.";
+    DeadLetters: "dead_letters", None, Gauge, [], "Dead letters held (messages that reached no agent; GET /api/dead-letters).";
+    DeadLettersRecorded: "dead_letters_recorded", None, Counter, ["reason"], "Dead letters recorded, by the reason the message was dropped.";
+    DeadLettersEvicted: "dead_letters_evicted", None, Counter, [], "Dead letters pushed out of the bounded store by newer ones.";
+    DeadLetterPayloadsDropped: "dead_letter_payloads_dropped", None, Counter, [], "Dead letters kept without their payload (dead_letter_payload_bytes spent).";
+    DeadLettersReplayed: "dead_letters_replayed", None, Counter, ["result"], "Dead letters replayed, by result: sent, failed (kept).";
     Workers: "workers", None, Gauge, [], "Worker threads in the elastic pool.";
     WorkersBusy: "workers_busy", None, Gauge, [], "Workers running a unit now.";
     CpuLoad: "cpu_load", Some("ratio"), Gauge, [], "System CPU load the worker pool steers by (0-1).";
@@ -300,6 +305,23 @@ impl Collector for SnapshotCollector {
         gauge(&mut enc, M::OpenStreams, s.open_streams)?;
         counter(&mut enc, M::Chunks, s.chunks)?;
         labeled_counter(&mut enc, M::Cancellations, map_rows(&s.cancellations))?;
+        gauge(&mut enc, M::DeadLetters, s.dead_letters)?;
+        labeled_counter(
+            &mut enc,
+            M::DeadLettersRecorded,
+            map_rows(&s.dead_letters_recorded),
+        )?;
+        counter(&mut enc, M::DeadLettersEvicted, s.dead_letters_evicted)?;
+        counter(
+            &mut enc,
+            M::DeadLetterPayloadsDropped,
+            s.dead_letter_payloads_dropped,
+        )?;
+        labeled_counter(
+            &mut enc,
+            M::DeadLettersReplayed,
+            map_rows(&s.dead_letters_replayed),
+        )?;
         encode_workers(&mut enc, &s.workers)?;
         #[cfg(feature = "nats")]
         if let Some(n) = &s.nats {

@@ -113,6 +113,18 @@ pub struct MetricsSnapshot {
     /// Requests cancelled, by who: `caller` (cancelled, or dropped its stream or request),
     /// `deadline`, `shutdown`.
     pub cancellations: BTreeMap<&'static str, u64>,
+    /// Dead letters held now ([`Hub::dead_letters`](crate::Hub::dead_letters)).
+    pub dead_letters: u64,
+    /// Dead letters recorded since start, by reason (the reasons of `messages_dropped`;
+    /// `lost_in_transit` never has one: the hub never held those messages).
+    pub dead_letters_recorded: BTreeMap<&'static str, u64>,
+    /// Dead letters pushed out of the store by newer ones (or not kept: `dead_letters` 0).
+    pub dead_letters_evicted: u64,
+    /// Dead letters kept without their payload (`dead_letter_payload_bytes` was spent).
+    pub dead_letter_payloads_dropped: u64,
+    /// Dead letters replayed, by result: `sent` (accepted again), `failed` (refused again;
+    /// kept in the store).
+    pub dead_letters_replayed: BTreeMap<&'static str, u64>,
     /// The worker pool.
     pub workers: crate::workers::WorkerStats,
     /// The NATS bridge, when the hub is part of a multi-host swarm.

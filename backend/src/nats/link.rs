@@ -87,8 +87,9 @@ impl Link {
 
     /// Drops what the mailbox holds and refuses further sends; counted as `reason`.
     pub(crate) fn close(&self, bus: &Inbound, reason: DropReason) -> u64 {
-        let n = self.mailbox.close() as u64;
-        bus.lost(n, reason);
+        let dropped = self.mailbox.close();
+        let n = dropped.len() as u64;
+        bus.lost_letters(dropped, reason);
         n
     }
 

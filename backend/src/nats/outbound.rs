@@ -46,12 +46,13 @@ pub(super) async fn run(bus: Inbound, bridge: Arc<Bridge>, target: Target) {
             let fits = part.iter().map(frame::envelope_len).sum::<usize>() <= budget;
             if !fits {
                 // Refused at send when it cannot fit; this is a frame limit that shrank.
-                lose(&bus, link, n, DropReason::FrameTooLarge);
+                lose(&bus, link, part, DropReason::FrameTooLarge);
                 continue;
             }
             if !wait_until_open(&bridge, &target, link).await {
                 // The link closed while we waited (its hub is gone).
-                lose(&bus, link, n + rest.len() as u64, DropReason::HubGone);
+                let unsent = &batch[batch.len() - part.len() - rest.len()..];
+                lose(&bus, link, unsent, DropReason::HubGone);
                 break;
             }
             let subject = match &target {
@@ -60,7 +61,7 @@ pub(super) async fn run(bus: Inbound, bridge: Arc<Bridge>, target: Target) {
                 Target::Topics => bridge.subjects.topic(part[0].topic().unwrap_or("")),
             };
             let Ok(subject) = subject else {
-                lose(&bus, link, n, DropReason::PublishFailed);
+                lose(&bus, link, part, DropReason::PublishFailed);
                 continue;
             };
             let (seq, msg_seq) = link.number(n);
@@ -87,7 +88,7 @@ pub(super) async fn run(bus: Inbound, bridge: Arc<Bridge>, target: Target) {
                     // count these as lost on top of our count.
                     link.unnumber(n);
                     tracing::warn!(target: "swarmbus::nats", "frame publish failed: {e}");
-                    lose(&bus, link, n, DropReason::PublishFailed);
+                    lose(&bus, link, part, DropReason::PublishFailed);
                 }
             }
         }
@@ -112,9 +113,9 @@ fn frame_end(rest: &[Envelope], budget: usize, by_topic: bool) -> usize {
 }
 
 /// Counts `n` messages the publisher held as dropped.
-fn lose(bus: &Inbound, link: &Link, n: u64, reason: DropReason) {
-    link.release_in_hand(n);
-    bus.lost_before_mailbox(n, reason);
+fn lose(bus: &Inbound, link: &Link, envs: &[Envelope], reason: DropReason) {
+    link.release_in_hand(envs.len() as u64);
+    bus.lost_letters_before_mailbox(envs, reason);
 }
 
 /// Waits until the destination can hear: connected, and (for a remote hub) the hub live

@@ -11,6 +11,7 @@ use swarmbus::{Hub, HubConfig};
 use tracing_subscriber::EnvFilter;
 
 mod demo;
+mod dlq;
 
 use demo::{Demo, DemoOptions};
 
@@ -39,6 +40,9 @@ struct Cli {
 enum Command {
     /// Run a hub until Ctrl-C, SIGTERM or --duration.
     Hub(HubArgs),
+    /// Read a running hub's dead letters, or send them again.
+    #[command(subcommand)]
+    Dlq(dlq::Dlq),
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +121,13 @@ fn main() -> Result<()> {
                 .build()
                 .context("cannot start the tokio runtime")?;
             runtime.block_on(run_hub(args))
+        }
+        Command::Dlq(cmd) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the tokio runtime")?;
+            runtime.block_on(dlq::run(cmd))
         }
     }
 }

@@ -228,6 +228,50 @@
     state.available.conversations = true;
   }
 
+  // Dead letters: the counts from /api/stats, the newest few from /api/dead-letters.
+  function updateDeadLetters(s) {
+    var rec = s.dead_letters_recorded || {};
+    var items = [
+      { label: "held", value: fmtNum(s.dead_letters || 0), cls: s.dead_letters > 0 ? "bad" : "" },
+    ];
+    Object.keys(rec).filter(function (r) { return rec[r] > 0; }).forEach(function (r) {
+      items.push({ label: r, value: fmtNum(rec[r]), cls: "bad" });
+    });
+    items.push({ label: "evicted", value: fmtNum(s.dead_letters_evicted || 0) });
+    items.push({ label: "payloads not kept", value: fmtNum(s.dead_letter_payloads_dropped || 0) });
+    var rp = s.dead_letters_replayed || {};
+    items.push({ label: "replayed", value: fmtNum(rp.sent || 0) });
+    items.push({ label: "failed again", value: fmtNum(rp.failed || 0), cls: rp.failed > 0 ? "bad" : "" });
+    figures("dead-figures", items);
+    state.available.deadletters = true;
+  }
+
+  function drawLetters(list) {
+    var box = $("dead-list");
+    box.textContent = "";
+    if (!list.length) {
+      var none = document.createElement("div"); none.className = "empty";
+      none.textContent = "none: every message reached an agent";
+      box.appendChild(none);
+    }
+    list.forEach(function (l) {
+      var row = document.createElement("div"); row.className = "letter";
+      var cells = [
+        ["when", new Date(l.at_unix_ms).toLocaleTimeString()],
+        ["reason", l.reason],
+        ["what", l.kind + " " + l.from.slice(0, 8) + " → " + l.to.slice(0, 8) +
+          (l.payload_text != null ? "  " + JSON.stringify(l.payload_text).slice(0, 80) : "")],
+        ["size", fmtBytes(l.payload_bytes)],
+      ];
+      cells.forEach(function (c) {
+        var span = document.createElement("span"); span.className = c[0]; span.textContent = c[1];
+        row.appendChild(span);
+      });
+      box.appendChild(row);
+    });
+    box.dataset.rows = String(list.length);
+  }
+
   // The NATS bridge (`nats` in /api/stats): shown only for a hub in a swarm.
   function updateNats(s, rate) {
     var n = s.nats;
@@ -324,6 +368,7 @@
     updateHttp(s, rate);
     updateNats(s, rate);
     updateConversations(s, rate);
+    updateDeadLetters(s);
     ["throughput", "latency", "batch", "flushes", "compression", "saved", "pools", "agents", "memory", "drops"]
       .forEach(function (id) { state.available[id] = true; });
 
@@ -362,6 +407,10 @@
       })
       .then(function (s) {
         update(s);
+        // The newest dead letters; a failure here leaves the rest of the page live.
+        fetch("/api/dead-letters?limit=8", { headers: headers, cache: "no-store" })
+          .then(function (r) { return r.ok ? r.json() : []; })
+          .then(drawLetters, function () {});
         state.polls += 1;
         $("polls").textContent = String(state.polls);
         $("banner").hidden = true;
