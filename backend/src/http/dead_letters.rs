@@ -1,10 +1,8 @@
 //! `GET /api/dead-letters` (the dead letters as JSON, newest first) and
 //! `POST /api/dead-letters/replay` (send them again), behind the same auth as every route.
 
-use super::{gone, AppState};
 use crate::{AgentId, DeadLetter};
-use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::time::UNIX_EPOCH;
@@ -13,7 +11,7 @@ use std::time::UNIX_EPOCH;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Filter {
-    reason: Option<String>,
+    pub(super) reason: Option<String>,
     limit: Option<usize>,
     to: Option<String>,
 }
@@ -72,7 +70,7 @@ impl From<&DeadLetter> for Letter {
     }
 }
 
-fn json(status: StatusCode, body: &impl Serialize) -> Response {
+pub(super) fn json(status: StatusCode, body: &impl Serialize) -> Response {
     match serde_json::to_vec(body) {
         Ok(body) => (
             status,
@@ -91,13 +89,11 @@ fn bad_request(why: String) -> Response {
     (StatusCode::BAD_REQUEST, why + "\n").into_response()
 }
 
-pub(super) async fn list(State(hub): State<AppState>, Query(f): Query<Filter>) -> Response {
+/// The answer to `GET /api/dead-letters` with `f`, from the hub's letters.
+pub(super) fn list(letters: &[DeadLetter], f: &Filter) -> Response {
     if f.to.is_some() {
         return bad_request("`to` belongs to a replay (POST /api/dead-letters/replay)".into());
     }
-    let Some(letters) = hub.dead_letters() else {
-        return gone();
-    };
     let limit = f.limit.unwrap_or(usize::MAX);
     let out: Vec<Letter> = letters
         .iter()
@@ -108,31 +104,35 @@ pub(super) async fn list(State(hub): State<AppState>, Query(f): Query<Filter>) -
     json(StatusCode::OK, &out)
 }
 
-pub(super) async fn replay(
-    State(hub): State<AppState>,
-    headers: axum::http::HeaderMap,
-    Query(f): Query<Filter>,
-) -> Response {
-    // The one route that changes something: a web page must not trigger it (a cross-site
-    // form POST passes the Host check without a token; browsers always say their Origin).
+/// Where `POST /api/dead-letters/replay` with `f` sends the letters, or why it refuses.
+///
+/// The one route that changes something: a web page must not trigger it (a cross-site
+/// form POST passes the Host check without a token; browsers always say their Origin).
+pub(super) fn replay_to(
+    headers: &HeaderMap,
+    f: &Filter,
+) -> Result<Option<AgentId>, (StatusCode, String)> {
     if headers.contains_key(header::ORIGIN) {
-        return (
+        return Err((
             StatusCode::FORBIDDEN,
-            "replay is for `swarmbus dlq replay`, not for browsers\n",
-        )
-            .into_response();
+            "replay is for `swarmbus dlq replay`, not for browsers\n".into(),
+        ));
     }
     if f.limit.is_some() {
-        return bad_request("`limit` belongs to the list (GET /api/dead-letters)".into());
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "`limit` belongs to the list (GET /api/dead-letters)\n".into(),
+        ));
     }
-    let to = match f.to.as_deref().map(str::parse::<AgentId>).transpose() {
-        Ok(to) => to,
-        Err(e) => return bad_request(format!("`to` is not an agent id: {e}")),
-    };
-    match hub.replay_dead_letters(f.reason.as_deref(), to) {
-        Some(report) => json(StatusCode::OK, &report),
-        None => gone(),
-    }
+    f.to.as_deref()
+        .map(str::parse::<AgentId>)
+        .transpose()
+        .map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("`to` is not an agent id: {e}\n"),
+            )
+        })
 }
 
 /// Standard base64 with padding (RFC 4648 §4).

@@ -20,7 +20,7 @@ pub use prometheus::{
 
 use crate::metrics::MetricsSnapshot;
 use crate::Result;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -171,8 +171,8 @@ fn router(hub: AppState, auth: AuthState) -> Router {
         .route("/", get(index))
         .route("/metrics", get(metrics))
         .route("/api/stats", get(stats))
-        .route("/api/dead-letters", get(dead_letters::list))
-        .route("/api/dead-letters/replay", post(dead_letters::replay))
+        .route("/api/dead-letters", get(list_dead_letters))
+        .route("/api/dead-letters/replay", post(replay_dead_letters))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -233,6 +233,31 @@ async fn stats(State(hub): State<AppState>) -> Response {
         )
             .into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n").into_response(),
+    }
+}
+
+async fn list_dead_letters(
+    State(hub): State<AppState>,
+    Query(f): Query<dead_letters::Filter>,
+) -> Response {
+    match hub.dead_letters() {
+        Some(letters) => dead_letters::list(&letters, &f),
+        None => gone(),
+    }
+}
+
+async fn replay_dead_letters(
+    State(hub): State<AppState>,
+    headers: HeaderMap,
+    Query(f): Query<dead_letters::Filter>,
+) -> Response {
+    let to = match dead_letters::replay_to(&headers, &f) {
+        Ok(to) => to,
+        Err(refused) => return refused.into_response(),
+    };
+    match hub.replay_dead_letters(f.reason.as_deref(), to) {
+        Some(report) => dead_letters::json(StatusCode::OK, &report),
+        None => gone(),
     }
 }
 
