@@ -38,8 +38,10 @@ mkdir -p "$work"
 if [ ! -d "$old/.git" ] && [ ! -f "$old/.git" ]; then
   git worktree add --detach "$old" "$before" >/dev/null
 else
-  git -C "$old" checkout --quiet --detach "$before"
+  # Undo what an earlier run put there (the copied bench may be untracked at that commit).
   git -C "$old" checkout --quiet -- .
+  git -C "$old" clean -fq -- benchmarks/benches/headers.rs
+  git -C "$old" checkout --quiet --detach "$before"
 fi
 cp benchmarks/benches/headers.rs "$old/benchmarks/benches/headers.rs"
 if ! grep -q 'name = "headers"' "$old/benchmarks/Cargo.toml"; then

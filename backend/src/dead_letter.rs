@@ -141,6 +141,11 @@ impl DeadLetters {
             }));
         }
         let size = env.payload.wire_len();
+        // Only the counted bytes are held (a payload sliced out of a frame would keep the
+        // whole frame alive); copied before the lock, wasted only when the budget is spent.
+        if size > 0 && size <= self.payload_budget {
+            env.payload = env.payload.detached();
+        }
         let mut store = self.state.lock();
         let mut evicted = 0;
         while store.letters.len() >= self.capacity {

@@ -54,6 +54,16 @@ impl Payload {
         }
     }
 
+    /// The same payload in a buffer of its own: a payload sliced out of a larger buffer (a
+    /// frame from another hub) no longer keeps that buffer alive. For what is kept long
+    /// (the dead letters), never on the send path.
+    pub(crate) fn detached(&self) -> Payload {
+        Payload {
+            data: Bytes::copy_from_slice(&self.data),
+            ..self.clone()
+        }
+    }
+
     /// Size of the original bytes.
     pub fn len(&self) -> usize {
         if self.compressed {
@@ -216,5 +226,27 @@ impl From<Vec<u8>> for Payload {
 impl From<Bytes> for Payload {
     fn from(b: Bytes) -> Self {
         Self::new(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_detached_payload_holds_its_own_bytes_only() {
+        let frame = Bytes::from(vec![7u8; 1 << 20]);
+        let slice = frame.slice(100..164);
+        let gz = Payload::from_compressed(slice.clone(), 500);
+        let plain = Payload::new(slice);
+        for p in [gz, plain] {
+            let d = p.detached();
+            assert_eq!(d, p, "same bytes, same compression, same declared size");
+            let range = frame.as_ptr_range();
+            assert!(
+                !range.contains(&d.wire_bytes().as_ptr()),
+                "still inside the frame"
+            );
+        }
     }
 }
