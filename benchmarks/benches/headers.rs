@@ -15,6 +15,8 @@
 //! only `send_none` exists; it is built without the `otel` feature there) and this tree,
 //! reps interleaved, and reports the ratios.
 //!
+//! - `trace_lookup/*` (with `otel`): finding the trace context alone, each way a send can.
+//!
 //! `cargo bench -p swarmbus-benchmarks --features otel --bench headers`
 
 use bytes::Bytes;
@@ -176,10 +178,43 @@ fn send_all(c: &mut Criterion, rt: &Runtime) {
     rt.block_on(p.hub.shutdown()).expect("shutdown");
 }
 
+/// What finding the trace context costs, alone: OpenTelemetry's current context (what a
+/// send reads), the "is any span entered" check (what a send without a span pays when the
+/// context is empty), and the span's own context (the fallback with context activation off).
+/// Runs after `send_all` installed the subscriber.
+#[cfg(feature = "otel")]
+fn trace_lookup(c: &mut Criterion) {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let mut g = c.benchmark_group("trace_lookup");
+    let span = tracing::info_span!("lookup");
+    {
+        let _entered = span.enter();
+        g.bench_function("otel_current_context", |b| {
+            b.iter(|| opentelemetry::Context::map_current(|cx| cx.span().span_context().is_valid()))
+        });
+        g.bench_function("span_own_context", |b| {
+            b.iter(|| {
+                tracing::Span::current()
+                    .context()
+                    .span()
+                    .span_context()
+                    .is_valid()
+            })
+        });
+    }
+    g.bench_function("any_span_entered_none", |b| {
+        b.iter(|| tracing::dispatcher::get_default(|d| d.current_span().id().is_some()))
+    });
+    g.finish();
+}
+
 fn headers(c: &mut Criterion) {
     let rt = runtime();
     #[cfg(feature = "otel")]
     send_all(c, &rt);
+    #[cfg(feature = "otel")]
+    trace_lookup(c);
     send_none(c, &rt);
 }
 
