@@ -3,7 +3,34 @@
 //! The HTTP route and the `swarmbus dlq` commands are tested in `tests/http.rs`.
 
 use std::time::Duration;
-use swarmbus::{Hub, HubConfig, MetricsSnapshot, OverflowPolicy, Priority};
+use swarmbus::{Agent, Hub, HubConfig, MetricsSnapshot, OverflowPolicy, Payload, Priority};
+
+/// A hub whose mailboxes hold `capacity` messages and evict the oldest (`tweak` sets the
+/// rest), with alice and bob.
+fn evicting(capacity: usize, tweak: impl FnOnce(&mut HubConfig)) -> (Hub, Agent, Agent) {
+    let mut config = HubConfig::default();
+    config.mailbox_capacity = capacity;
+    config.overflow = OverflowPolicy::DropOldest;
+    tweak(&mut config);
+    let hub = Hub::start(config).unwrap();
+    let alice = hub.register("alice").unwrap();
+    let bob = hub.register("bob").unwrap();
+    (hub, alice, bob)
+}
+
+/// Sends each payload from alice to bob in a batch of its own, so each one past the
+/// mailbox's capacity evicts one.
+async fn send_each(
+    hub: &Hub,
+    alice: &Agent,
+    bob: &Agent,
+    payloads: impl IntoIterator<Item = Payload>,
+) {
+    for p in payloads {
+        alice.send(bob.id(), p).await.unwrap();
+        hub.flush();
+    }
+}
 
 fn drops(s: &MetricsSnapshot, reason: &str) -> u64 {
     s.messages_dropped[reason]
@@ -15,16 +42,14 @@ fn text(letter: &swarmbus::DeadLetter) -> String {
 
 #[tokio::test]
 async fn drop_oldest_evictions_are_dead_letters_newest_first() {
-    let mut config = HubConfig::default();
-    config.mailbox_capacity = 2;
-    config.overflow = OverflowPolicy::DropOldest;
-    let hub = Hub::start(config).unwrap();
-    let alice = hub.register("alice").unwrap();
-    let mut bob = hub.register("bob").unwrap();
-    for i in 0..5 {
-        alice.send(bob.id(), format!("m{i}")).await.unwrap();
-        hub.flush();
-    }
+    let (hub, alice, mut bob) = evicting(2, |_| {});
+    send_each(
+        &hub,
+        &alice,
+        &bob,
+        (0..5).map(|i| Payload::from(format!("m{i}"))),
+    )
+    .await;
     let dead = hub.dead_letters();
     let words: Vec<String> = dead.iter().map(text).collect();
     assert_eq!(
@@ -131,17 +156,14 @@ async fn a_request_past_its_deadline_in_the_mailbox_is_a_dead_letter() {
 
 #[tokio::test]
 async fn the_store_keeps_the_newest_and_counts_what_it_pushes_out() {
-    let mut config = HubConfig::default();
-    config.mailbox_capacity = 1;
-    config.overflow = OverflowPolicy::DropOldest;
-    config.dead_letters = 5;
-    let hub = Hub::start(config).unwrap();
-    let alice = hub.register("alice").unwrap();
-    let bob = hub.register("bob").unwrap();
-    for i in 0..21 {
-        alice.send(bob.id(), format!("m{i:02}")).await.unwrap();
-        hub.flush();
-    }
+    let (hub, alice, bob) = evicting(1, |c| c.dead_letters = 5);
+    send_each(
+        &hub,
+        &alice,
+        &bob,
+        (0..21).map(|i| Payload::from(format!("m{i:02}"))),
+    )
+    .await;
     let dead = hub.dead_letters();
     let words: Vec<String> = dead.iter().map(text).collect();
     assert_eq!(words, ["m19", "m18", "m17", "m16", "m15"]);
@@ -154,18 +176,17 @@ async fn the_store_keeps_the_newest_and_counts_what_it_pushes_out() {
 
 #[tokio::test]
 async fn beyond_the_payload_budget_only_the_metadata_is_kept() {
-    let mut config = HubConfig::default();
-    config.mailbox_capacity = 1;
-    config.overflow = OverflowPolicy::DropOldest;
-    config.dead_letter_payload_bytes = 100;
-    config.compress_over = usize::MAX;
-    let hub = Hub::start(config).unwrap();
-    let alice = hub.register("alice").unwrap();
-    let bob = hub.register("bob").unwrap();
-    for i in 0..4u8 {
-        alice.send(bob.id(), vec![i; 60]).await.unwrap();
-        hub.flush();
-    }
+    let (hub, alice, bob) = evicting(1, |c| {
+        c.dead_letter_payload_bytes = 100;
+        c.compress_over = usize::MAX;
+    });
+    send_each(
+        &hub,
+        &alice,
+        &bob,
+        (0..4u8).map(|i| Payload::from(vec![i; 60])),
+    )
+    .await;
     let dead = hub.dead_letters();
     assert_eq!(dead.len(), 3);
     // Oldest first: the first kept its 60 bytes; the next two did not fit the 100.
@@ -244,17 +265,8 @@ async fn replies_are_not_replayed() {
 
 #[tokio::test]
 async fn no_store_still_counts() {
-    let mut config = HubConfig::default();
-    config.dead_letters = 0;
-    config.mailbox_capacity = 1;
-    config.overflow = OverflowPolicy::DropOldest;
-    let hub = Hub::start(config).unwrap();
-    let alice = hub.register("alice").unwrap();
-    let bob = hub.register("bob").unwrap();
-    for _ in 0..3 {
-        alice.send(bob.id(), "x").await.unwrap();
-        hub.flush();
-    }
+    let (hub, alice, bob) = evicting(1, |c| c.dead_letters = 0);
+    send_each(&hub, &alice, &bob, (0..3).map(|_| Payload::from("x"))).await;
     assert!(hub.dead_letters().is_empty());
     let s = hub.metrics();
     assert_eq!(s.dead_letters_recorded["drop_oldest"], 2);
