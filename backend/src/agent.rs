@@ -5,6 +5,7 @@ use crate::bus::{AgentSlot, Audience, Bus, Wait};
 use crate::call::Call;
 use crate::envelope::Kind;
 use crate::headers::{self, CallRef, Headers};
+use crate::receipt::Outcome;
 use crate::stream::{ReplyStream, Responder};
 use crate::{AgentId, Envelope, Error, MessageId, Payload, Priority, Result};
 use std::sync::Arc;
@@ -612,6 +613,9 @@ impl Agent {
                     self.take(batch)?
                 }
             };
+            let mut env = env;
+            // Taken: a durable transport may acknowledge it to its log now.
+            env.receipt.settle(Outcome::Taken);
             if !self.expired(&env) {
                 return Some(env);
             }
@@ -651,6 +655,9 @@ impl Agent {
                     self.take(batch)?
                 }
             };
+            let mut env = env;
+            // Taken: a durable transport may acknowledge it to its log now.
+            env.receipt.settle(Outcome::Taken);
             if !self.expired(&env) {
                 return Some(env);
             }

@@ -90,6 +90,9 @@ pub(crate) struct DeadLetters {
     pub(crate) replayed: Counter,
     /// Replayed and refused again (kept).
     pub(crate) replay_failed: Counter,
+    /// Where a copy of every letter goes as it is recorded (a durable transport's
+    /// dead-letter stream), with its whole payload.
+    tap: std::sync::OnceLock<flume::Sender<DeadLetter>>,
 }
 
 /// What [`Hub::replay_dead_letters`](crate::Hub::replay_dead_letters) did.
@@ -123,12 +126,28 @@ impl DeadLetters {
             payloads_dropped: Counter::default(),
             replayed: Counter::default(),
             replay_failed: Counter::default(),
+            tap: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sends a copy of every letter recorded from now on to `tap`.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn tap(&self, tap: flume::Sender<DeadLetter>) {
+        let _ = self.tap.set(tap);
     }
 
     /// Keeps `env`, dropped for `reason`, evicting the oldest letter when full.
     pub(crate) fn record(&self, reason: DropReason, mut env: Envelope) {
         self.recorded.add(reason as usize, 1);
+        if let Some(tap) = self.tap.get() {
+            // Bounded: a log that cannot keep up loses copies (counted there), never stalls this.
+            let _ = tap.try_send(DeadLetter {
+                reason,
+                at: SystemTime::now(),
+                envelope: env.clone(),
+                payload_dropped: false,
+            });
+        }
         if self.capacity == 0 {
             self.evicted.add(1);
             return;

@@ -1,6 +1,7 @@
 //! A message as a recipient sees it.
 
 use crate::headers::Headers;
+use crate::receipt::Receipt;
 use crate::{AgentId, Error, MessageId, Payload, Priority, Result};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -70,6 +71,8 @@ pub struct Envelope {
     /// Topic, correlation id, trace context, content type, deadline; `None` for none of
     /// them. Shared: every copy of a fan-out points to the same headers.
     pub(crate) headers: Option<Arc<Headers>>,
+    /// Set on a message from a durable log until its recipient takes it; a copy has none.
+    pub(crate) receipt: Receipt,
 }
 
 impl Envelope {

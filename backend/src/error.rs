@@ -69,6 +69,9 @@ pub enum Error {
     /// No agent with this id is registered with the hub (or it has left).
     #[error("unknown agent {0}")]
     UnknownAgent(AgentId),
+    /// `Hub::register_with_id` with an id that is registered on this hub already.
+    #[error("agent {0} is registered already")]
+    AgentExists(AgentId),
     /// The recipient's mailbox is full and the overflow policy refused the message.
     #[error("mailbox of agent {0} is full")]
     MailboxFull(AgentId),
@@ -141,6 +144,19 @@ pub enum Error {
     #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
     #[error(transparent)]
     Nats(#[from] NatsError),
+    /// Durable delivery cannot start on this JetStream stream: it is missing (and
+    /// `DurableConfig::create` is off), misconfigured (its subjects do not cover the
+    /// swarm's, another consumer reads this hub's subject), full, or JetStream is not
+    /// enabled on the server. Never a silent fallback to at-most-once delivery.
+    #[cfg(feature = "nats")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+    #[error("JetStream stream `{stream}`: {problem}")]
+    Stream {
+        /// The stream's name.
+        stream: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The CPU sampler behind the elastic worker pool could not read the system's or the
     /// process's CPU times; the source is the sampler's own error.
     #[error("CPU sampling is unavailable")]

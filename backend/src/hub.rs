@@ -269,6 +269,34 @@ impl Hub {
         Ok(Agent::new(AgentSender::new(bus.clone(), slot)))
     }
 
+    /// Registers an agent under an id it had before, so that what was sent to it while it
+    /// was away reaches it: after a restart of a durable hub (`NatsConfig::durable`), the
+    /// messages the stream kept for the id are delivered to the agent registered under it.
+    /// Keep the id where the agent keeps its state (`AgentId` is `Display` and `FromStr`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> swarmbus::Result<()> {
+    /// use swarmbus::{AgentId, Hub, HubConfig};
+    /// let hub = Hub::start(HubConfig::default())?;
+    /// let id: AgentId = "6f1c7a52-3f0e-4c1e-9a43-2b8f0b1d2e77".parse().unwrap();
+    /// let agent = hub.register_with_id("planner", id)?;
+    /// assert_eq!(agent.id(), id);
+    /// assert!(hub.register_with_id("twin", id).is_err());
+    /// # hub.shutdown().await?; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AgentExists`] when `id` is registered on this hub; [`Error::ShuttingDown`]
+    /// once [`shutdown`](Self::shutdown) has begun. (An id another hub of the swarm holds
+    /// is refused by the other hubs' directories, and counted there as a claim conflict.)
+    pub fn register_with_id(&self, name: impl Into<String>, id: crate::AgentId) -> Result<Agent> {
+        let bus = &self.state.bus;
+        let slot = bus.register_as(name.into(), Some(id))?;
+        Ok(Agent::new(AgentSender::new(bus.clone(), slot)))
+    }
+
     /// The configuration the hub runs with.
     pub fn config(&self) -> &HubConfig {
         &self.state.bus.config

@@ -144,6 +144,7 @@ pub mod nats;
 mod payload;
 mod pool;
 mod priority;
+mod receipt;
 mod stream;
 mod trace;
 pub mod workers;

@@ -5,11 +5,19 @@ use super::mailbox::Refused;
 use super::state::Bus;
 use crate::dead_letter::Replayed;
 use crate::metrics::DropReason;
+use crate::receipt::Outcome;
 use crate::{AgentId, Envelope};
 
 impl Bus {
     /// Counts `env` as dropped for `reason` and keeps it among the dead letters.
-    pub(crate) fn dead_letter(&self, reason: DropReason, env: Envelope) {
+    pub(crate) fn dead_letter(&self, reason: DropReason, mut env: Envelope) {
+        // Kept here, a durable message is done; dropped by a shutdown, the log keeps it
+        // for the next start.
+        env.receipt.settle(if self.is_closing() {
+            Outcome::Returned
+        } else {
+            Outcome::Taken
+        });
         self.metrics.drop_n(reason, 1);
         self.dead.record(reason, env);
     }

@@ -55,6 +55,16 @@ impl Inbound {
         }
     }
 
+    /// A direct message or request from a durable log: one the recipient cannot take now
+    /// comes back (see [`Bus::deliver_inbound_or_back`]) unless `last_chance`.
+    pub(crate) fn deliver_or_back(&self, env: Envelope, last_chance: bool) -> Option<Envelope> {
+        match self.bus() {
+            Some(bus) => bus.deliver_inbound_or_back(env, !last_chance),
+            // The hub is gone: the log keeps it for the next start.
+            None => Some(env),
+        }
+    }
+
     /// A broadcast (`topic: None`) or topic message for the local agents it reaches.
     pub(crate) fn deliver_fan_out(&self, env: Envelope, topic: Option<&str>) {
         if let Some(bus) = self.bus() {
@@ -72,6 +82,13 @@ impl Inbound {
         match self.bus() {
             Some(bus) => bus.deliver_reply_from_wire(env, request, sent_by_host),
             None => WireReply::Dropped,
+        }
+    }
+
+    /// Sends a copy of every dead letter recorded from now on to `tap`.
+    pub(crate) fn tap_dead_letters(&self, tap: flume::Sender<crate::DeadLetter>) {
+        if let Some(bus) = self.bus() {
+            bus.dead.tap(tap);
         }
     }
 
@@ -155,22 +172,34 @@ impl Inbound {
 impl Bus {
     /// Delivers an envelope that came from a remote hub, without waiting.
     pub(crate) fn deliver_inbound(&self, env: Envelope) {
+        // Without `hold`, nothing comes back.
+        let _ = self.deliver_inbound_or_back(env, false);
+    }
+
+    /// [`deliver_inbound`](Self::deliver_inbound), except that with `hold` a message the
+    /// recipient cannot take now (not registered yet, mailbox full, budget spent) comes
+    /// back instead of becoming a dead letter: a durable log delivers it again later.
+    pub(crate) fn deliver_inbound_or_back(&self, env: Envelope, hold: bool) -> Option<Envelope> {
         if !self.inbound_payload_fits(&env) {
-            return;
+            return None;
         }
         match env.kind {
             // Replies from the wire go through `deliver_reply_from_wire`.
-            Kind::Reply(_) => return self.dead_letter(DropReason::ReplyOrphaned, env),
+            Kind::Reply(_) => {
+                self.dead_letter(DropReason::ReplyOrphaned, env);
+                return None;
+            }
             // Answers go through `deliver_reply_from_wire`; never into a mailbox.
             Kind::Chunk(_) | Kind::Failed(_) => {
-                return self.dead_letter(DropReason::StreamGone, env)
+                self.dead_letter(DropReason::StreamGone, env);
+                return None;
             }
             // Handled here, ahead of anything queued in the callee's mailbox.
             Kind::Cancel(request) => {
                 if self.calls.cancel(request, env.from) == CancelOutcome::Unknown {
                     self.dead_letter(DropReason::StreamGone, env);
                 }
-                return;
+                return None;
             }
             Kind::Message | Kind::Topic | Kind::Request => {}
         }
@@ -191,11 +220,24 @@ impl Bus {
             Some(env) => self.admit_to(mailbox, env, flush_now, 1),
             None => Ok(()),
         });
-        match (outcome, env) {
-            (Some(outcome), _) => self.count_inbound_refusal(outcome),
-            (None, Some(env)) => self.dead_letter(DropReason::RecipientGone, env),
-            (None, None) => {}
+        let back = match (outcome, env) {
+            (Some(Err(Refused::Full(env) | Refused::OverBudget(env, _))), _) if hold => *env,
+            (None, Some(env)) if hold => env,
+            (Some(outcome), _) => {
+                self.count_inbound_refusal(outcome);
+                return None;
+            }
+            (None, Some(env)) => {
+                self.dead_letter(DropReason::RecipientGone, env);
+                return None;
+            }
+            (None, None) => return None,
+        };
+        if back.kind == Kind::Request {
+            // Opened again when it comes again.
+            self.calls.close(back.id);
         }
+        Some(back)
     }
 
     /// Delivers a remote broadcast (`topic: None`) or topic message to local agents, each

@@ -760,6 +760,7 @@ mod tests {
             payload: Payload::from(vec![n]),
             sent_at: 0,
             headers: None,
+            receipt: crate::receipt::Receipt::NONE,
         }
     }
 

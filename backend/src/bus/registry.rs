@@ -56,10 +56,13 @@ impl Default for Registry {
 }
 
 impl Registry {
-    pub(crate) fn insert(&self, slot: Arc<AgentSlot>) {
-        if self.agents.pin().insert(slot.id, slot).is_none() {
+    /// Inserts `slot` unless its id is registered; false when it is.
+    pub(crate) fn insert_new(&self, slot: Arc<AgentSlot>) -> bool {
+        let fresh = self.agents.pin().try_insert(slot.id, slot).is_ok();
+        if fresh {
             self.count.fetch_add(1, Ordering::Relaxed);
         }
+        fresh
     }
 
     /// Runs `f` on the agent's mailbox; `None` if no such agent.
@@ -232,7 +235,8 @@ mod registry_tests {
             mailbox: Arc::new(mailbox),
             topics: Mutex::new(Vec::new()),
         });
-        registry.insert(slot.clone());
+        assert!(registry.insert_new(slot.clone()));
+        assert!(!registry.insert_new(slot.clone()), "an id registers once");
         slot
     }
 

@@ -124,6 +124,15 @@ impl Bus {
     /// # Errors
     /// `ShuttingDown`.
     pub(crate) fn register(&self, name: String) -> Result<Arc<AgentSlot>> {
+        self.register_as(name, None)
+    }
+
+    /// [`register`](Self::register) under `id` when given (an agent that comes back after
+    /// a restart), else a new one.
+    ///
+    /// # Errors
+    /// `ShuttingDown`; `AgentExists` when `id` is registered here.
+    pub(crate) fn register_as(&self, name: String, id: Option<AgentId>) -> Result<Arc<AgentSlot>> {
         if self.is_closing() {
             return self.metrics.fail(Error::ShuttingDown);
         }
@@ -136,12 +145,14 @@ impl Bus {
             )
             .with_budget(self.budget.clone());
         let slot = Arc::new(AgentSlot {
-            id: AgentId::new_v4(),
+            id: id.unwrap_or_else(AgentId::new_v4),
             name: Arc::from(name),
             mailbox: Arc::new(mailbox),
             topics: parking_lot::Mutex::new(Vec::new()),
         });
-        self.registry.insert(slot.clone());
+        if !self.registry.insert_new(slot.clone()) {
+            return self.metrics.fail(Error::AgentExists(slot.id));
+        }
         if let Some(transport) = self.transport.get() {
             transport.joined(slot.id);
         }
@@ -227,6 +238,7 @@ impl Bus {
             // Set from the batch when it joins one.
             sent_at: 0,
             headers,
+            receipt: crate::receipt::Receipt::NONE,
         }
     }
 

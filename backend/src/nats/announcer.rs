@@ -259,10 +259,15 @@ impl Announcer {
             .await;
         self.confirm();
         let floor = *bridge.floor.lock();
-        for name in bridge
-            .directory
-            .silent_for(bridge.config.node_timeout, floor)
-        {
+        // Durable: a silent hub's messages wait in the stream for it, so its agents stay
+        // known (only a hub's goodbye removes them).
+        let silent = match bridge.durable {
+            Some(_) => Vec::new(),
+            None => bridge
+                .directory
+                .silent_for(bridge.config.node_timeout, floor),
+        };
+        for name in silent {
             if bridge.directory.expire(&name) {
                 BridgeStats::add(&bridge.stats.nodes_expired, 1);
                 tracing::warn!(

@@ -70,6 +70,8 @@ pub(crate) struct Bridge {
     pub(super) keyring: Option<signing::Keyring>,
     /// The bus this hub delivers into.
     pub(super) bus: Inbound,
+    /// Durable delivery, when `NatsConfig::durable` asks for it.
+    pub(super) durable: Option<Arc<super::durable::Durable>>,
 }
 
 impl Bridge {
@@ -244,11 +246,13 @@ impl Bridge {
     pub(crate) fn stats(&self) -> NatsStats {
         let buffered = self.links().iter().map(|r| self.link(r).waiting()).sum();
         let (nodes, agents) = self.directory.size();
-        self.stats.snapshot(
+        let mut stats = self.stats.snapshot(
             self.config.node.clone(),
             buffered,
             (nodes as u64, agents as u64),
-        )
+        );
+        stats.durable = self.durable.as_ref().map(|d| d.snapshot());
+        stats
     }
 
     /// Publishes one directory message; a failure is counted and logged, never silent.

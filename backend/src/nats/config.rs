@@ -1,5 +1,6 @@
 //! Settings of the NATS bridge.
 
+use super::durable::DurableConfig;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -80,6 +81,9 @@ pub struct NatsConfig {
     pub subscription_capacity: usize,
     /// Commands the NATS client queues before `publish` waits. Default 8,192.
     pub client_capacity: usize,
+    /// Durable delivery through JetStream (the server must run with `-js`); `None` (the
+    /// default) keeps core NATS, at most once. Every hub of a swarm must use the same mode.
+    pub durable: Option<DurableConfig>,
 }
 
 impl Default for NatsConfig {
@@ -108,6 +112,7 @@ impl Default for NatsConfig {
             shutdown_drain: Duration::from_secs(5),
             subscription_capacity: 262_144,
             client_capacity: 8_192,
+            durable: None,
         }
     }
 }
@@ -194,6 +199,9 @@ impl NatsConfig {
         if self.tls_client_cert.is_some() != self.tls_client_key.is_some() {
             return bad("nats.tls_client_cert and nats.tls_client_key go together".into());
         }
+        if let Some(durable) = &self.durable {
+            durable.validate()?;
+        }
         self.keyring().map(|_| ())
     }
 
@@ -249,8 +257,20 @@ impl std::fmt::Debug for NatsConfig {
             .field("shutdown_drain", &self.shutdown_drain)
             .field("subscription_capacity", &self.subscription_capacity)
             .field("client_capacity", &self.client_capacity)
+            .field("durable", &self.durable)
             .finish()
     }
+}
+
+/// A NATS failure as an `Error` that keeps the client's error, with any credentials in URLs
+/// blanked out of its text.
+pub(crate) fn nats_error(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    let message = redact_urls_in(&e.to_string());
+    Error::Nats(crate::error::NatsError::new(
+        redact_urls_in(what),
+        message,
+        e,
+    ))
 }
 
 /// Blanks the secret part of every `scheme://secret@host` in `text` (`nats://user:***@host`):

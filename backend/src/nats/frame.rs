@@ -346,6 +346,7 @@ fn decode_envelope(
         payload,
         sent_at,
         headers,
+        receipt: crate::receipt::Receipt::NONE,
     })
 }
 
@@ -432,6 +433,7 @@ mod tests {
             payload,
             sent_at: 0,
             headers,
+            receipt: crate::receipt::Receipt::NONE,
         }
     }
 

@@ -8,6 +8,7 @@
 //! frames and lost messages (`lost_in_transit`).
 
 use super::bridge::Bridge;
+use super::directory::RemoteNode;
 use super::link::Stream;
 use super::stats::{BridgeStats, Refusal};
 use crate::bus::{Inbound, WireReply};
@@ -44,41 +45,11 @@ fn receive(
     subject: &str,
     payload: bytes::Bytes,
 ) -> Result<(), Refusal> {
-    let body = bridge.open(subject, payload)?;
-    let now = crate::envelope::nanos_since_epoch(tokio::time::Instant::now());
-    let frame = super::frame::decode(body, bridge.limits, now).map_err(Refusal::Frame)?;
-    let numbers = frame.numbers;
-    if frame.node == bridge.config.node {
-        if numbers.epoch != bridge.epoch {
-            bridge.clash(numbers.epoch);
-        }
-        // Our own broadcast or topic frame: local agents already have it.
+    let Some(Checked { frame, node }) = check(bus, bridge, stream, subject, payload, false)? else {
         return Ok(());
-    }
-    if frame.envelopes.iter().any(|e| !fits_stream(e, stream)) {
-        return Err(Refusal::Frame(super::frame::FrameError::BadField));
-    }
-    let node = super::outbound::node_entry(bridge, &frame.node, numbers.epoch, true)
-        .ok_or(Refusal::Replayed)?;
-    // A sender must be this hub's agent, or one nobody else claims (it may have joined
-    // a moment ago): never ours, never another hub's.
-    let foreign = |id: AgentId| {
-        bus.hosts(id)
-            || bridge
-                .directory
-                .owner(id)
-                .is_some_and(|owner| !Arc::ptr_eq(&owner, &node))
     };
-    // Frames usually carry runs from one sender: check each run once.
-    let mut checked = None;
-    for e in &frame.envelopes {
-        if checked != Some(e.from) {
-            if foreign(e.from) {
-                return Err(Refusal::BadSender);
-            }
-            checked = Some(e.from);
-        }
-    }
+    let node = node.ok_or(Refusal::Replayed)?;
+    let numbers = frame.numbers;
     let count = frame.envelopes.len() as u64;
     let gap = node.streams.lock()[stream as usize]
         .accept(numbers.link, numbers.seq, numbers.msg_seq, count)
@@ -121,6 +92,65 @@ fn receive(
     // Replies to requests this hub sent to agents of another hub.
     stats.refuse_n(Refusal::BadSender, forged);
     Ok(())
+}
+
+/// A frame that passed every check, with its sender's directory entry (`None` only for a
+/// frame of an earlier epoch read from a durable log: the hub has restarted since).
+pub(super) struct Checked {
+    pub(super) frame: super::frame::Frame,
+    pub(super) node: Option<Arc<RemoteNode>>,
+}
+
+/// Verifies and decodes a frame, and checks that it fits its stream and that its senders
+/// belong to the hub that sent it. `None` for this hub's own frame. With `durable`, a
+/// frame of an earlier epoch of its hub is accepted (a log delivers old frames after a
+/// restart); its senders are checked against the hub's name.
+pub(super) fn check(
+    bus: &Inbound,
+    bridge: &Arc<Bridge>,
+    stream: Stream,
+    subject: &str,
+    payload: bytes::Bytes,
+    durable: bool,
+) -> Result<Option<Checked>, Refusal> {
+    let body = bridge.open(subject, payload)?;
+    let now = crate::envelope::nanos_since_epoch(tokio::time::Instant::now());
+    let frame = super::frame::decode(body, bridge.limits, now).map_err(Refusal::Frame)?;
+    let numbers = frame.numbers;
+    if frame.node == bridge.config.node {
+        if numbers.epoch != bridge.epoch && !durable {
+            bridge.clash(numbers.epoch);
+        }
+        // Our own broadcast or topic frame: local agents already have it.
+        return Ok(None);
+    }
+    if frame.envelopes.iter().any(|e| !fits_stream(e, stream)) {
+        return Err(Refusal::Frame(super::frame::FrameError::BadField));
+    }
+    let node = super::outbound::node_entry(bridge, &frame.node, numbers.epoch, true);
+    if node.is_none() && !durable {
+        return Err(Refusal::Replayed);
+    }
+    // A sender must be this hub's agent, or one nobody else claims (it may have joined
+    // a moment ago): never ours, never another hub's.
+    let foreign = |id: AgentId| {
+        bus.hosts(id)
+            || bridge
+                .directory
+                .owner(id)
+                .is_some_and(|owner| owner.name != frame.node)
+    };
+    // Frames usually carry runs from one sender: check each run once.
+    let mut checked = None;
+    for e in &frame.envelopes {
+        if checked != Some(e.from) {
+            if foreign(e.from) {
+                return Err(Refusal::BadSender);
+            }
+            checked = Some(e.from);
+        }
+    }
+    Ok(Some(Checked { frame, node }))
 }
 
 /// Whether an envelope is of a kind that travels on `stream`.

@@ -29,6 +29,7 @@ mod bridge;
 mod config;
 mod control;
 mod directory;
+mod durable;
 pub(crate) mod frame;
 mod inbound;
 mod link;
@@ -38,14 +39,16 @@ mod stats;
 mod subjects;
 
 pub use config::NatsConfig;
+pub use durable::DurableConfig;
 
 /// The ranges [`NatsConfig::validate`] enforces.
 pub mod limits {
     pub use super::config::{
         MAX_CAPACITY, MAX_DURATION, MAX_FRAME_BYTES, MAX_FRAME_MESSAGES, MAX_OUTAGE_BUFFER,
     };
+    pub use super::durable::MAX_DEDUP_WINDOW;
 }
-pub use stats::NatsStats;
+pub use stats::{DurableStats, NatsStats};
 
 /// Every reason label of `NatsStats::frames_rejected`, in order.
 #[cfg(all(test, feature = "http"))]
@@ -54,7 +57,8 @@ pub(crate) const REFUSAL_LABELS: [&str; 11] = stats::Refusal::LABELS;
 pub(crate) use bridge::{Bridge, LocalChange};
 
 use crate::bus::Inbound;
-use crate::{Error, Result};
+use crate::Result;
+use config::nats_error;
 use directory::Directory;
 use frame::Limits;
 use link::{Link, Stream};
@@ -118,6 +122,14 @@ pub(crate) async fn start(bus: Inbound, config: NatsConfig) -> Result<Arc<Bridge
         );
     }
     let subjects = Subjects::new(&config.swarm);
+    let durable = match config.durable.clone() {
+        Some(durable) => {
+            let (durable, consumer) =
+                durable::Durable::open(client.clone(), &config, durable, &subjects).await?;
+            Some((Arc::new(durable), consumer))
+        }
+        None => None,
+    };
     let (changes, changes_rx) = flume::unbounded();
     let epoch = start_epoch();
     let link = |instance| {
@@ -150,13 +162,21 @@ pub(crate) async fn start(bus: Inbound, config: NatsConfig) -> Result<Arc<Bridge
         keyring,
         config,
         bus: bus.clone(),
+        durable: durable.as_ref().map(|(d, _)| d.clone()),
     });
     let sub_err = |e: async_nats::SubscribeError| nats_error("NATS subscribe", e);
     let client = &bridge.client;
-    let inbox = client
-        .subscribe(bridge.subjects.node(&bridge.config.node))
-        .await
-        .map_err(sub_err)?;
+    // Durable: what is addressed to this hub comes from its consumer, never from a plain
+    // subscription (which would get every frame a second time).
+    let inbox = match &durable {
+        Some(_) => None,
+        None => Some(
+            client
+                .subscribe(bridge.subjects.node(&bridge.config.node))
+                .await
+                .map_err(sub_err)?,
+        ),
+    };
     let all = client
         .subscribe(bridge.subjects.all())
         .await
@@ -173,13 +193,19 @@ pub(crate) async fn start(bus: Inbound, config: NatsConfig) -> Result<Arc<Bridge
     // a second hub with the same name never replaces the first in anyone's directory.
     let early = announcer::probe(&bridge, &mut dir).await?;
     let weak = bus;
-    let tasks = vec![
-        tokio::spawn(inbound::run(
+    let mut tasks = Vec::new();
+    if let Some(inbox) = inbox {
+        tasks.push(tokio::spawn(inbound::run(
             weak.clone(),
             bridge.clone(),
             inbox,
             Stream::Direct,
-        )),
+        )));
+    }
+    if let Some((durable, consumer)) = durable {
+        tasks.extend(durable::start(&weak, &bridge, durable, consumer));
+    }
+    tasks.extend([
         tokio::spawn(inbound::run(
             weak.clone(),
             bridge.clone(),
@@ -200,7 +226,7 @@ pub(crate) async fn start(bus: Inbound, config: NatsConfig) -> Result<Arc<Bridge
             changes_rx,
             events_rx,
         )),
-    ];
+    ]);
     bridge.tasks.lock().extend(tasks);
     let fan_out = |target| tokio::spawn(outbound::run(weak.clone(), bridge.clone(), target));
     // Agents registered before the bridge existed are in the first hello.
@@ -210,17 +236,6 @@ pub(crate) async fn start(bus: Inbound, config: NatsConfig) -> Result<Arc<Bridge
     ];
     bridge.publishers.lock().extend(fan_out_publishers);
     Ok(bridge)
-}
-
-/// A NATS failure as an `Error` that keeps the client's error, with any credentials in URLs
-/// blanked out of its text.
-fn nats_error(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
-    let message = config::redact_urls_in(&e.to_string());
-    Error::Nats(crate::error::NatsError::new(
-        config::redact_urls_in(what),
-        message,
-        e,
-    ))
 }
 
 /// Decodes `data` as a wire frame with 1 MiB limits and reads every payload; returns

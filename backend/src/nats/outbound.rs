@@ -27,6 +27,10 @@ pub(super) enum Target {
 
 /// Publishes the link's batches until it is sealed and empty, or closed.
 pub(super) async fn run(bus: Inbound, bridge: Arc<Bridge>, target: Target) {
+    if let (Target::Node(node), Some(durable)) = (&target, &bridge.durable) {
+        let (node, durable) = (node.clone(), durable.clone());
+        return super::durable::publish::run(bus, bridge, durable, node).await;
+    }
     let link = match &target {
         Target::Node(node) => &node.link,
         Target::Everyone => &bridge.everyone,
@@ -97,7 +101,7 @@ pub(super) async fn run(bus: Inbound, bridge: Arc<Bridge>, target: Target) {
 
 /// How many of `rest` go in the next frame: as many as fit `budget` (at least one), and
 /// for topic links only messages of the first one's topic (one subject per frame).
-fn frame_end(rest: &[Envelope], budget: usize, by_topic: bool) -> usize {
+pub(crate) fn frame_end(rest: &[Envelope], budget: usize, by_topic: bool) -> usize {
     let topic = rest[0].topic();
     let mut size = 0;
     let mut end = 0;
@@ -168,7 +172,12 @@ pub(super) fn node_entry(
         }
         Upsert::New { node, replaced } => {
             if let Some(old) = replaced {
-                bridge.close_link(&old);
+                if bridge.durable.is_some() {
+                    // Its frames go to the same consumer: let its publisher drain it.
+                    old.link.mailbox.seal();
+                } else {
+                    bridge.close_link(&old);
+                }
             }
             let task = tokio::spawn(run(
                 bridge.bus.clone(),

@@ -130,6 +130,7 @@ impl BridgeStats {
             buffered,
             directory_nodes: dir.0,
             directory_agents: dir.1,
+            durable: None,
         }
     }
 }
@@ -194,6 +195,41 @@ pub struct NatsStats {
     pub directory_nodes: u64,
     /// Remote agents known.
     pub directory_agents: u64,
+    /// Durable delivery's figures; `None` on core NATS.
+    pub durable: Option<DurableStats>,
+}
+
+/// The figures of durable delivery (`NatsConfig::durable`), in `NatsStats::durable`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[non_exhaustive]
+pub struct DurableStats {
+    /// The swarm's JetStream stream.
+    pub stream: String,
+    /// Frames acknowledged to the server: every message in them taken by its agent or
+    /// dead-lettered.
+    pub acks: u64,
+    /// Frames handed back to be delivered again (a recipient not there yet, a full mailbox,
+    /// a message returned untaken at shutdown).
+    pub naks: u64,
+    /// Frames that arrived on a second or later delivery.
+    pub redelivered: u64,
+    /// Messages dropped on arrival because this hub had them already (exactly once for
+    /// the agent).
+    pub messages_deduplicated: u64,
+    /// Message ids the hub remembers now (pending and done).
+    pub dedup_ids: u64,
+    /// Publishes retried because the server did not confirm them.
+    pub publish_retries: u64,
+    /// Frames the server confirmed as duplicates (a retried publish it had stored).
+    pub publish_duplicates: u64,
+    /// JetStream calls that failed (publishes, acknowledgements, pulls, info).
+    pub jetstream_errors: u64,
+    /// Frames refused for good (forged, corrupt) and terminated.
+    pub frames_terminated: u64,
+    /// Messages published to this hub and not yet acknowledged (sampled every second).
+    pub stream_lag: u64,
+    /// Dead letters published to the dead-letter stream.
+    pub dead_letters_published: u64,
 }
 
 #[cfg(test)]

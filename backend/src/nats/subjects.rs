@@ -20,6 +20,11 @@ impl Subjects {
         format!("{}.node.{node}", self.prefix)
     }
 
+    /// Dead letters of one hub, in durable mode (the dead-letter stream's subject).
+    pub(crate) fn dead_letters(&self, node: &str) -> String {
+        format!("{}.dlq.{node}", self.prefix)
+    }
+
     /// Broadcast frames, heard by every hub.
     pub(crate) fn all(&self) -> String {
         format!("{}.all", self.prefix)

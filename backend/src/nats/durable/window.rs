@@ -1,0 +1,123 @@
+//! The receiving hub's memory of message ids, so a frame delivered again (after
+//! `ack_wait`, a lost ack, a publish retried across a reconnection) never reaches an agent
+//! twice.
+//!
+//! An id is *pending* from the moment its message enters a mailbox until the agent takes
+//! it, then *done*. A message that is returned untaken (shutdown) is forgotten, so its next
+//! delivery goes through. Done ids are kept up to the window's size, oldest forgotten first;
+//! pending ones are bounded by what the mailboxes hold.
+
+use crate::receipt::Outcome;
+use crate::MessageId;
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Pending,
+    Done,
+}
+
+#[derive(Debug, Default)]
+struct Ids {
+    state: HashMap<MessageId, State>,
+    /// Done ids, oldest first.
+    order: VecDeque<MessageId>,
+}
+
+/// What the window says of a message that arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seen {
+    /// First time (or returned since): deliver it; it is pending now.
+    New,
+    /// Delivered before, or in a mailbox now: drop it.
+    Duplicate,
+}
+
+/// A bounded set of recent message ids.
+#[derive(Debug)]
+pub(crate) struct Window {
+    ids: Mutex<Ids>,
+    capacity: usize,
+}
+
+impl Window {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            ids: Mutex::new(Ids::default()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Checks `id` in, pending when new.
+    pub(crate) fn arrive(&self, id: MessageId) -> Seen {
+        let mut ids = self.ids.lock();
+        match ids.state.entry(id) {
+            std::collections::hash_map::Entry::Occupied(_) => Seen::Duplicate,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(State::Pending);
+                Seen::New
+            }
+        }
+    }
+
+    /// Marks a message that needs no mailbox (handled at once) as done.
+    pub(crate) fn done(&self, id: MessageId) {
+        self.settle(id, Outcome::Taken);
+    }
+
+    /// What became of a pending message.
+    pub(crate) fn settle(&self, id: MessageId, outcome: Outcome) {
+        let mut ids = self.ids.lock();
+        match outcome {
+            Outcome::Returned => {
+                if ids.state.get(&id) == Some(&State::Pending) {
+                    ids.state.remove(&id);
+                }
+            }
+            Outcome::Taken => {
+                if ids.state.insert(id, State::Done) != Some(State::Done) {
+                    ids.order.push_back(id);
+                }
+                while ids.order.len() > self.capacity {
+                    if let Some(old) = ids.order.pop_front() {
+                        ids.state.remove(&old);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ids remembered (pending and done).
+    pub(crate) fn len(&self) -> usize {
+        self.ids.lock().state.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_are_caught_while_pending_and_after_done_and_returned_ids_come_again() {
+        let w = Window::new(2);
+        let [a, b, c, d] = [(); 4].map(|()| MessageId::new_v4());
+        assert_eq!(w.arrive(a), Seen::New);
+        assert_eq!(w.arrive(a), Seen::Duplicate, "pending");
+        w.settle(a, Outcome::Taken);
+        assert_eq!(w.arrive(a), Seen::Duplicate, "done");
+        assert_eq!(w.arrive(b), Seen::New);
+        w.settle(b, Outcome::Returned);
+        assert_eq!(w.arrive(b), Seen::New, "returned: delivered again");
+        w.settle(b, Outcome::Taken);
+        // A late "returned" of a copy does not forget a done id.
+        w.settle(b, Outcome::Returned);
+        assert_eq!(w.arrive(b), Seen::Duplicate);
+        w.done(c);
+        w.done(d);
+        // Bound 2: a, the oldest done, is forgotten.
+        assert_eq!(w.len(), 2);
+        assert_eq!(w.arrive(a), Seen::New);
+        assert_eq!(w.arrive(d), Seen::Duplicate);
+    }
+}
