@@ -5,7 +5,6 @@ use crate::bus::{AgentSlot, Audience, Bus, Wait};
 use crate::call::Call;
 use crate::envelope::Kind;
 use crate::headers::{self, CallRef, Headers};
-use crate::receipt::Outcome;
 use crate::stream::{ReplyStream, Responder};
 use crate::{AgentId, Envelope, Error, MessageId, Payload, Priority, Result};
 use std::sync::Arc;
@@ -614,8 +613,8 @@ impl Agent {
                 }
             };
             let mut env = env;
-            // Taken: a durable transport may acknowledge it to its log now.
-            env.receipt.settle(Outcome::Taken);
+            // Handed over: a durable transport acknowledges it once the agent drops it.
+            env.receipt.hand_over();
             if !self.expired(&env) {
                 return Some(env);
             }
@@ -656,8 +655,8 @@ impl Agent {
                 }
             };
             let mut env = env;
-            // Taken: a durable transport may acknowledge it to its log now.
-            env.receipt.settle(Outcome::Taken);
+            // Handed over: a durable transport acknowledges it once the agent drops it.
+            env.receipt.hand_over();
             if !self.expired(&env) {
                 return Some(env);
             }

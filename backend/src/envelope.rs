@@ -73,6 +73,8 @@ pub struct Envelope {
     pub(crate) headers: Option<Arc<Headers>>,
     /// Set on a message from a durable log until its recipient takes it; a copy has none.
     pub(crate) receipt: Receipt,
+    /// Read from a durable log on a second or later delivery of its frame.
+    pub(crate) redelivered: bool,
 }
 
 impl Envelope {
@@ -88,6 +90,16 @@ impl Envelope {
             Kind::Failed(_) => "failed",
             Kind::Cancel(_) => "cancel",
         }
+    }
+
+    /// Whether this message came from the durable log (`NatsConfig::durable`) on a second
+    /// or later delivery: its hub may have handed it to this agent id before. The hub drops
+    /// the copies it knows it delivered (`messages_deduplicated`), so one an agent still
+    /// sees was handed over by an earlier run of its hub that crashed before acknowledging
+    /// it. An agent that records what it has processed (by [`id`](Self::id)) only needs to
+    /// check the messages where this is true. Always false on core NATS and on one hub.
+    pub fn redelivered(&self) -> bool {
+        self.redelivered
     }
 
     /// The sender.

@@ -1,7 +1,8 @@
-//! The receipt a durable message carries from the transport to its recipient: when the
-//! recipient takes it (or it becomes a dead letter), the transport may acknowledge it to
-//! its log; when it is dropped untaken (its mailbox closed at shutdown), the log must
-//! deliver it again.
+//! The receipt a durable message carries from the transport to its recipient: once the
+//! recipient has taken it and let go of it (the agent handled it and dropped the
+//! envelope), or it became a dead letter, the transport may acknowledge it to its log;
+//! when it is dropped untaken (its mailbox closed at shutdown), the log must deliver it
+//! again.
 //!
 //! The bus only settles receipts; what settling means belongs to the transport (a
 //! [`Settle`] it implements), so the bus never depends on it.
@@ -28,6 +29,8 @@ pub(crate) trait Settle: Send + Sync + std::fmt::Debug {
 struct Held {
     sink: Arc<dyn Settle>,
     id: MessageId,
+    /// Handed to the recipient: done once the recipient lets go of it.
+    handed: bool,
 }
 
 /// A message's receipt, or none (every message that did not come from a durable log). One
@@ -41,13 +44,26 @@ impl Receipt {
 
     /// A receipt for message `id`, settled into `sink`.
     pub(crate) fn new(sink: Arc<dyn Settle>, id: MessageId) -> Receipt {
-        Receipt(Some(Box::new(Held { sink, id })))
+        Receipt(Some(Box::new(Held {
+            sink,
+            id,
+            handed: false,
+        })))
     }
 
     /// Whether there is one to settle.
     #[cfg(test)]
     pub(crate) fn is_some(&self) -> bool {
         self.0.is_some()
+    }
+
+    /// The recipient has it: it is done when the envelope is dropped (after the agent
+    /// handled it), not before.
+    #[inline]
+    pub(crate) fn hand_over(&mut self) {
+        if let Some(held) = &mut self.0 {
+            held.handed = true;
+        }
     }
 
     /// Settles it now (a later drop does nothing).
@@ -67,7 +83,12 @@ impl Clone for Receipt {
 
 impl Drop for Receipt {
     fn drop(&mut self) {
-        self.settle(Outcome::Returned);
+        let handed = self.0.as_ref().is_some_and(|held| held.handed);
+        self.settle(if handed {
+            Outcome::Taken
+        } else {
+            Outcome::Returned
+        });
     }
 }
 
@@ -98,9 +119,14 @@ mod tests {
         drop(taken);
         drop(Receipt::new(log.clone(), b));
         drop(Receipt::NONE);
+        let c = MessageId::new_v4();
+        let mut handed = Receipt::new(log.clone(), c);
+        handed.hand_over();
+        assert_eq!(log.0.lock().len(), 2, "handed over, not done until dropped");
+        drop(handed);
         assert_eq!(
             *log.0.lock(),
-            vec![(a, Outcome::Taken), (b, Outcome::Returned)]
+            vec![(a, Outcome::Taken), (b, Outcome::Returned), (c, Outcome::Taken)]
         );
     }
 }

@@ -67,6 +67,7 @@ fn env(from: u8, seq: u8) -> Envelope {
         sent_at: 0,
         headers: None,
         receipt: crate::receipt::Receipt::NONE,
+        redelivered: false,
     }
 }
 

@@ -761,6 +761,7 @@ mod tests {
             sent_at: 0,
             headers: None,
             receipt: crate::receipt::Receipt::NONE,
+            redelivered: false,
         }
     }
 

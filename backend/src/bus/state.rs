@@ -239,6 +239,7 @@ impl Bus {
             sent_at: 0,
             headers,
             receipt: crate::receipt::Receipt::NONE,
+            redelivered: false,
         }
     }
 

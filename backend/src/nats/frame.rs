@@ -347,6 +347,7 @@ fn decode_envelope(
         sent_at,
         headers,
         receipt: crate::receipt::Receipt::NONE,
+        redelivered: false,
     })
 }
 
@@ -434,6 +435,7 @@ mod tests {
             sent_at: 0,
             headers,
             receipt: crate::receipt::Receipt::NONE,
+            redelivered: false,
         }
     }
 

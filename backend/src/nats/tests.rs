@@ -24,6 +24,7 @@ fn envelope(from: AgentId, to: AgentId, kind: Kind, body: &str) -> Envelope {
         sent_at: 0,
         headers: None,
         receipt: crate::receipt::Receipt::NONE,
+        redelivered: false,
     }
 }
 

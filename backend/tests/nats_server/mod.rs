@@ -16,17 +16,36 @@ pub struct NatsServer {
     port: u16,
     /// The config file (`-c`), when the test gave one; removed on drop.
     conf: Option<std::path::PathBuf>,
+    /// The JetStream store, when there is one; removed on drop.
+    store: Option<std::path::PathBuf>,
     // Tests of one binary take turns: a server restarted on its port must not race another
     // test's choice of a free port.
     _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl NatsServer {
     /// Starts a server with its defaults; `None` when skipped (no `nats-server`, not CI).
     pub fn start() -> Option<NatsServer> {
         Self::start_with(None)
+    }
+
+    /// Starts a server with JetStream, its store in a new temporary directory that
+    /// survives `stop`/`spawn` (a restart on the same store) and is removed on drop.
+    pub fn start_jetstream() -> Option<NatsServer> {
+        let dir = std::env::temp_dir().join(format!(
+            "swarmbus-js-{}-{}",
+            std::process::id(),
+            STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("JetStream store directory");
+        let conf = format!("jetstream {{ store_dir: {:?} }}\n", dir.display().to_string());
+        let mut server = Self::start_with(Some(&conf))?;
+        server.store = Some(dir);
+        Some(server)
     }
 
     /// Starts a server with `conf` as the text of its config file.
@@ -58,6 +77,7 @@ impl NatsServer {
             child: None,
             port,
             conf,
+            store: None,
             _turn: turn,
         };
         server.spawn();
@@ -97,6 +117,11 @@ impl NatsServer {
         }
     }
 
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
@@ -108,6 +133,9 @@ impl Drop for NatsServer {
         self.stop();
         if let Some(conf) = &self.conf {
             let _ = std::fs::remove_file(conf);
+        }
+        if let Some(store) = &self.store {
+            let _ = std::fs::remove_dir_all(store);
         }
     }
 }

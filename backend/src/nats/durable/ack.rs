@@ -1,7 +1,9 @@
 //! Acknowledging frames: a frame's messages carry receipts that point to one [`FrameAck`];
 //! when the last receipt is settled and the frame's reader has let go, the frame is
 //! acknowledged (every message taken or dead-lettered) or handed back to be delivered
-//! again (one was returned untaken). One task sends both, in the order they settle.
+//! again (one was returned untaken). A later delivery of a frame whose message is still in
+//! a mailbox waits for it too (the window holds it). One task sends the verdicts, in the
+//! order they settle.
 
 use super::{DurableStats, Window};
 use crate::receipt::{Outcome, Settle};
@@ -21,7 +23,8 @@ pub(crate) struct Settled {
 /// One delivered frame, until all its messages are settled.
 #[derive(Debug)]
 pub(crate) struct FrameAck {
-    message: Option<jetstream::Message>,
+    /// Taken out once the verdict is sent.
+    message: parking_lot::Mutex<Option<jetstream::Message>>,
     window: Arc<Window>,
     /// A message was returned untaken: deliver the frame again.
     again: AtomicBool,
@@ -35,7 +38,7 @@ impl FrameAck {
         to: flume::Sender<Settled>,
     ) -> Arc<FrameAck> {
         Arc::new(FrameAck {
-            message: Some(message),
+            message: parking_lot::Mutex::new(Some(message)),
             window,
             again: AtomicBool::new(false),
             to,
@@ -45,6 +48,22 @@ impl FrameAck {
     /// The frame must be delivered again, whatever its receipts say.
     pub(crate) fn again(&self) {
         self.again.store(true, Ordering::Release);
+    }
+
+    /// When a message of the frame came back while it was being delivered: hands the
+    /// frame back now rather than when its other messages are taken (the next delivery
+    /// waits for those, see `Window`). True when it did.
+    pub(crate) fn hand_back_now(&self) -> bool {
+        if !self.again.load(Ordering::Acquire) {
+            return false;
+        }
+        if let Some(message) = self.message.lock().take() {
+            let _ = self.to.send(Settled {
+                message,
+                again: true,
+            });
+        }
+        true
     }
 }
 
@@ -59,7 +78,7 @@ impl Settle for FrameAck {
 
 impl Drop for FrameAck {
     fn drop(&mut self) {
-        if let Some(message) = self.message.take() {
+        if let Some(message) = self.message.get_mut().take() {
             let again = self.again.load(Ordering::Acquire);
             // The task is gone only when the hub is: the server delivers the frame again
             // after `ack_wait`.

@@ -119,7 +119,7 @@ async fn receive(bus: &Inbound, bridge: &Arc<Bridge>, durable: &Durable, message
     let mut forged = 0;
     for mut env in frame.envelopes {
         let id = env.id;
-        if durable.window.arrive(id) == Seen::Duplicate {
+        if durable.window.arrive(id, Some(&ack)) == Seen::Duplicate {
             ds.deduplicated.fetch_add(1, Ordering::Relaxed);
             continue;
         }
@@ -134,6 +134,7 @@ async fn receive(bus: &Inbound, bridge: &Arc<Bridge>, durable: &Durable, message
             }
             Kind::Message | Kind::Request => {
                 env.receipt = Receipt::new(ack.clone(), id);
+                env.redelivered = delivered > 1;
                 // What comes back is dropped here: its receipt hands the frame back.
                 drop(bus.deliver_or_back(env, last_chance));
             }
@@ -144,6 +145,9 @@ async fn receive(bus: &Inbound, bridge: &Arc<Bridge>, durable: &Durable, message
         }
     }
     stats.refuse_n(crate::nats::stats::Refusal::BadSender, forged);
+    // A message came back: deliver the frame again after `retry_delay`, without waiting
+    // for the ones in mailboxes (the next delivery waits for them).
+    ack.hand_back_now();
 }
 
 /// Waits (at most `hold`) until every direct recipient of `envs` is registered here.

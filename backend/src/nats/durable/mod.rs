@@ -216,6 +216,9 @@ async fn ensure_stream(
     Ok(stream)
 }
 
+/// Room under which a stream that refuses new messages counts as full at start.
+const FULL_MARGIN: u64 = 4096;
+
 /// Whether an existing stream can carry what this hub needs.
 fn check_stream(info: &stream::Info, wanted: &stream::Config) -> std::result::Result<(), String> {
     let have = &info.config;
@@ -234,9 +237,10 @@ fn check_stream(info: &stream::Info, wanted: &stream::Config) -> std::result::Re
     if have.retention == stream::RetentionPolicy::WorkQueue {
         return Err("it has work-queue retention; interest or limits retention is needed".into());
     }
+    // Full: not even a small frame fits, and new messages are refused.
     if have.discard == stream::DiscardPolicy::New
         && have.max_bytes > 0
-        && info.state.bytes >= have.max_bytes as u64
+        && info.state.bytes.saturating_add(FULL_MARGIN) > have.max_bytes as u64
     {
         return Err(format!(
             "it is full ({} of {} bytes) and refuses new messages",

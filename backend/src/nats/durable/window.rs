@@ -7,14 +7,18 @@
 //! delivery goes through. Done ids are kept up to the window's size, oldest forgotten first;
 //! pending ones are bounded by what the mailboxes hold.
 
+use super::ack::FrameAck;
 use crate::receipt::Outcome;
 use crate::MessageId;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum State {
-    Pending,
+    /// In a mailbox, with the later deliveries of its frame that wait for it: each is
+    /// acknowledged only once this message is taken, or delivered again if it is returned.
+    Pending(Vec<Arc<FrameAck>>),
     Done,
 }
 
@@ -49,13 +53,19 @@ impl Window {
         }
     }
 
-    /// Checks `id` in, pending when new.
-    pub(crate) fn arrive(&self, id: MessageId) -> Seen {
+    /// Checks `id` in, pending when new. A duplicate of a pending message makes `frame`
+    /// (the later delivery) wait for it.
+    pub(crate) fn arrive(&self, id: MessageId, frame: Option<&Arc<FrameAck>>) -> Seen {
         let mut ids = self.ids.lock();
         match ids.state.entry(id) {
-            std::collections::hash_map::Entry::Occupied(_) => Seen::Duplicate,
+            std::collections::hash_map::Entry::Occupied(mut slot) => {
+                if let (State::Pending(waiting), Some(frame)) = (slot.get_mut(), frame) {
+                    waiting.push(frame.clone());
+                }
+                Seen::Duplicate
+            }
             std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(State::Pending);
+                slot.insert(State::Pending(Vec::new()));
                 Seen::New
             }
         }
@@ -69,14 +79,17 @@ impl Window {
     /// What became of a pending message.
     pub(crate) fn settle(&self, id: MessageId, outcome: Outcome) {
         let mut ids = self.ids.lock();
-        match outcome {
-            Outcome::Returned => {
-                if ids.state.get(&id) == Some(&State::Pending) {
-                    ids.state.remove(&id);
-                }
-            }
+        let waiting = match outcome {
+            Outcome::Returned => match ids.state.get(&id) {
+                Some(State::Pending(_)) => match ids.state.remove(&id) {
+                    Some(State::Pending(waiting)) => waiting,
+                    _ => Vec::new(),
+                },
+                _ => Vec::new(),
+            },
             Outcome::Taken => {
-                if ids.state.insert(id, State::Done) != Some(State::Done) {
+                let old = ids.state.insert(id, State::Done);
+                if !matches!(old, Some(State::Done)) {
                     ids.order.push_back(id);
                 }
                 while ids.order.len() > self.capacity {
@@ -84,6 +97,17 @@ impl Window {
                         ids.state.remove(&old);
                     }
                 }
+                match old {
+                    Some(State::Pending(waiting)) => waiting,
+                    _ => Vec::new(),
+                }
+            }
+        };
+        drop(ids);
+        // Outside the lock: the last hold on a frame sends its verdict.
+        for frame in waiting {
+            if outcome == Outcome::Returned {
+                frame.again();
             }
         }
     }
@@ -102,22 +126,22 @@ mod tests {
     fn duplicates_are_caught_while_pending_and_after_done_and_returned_ids_come_again() {
         let w = Window::new(2);
         let [a, b, c, d] = [(); 4].map(|()| MessageId::new_v4());
-        assert_eq!(w.arrive(a), Seen::New);
-        assert_eq!(w.arrive(a), Seen::Duplicate, "pending");
+        assert_eq!(w.arrive(a, None), Seen::New);
+        assert_eq!(w.arrive(a, None), Seen::Duplicate, "pending");
         w.settle(a, Outcome::Taken);
-        assert_eq!(w.arrive(a), Seen::Duplicate, "done");
-        assert_eq!(w.arrive(b), Seen::New);
+        assert_eq!(w.arrive(a, None), Seen::Duplicate, "done");
+        assert_eq!(w.arrive(b, None), Seen::New);
         w.settle(b, Outcome::Returned);
-        assert_eq!(w.arrive(b), Seen::New, "returned: delivered again");
+        assert_eq!(w.arrive(b, None), Seen::New, "returned: delivered again");
         w.settle(b, Outcome::Taken);
         // A late "returned" of a copy does not forget a done id.
         w.settle(b, Outcome::Returned);
-        assert_eq!(w.arrive(b), Seen::Duplicate);
+        assert_eq!(w.arrive(b, None), Seen::Duplicate);
         w.done(c);
         w.done(d);
         // Bound 2: a, the oldest done, is forgotten.
         assert_eq!(w.len(), 2);
-        assert_eq!(w.arrive(a), Seen::New);
-        assert_eq!(w.arrive(d), Seen::Duplicate);
+        assert_eq!(w.arrive(a, None), Seen::New);
+        assert_eq!(w.arrive(d, None), Seen::Duplicate);
     }
 }
