@@ -612,9 +612,10 @@ impl Agent {
                     self.take(batch)?
                 }
             };
-            let mut env = env;
             // Handed over: a durable transport acknowledges it once the agent drops it.
-            env.receipt.hand_over();
+            if let Some(h) = &env.headers {
+                h.receipt.hand_over();
+            }
             if !self.expired(&env) {
                 return Some(env);
             }
@@ -654,9 +655,10 @@ impl Agent {
                     self.take(batch)?
                 }
             };
-            let mut env = env;
             // Handed over: a durable transport acknowledges it once the agent drops it.
-            env.receipt.hand_over();
+            if let Some(h) = &env.headers {
+                h.receipt.hand_over();
+            }
             if !self.expired(&env) {
                 return Some(env);
             }

@@ -1,7 +1,6 @@
 //! A message as a recipient sees it.
 
 use crate::headers::Headers;
-use crate::receipt::Receipt;
 use crate::{AgentId, Error, MessageId, Payload, Priority, Result};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -71,8 +70,6 @@ pub struct Envelope {
     /// Topic, correlation id, trace context, content type, deadline; `None` for none of
     /// them. Shared: every copy of a fan-out points to the same headers.
     pub(crate) headers: Option<Arc<Headers>>,
-    /// Set on a message from a durable log until its recipient takes it; a copy has none.
-    pub(crate) receipt: Receipt,
     /// Read from a durable log on a second or later delivery of its frame.
     pub(crate) redelivered: bool,
 }
@@ -100,6 +97,13 @@ impl Envelope {
     /// check the messages where this is true. Always false on core NATS and on one hub.
     pub fn redelivered(&self) -> bool {
         self.redelivered
+    }
+
+    /// Settles the receipt of a message from a durable log, if it has one.
+    pub(crate) fn settle(&self, outcome: crate::receipt::Outcome) {
+        if let Some(h) = &self.headers {
+            h.receipt.settle(outcome);
+        }
     }
 
     /// The sender.

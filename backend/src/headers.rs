@@ -33,6 +33,9 @@ pub(crate) struct Headers {
     pub(crate) deadline: Option<u64>,
     /// A request's cancellation state on this hub (never on the wire).
     pub(crate) call: Option<CallRef>,
+    /// A message from a durable log: settled when the agent is done with it (never on the
+    /// wire; a copy of the headers has none).
+    pub(crate) receipt: crate::receipt::Receipt,
 }
 
 /// A request's [`Call`], compared by identity.

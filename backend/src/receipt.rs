@@ -1,13 +1,14 @@
-//! The receipt a durable message carries from the transport to its recipient: once the
-//! recipient has taken it and let go of it (the agent handled it and dropped the
-//! envelope), or it became a dead letter, the transport may acknowledge it to its log;
-//! when it is dropped untaken (its mailbox closed at shutdown), the log must deliver it
-//! again.
+//! The receipt a durable message carries (in its headers) from the transport to its
+//! recipient: once the recipient has taken it and let go of it (the agent handled it and
+//! dropped every copy of the envelope), or it became a dead letter, the transport may
+//! acknowledge it to its log; when it is dropped untaken (its mailbox closed at shutdown),
+//! the log must deliver it again.
 //!
 //! The bus only settles receipts; what settling means belongs to the transport (a
 //! [`Settle`] it implements), so the bus never depends on it.
 
 use crate::MessageId;
+use parking_lot::Mutex;
 use std::sync::Arc;
 
 /// What became of a message that carried a receipt.
@@ -33,43 +34,40 @@ struct Held {
     handed: bool,
 }
 
-/// A message's receipt, or none (every message that did not come from a durable log). One
-/// pointer wide. A copy of an envelope carries no receipt: only the original settles.
+/// A message's receipt, or none (every message that did not come from a durable log). A
+/// copy of the headers that hold it carries none: only the original settles. Receipts
+/// never make headers differ.
 #[derive(Debug, Default)]
-pub(crate) struct Receipt(Option<Box<Held>>);
+pub(crate) struct Receipt(Mutex<Option<Box<Held>>>);
 
 impl Receipt {
-    /// No receipt.
-    pub(crate) const NONE: Receipt = Receipt(None);
-
     /// A receipt for message `id`, settled into `sink`.
     pub(crate) fn new(sink: Arc<dyn Settle>, id: MessageId) -> Receipt {
-        Receipt(Some(Box::new(Held {
+        Receipt(Mutex::new(Some(Box::new(Held {
             sink,
             id,
             handed: false,
-        })))
+        }))))
     }
 
-    /// Whether there is one to settle.
-    #[cfg(test)]
-    pub(crate) fn is_some(&self) -> bool {
-        self.0.is_some()
+    /// Moves the receipt out (into rebuilt headers), leaving none.
+    pub(crate) fn take(&self) -> Receipt {
+        Receipt(Mutex::new(self.0.lock().take()))
     }
 
     /// The recipient has it: it is done when the envelope is dropped (after the agent
     /// handled it), not before.
     #[inline]
-    pub(crate) fn hand_over(&mut self) {
-        if let Some(held) = &mut self.0 {
+    pub(crate) fn hand_over(&self) {
+        if let Some(held) = self.0.lock().as_mut() {
             held.handed = true;
         }
     }
 
     /// Settles it now (a later drop does nothing).
-    #[inline]
-    pub(crate) fn settle(&mut self, outcome: Outcome) {
-        if let Some(held) = self.0.take() {
+    pub(crate) fn settle(&self, outcome: Outcome) {
+        let held = self.0.lock().take();
+        if let Some(held) = held {
             held.sink.settle(held.id, outcome);
         }
     }
@@ -77,25 +75,34 @@ impl Receipt {
 
 impl Clone for Receipt {
     fn clone(&self) -> Self {
-        Receipt(None)
+        Receipt::default()
     }
 }
 
+impl PartialEq for Receipt {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Receipt {}
+
 impl Drop for Receipt {
     fn drop(&mut self) {
-        let handed = self.0.as_ref().is_some_and(|held| held.handed);
-        self.settle(if handed {
-            Outcome::Taken
-        } else {
-            Outcome::Returned
-        });
+        if let Some(held) = self.0.get_mut().take() {
+            let outcome = if held.handed {
+                Outcome::Taken
+            } else {
+                Outcome::Returned
+            };
+            held.sink.settle(held.id, outcome);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use parking_lot::Mutex;
 
     #[derive(Debug, Default)]
     struct Log(Mutex<Vec<(MessageId, Outcome)>>);
@@ -109,21 +116,20 @@ mod tests {
     #[test]
     fn settles_once_taken_or_returned_on_drop_and_copies_carry_none() {
         let log = Arc::new(Log::default());
-        let (a, b) = (MessageId::new_v4(), MessageId::new_v4());
-        let mut taken = Receipt::new(log.clone(), a);
-        let copy = taken.clone();
-        assert!(!copy.is_some());
-        drop(copy);
+        let [a, b, c] = [(); 3].map(|()| MessageId::new_v4());
+        let taken = Receipt::new(log.clone(), a);
+        drop(taken.clone());
         taken.settle(Outcome::Taken);
         taken.settle(Outcome::Returned);
         drop(taken);
         drop(Receipt::new(log.clone(), b));
-        drop(Receipt::NONE);
-        let c = MessageId::new_v4();
-        let mut handed = Receipt::new(log.clone(), c);
-        handed.hand_over();
-        assert_eq!(log.0.lock().len(), 2, "handed over, not done until dropped");
+        drop(Receipt::default());
+        let handed = Receipt::new(log.clone(), c);
+        let moved = handed.take();
         drop(handed);
+        moved.hand_over();
+        assert_eq!(log.0.lock().len(), 2, "handed over, not done until dropped");
+        drop(moved);
         assert_eq!(
             *log.0.lock(),
             vec![(a, Outcome::Taken), (b, Outcome::Returned), (c, Outcome::Taken)]

@@ -10,10 +10,10 @@ use crate::{AgentId, Envelope};
 
 impl Bus {
     /// Counts `env` as dropped for `reason` and keeps it among the dead letters.
-    pub(crate) fn dead_letter(&self, reason: DropReason, mut env: Envelope) {
+    pub(crate) fn dead_letter(&self, reason: DropReason, env: Envelope) {
         // Kept here, a durable message is done; dropped by a shutdown, the log keeps it
         // for the next start.
-        env.receipt.settle(if self.is_closing() {
+        env.settle(if self.is_closing() {
             Outcome::Returned
         } else {
             Outcome::Taken

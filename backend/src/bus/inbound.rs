@@ -181,6 +181,8 @@ impl Bus {
     /// back instead of becoming a dead letter: a durable log delivers it again later.
     pub(crate) fn deliver_inbound_or_back(&self, env: Envelope, hold: bool) -> Option<Envelope> {
         if !self.inbound_payload_fits(&env) {
+            // Its copy is a dead letter: done.
+            env.settle(crate::receipt::Outcome::Taken);
             return None;
         }
         match env.kind {
@@ -210,6 +212,9 @@ impl Bus {
             let call = self.calls.open(env.id, env.from);
             let mut headers = env.headers.as_deref().cloned().unwrap_or_default();
             headers.call = Some(CallRef(call));
+            if let Some(old) = &env.headers {
+                headers.receipt = old.receipt.take();
+            }
             env.headers = Some(Arc::new(headers));
         }
         let flush_now = env.kind == Kind::Request;

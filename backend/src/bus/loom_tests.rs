@@ -66,7 +66,6 @@ fn env(from: u8, seq: u8) -> Envelope {
         payload: Payload::from(vec![from, seq]),
         sent_at: 0,
         headers: None,
-        receipt: crate::receipt::Receipt::NONE,
         redelivered: false,
     }
 }

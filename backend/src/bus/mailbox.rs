@@ -760,7 +760,6 @@ mod tests {
             payload: Payload::from(vec![n]),
             sent_at: 0,
             headers: None,
-            receipt: crate::receipt::Receipt::NONE,
             redelivered: false,
         }
     }

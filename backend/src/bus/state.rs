@@ -238,7 +238,6 @@ impl Bus {
             // Set from the batch when it joins one.
             sent_at: 0,
             headers,
-            receipt: crate::receipt::Receipt::NONE,
             redelivered: false,
         }
     }

@@ -346,7 +346,6 @@ fn decode_envelope(
         payload,
         sent_at,
         headers,
-        receipt: crate::receipt::Receipt::NONE,
         redelivered: false,
     })
 }
@@ -434,7 +433,6 @@ mod tests {
             payload,
             sent_at: 0,
             headers,
-            receipt: crate::receipt::Receipt::NONE,
             redelivered: false,
         }
     }
@@ -472,6 +470,7 @@ mod tests {
             content_type: Some("application/json".into()),
             deadline: Some(1_767_225_600_000_000_000),
             call: None,
+            receipt: Default::default(),
         }
     }
 
@@ -775,6 +774,7 @@ mod tests {
                 content_type: content.map(Arc::from),
                 deadline,
                 call: None,
+                receipt: Default::default(),
             };
             let e = with_headers(env(kind, None, Payload::from("p"), Priority::High), h);
             let bytes = encode("node", nums(1), std::slice::from_ref(&e));

@@ -23,7 +23,6 @@ fn envelope(from: AgentId, to: AgentId, kind: Kind, body: &str) -> Envelope {
         payload: Payload::from(body),
         sent_at: 0,
         headers: None,
-        receipt: crate::receipt::Receipt::NONE,
         redelivered: false,
     }
 }

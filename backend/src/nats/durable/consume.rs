@@ -133,7 +133,9 @@ async fn receive(bus: &Inbound, bridge: &Arc<Bridge>, durable: &Durable, message
                 durable.window.done(id);
             }
             Kind::Message | Kind::Request => {
-                env.receipt = Receipt::new(ack.clone(), id);
+                let mut headers = env.headers.as_deref().cloned().unwrap_or_default();
+                headers.receipt = Receipt::new(ack.clone(), id);
+                env.headers = Some(Arc::new(headers));
                 env.redelivered = delivered > 1;
                 // What comes back is dropped here: its receipt hands the frame back.
                 drop(bus.deliver_or_back(env, last_chance));
