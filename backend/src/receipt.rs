@@ -132,7 +132,11 @@ mod tests {
         drop(moved);
         assert_eq!(
             *log.0.lock(),
-            vec![(a, Outcome::Taken), (b, Outcome::Returned), (c, Outcome::Taken)]
+            vec![
+                (a, Outcome::Taken),
+                (b, Outcome::Returned),
+                (c, Outcome::Taken)
+            ]
         );
     }
 }

@@ -211,10 +211,14 @@ async fn undeliverable_messages_become_dead_letters_after_max_deliver_and_replay
     a.flush();
     until("four dead letters", || b.dead_letters().len() == 4).await;
     let letters = b.dead_letters();
-    assert!(letters.iter().all(|l| l.reason() == "mailbox_full"), "{letters:?}");
-    until("the dead letters published to the dead-letter stream", || {
-        durable_stats(&b).dead_letters_published == 4
-    })
+    assert!(
+        letters.iter().all(|l| l.reason() == "mailbox_full"),
+        "{letters:?}"
+    );
+    until(
+        "the dead letters published to the dead-letter stream",
+        || durable_stats(&b).dead_letters_published == 4,
+    )
     .await;
     // Each undeliverable frame came max_deliver (3) times, handed back before the last.
     let stats = durable_stats(&b);

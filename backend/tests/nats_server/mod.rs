@@ -42,7 +42,10 @@ impl NatsServer {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("JetStream store directory");
-        let conf = format!("jetstream {{ store_dir: {:?} }}\n", dir.display().to_string());
+        let conf = format!(
+            "jetstream {{ store_dir: {:?} }}\n",
+            dir.display().to_string()
+        );
         let mut server = Self::start_with(Some(&conf))?;
         server.store = Some(dir);
         Some(server)

@@ -105,7 +105,11 @@ impl DurableConfig {
             return bad("nats.durable.max_bytes must be positive".into());
         }
         let durations = [
-            ("max_age", self.max_age, Duration::from_secs(365 * 24 * 3600)),
+            (
+                "max_age",
+                self.max_age,
+                Duration::from_secs(365 * 24 * 3600),
+            ),
             ("duplicate_window", self.duplicate_window, HOUR),
             ("ack_wait", self.ack_wait, HOUR),
             ("retry_delay", self.retry_delay, HOUR),
@@ -163,6 +167,9 @@ mod tests {
             |c| c.duplicate_window = Duration::from_secs(7200),
             "duplicate_window",
         );
-        assert_eq!(DurableConfig::default().stream_name("prod"), "SWARMBUS_prod");
+        assert_eq!(
+            DurableConfig::default().stream_name("prod"),
+            "SWARMBUS_prod"
+        );
     }
 }

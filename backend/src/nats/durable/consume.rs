@@ -24,12 +24,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Reads the consumer until the hub is gone.
+///
+/// After a crash, the frames the dead run had been given and had not acknowledged come
+/// again only after `ack_wait`, while newer ones come at once. To keep each sender's order,
+/// the reader holds frames newer than what the consumer had delivered when this run
+/// started until those older ones are acknowledged (the consumer's ack floor reaches
+/// them), for at most twice `ack_wait`.
 pub(crate) async fn run(
     bus: Inbound,
     bridge: Arc<Bridge>,
     durable: Arc<Durable>,
-    consumer: jetstream::consumer::PullConsumer,
+    mut consumer: jetstream::consumer::PullConsumer,
 ) {
+    let mut catch_up = match consumer.info().await {
+        Ok(info) if info.delivered.stream_sequence > info.ack_floor.stream_sequence => {
+            Some(CatchUp {
+                upto: info.delivered.stream_sequence,
+                until: tokio::time::Instant::now() + durable.config.ack_wait * 2,
+                held: std::collections::VecDeque::new(),
+            })
+        }
+        _ => None,
+    };
     let mut backoff = Duration::from_millis(50);
     while !bus.is_gone() {
         let messages = consumer
@@ -50,12 +66,32 @@ pub(crate) async fn run(
             }
         };
         backoff = Duration::from_millis(50);
-        while let Some(item) = messages.next().await {
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            let item = tokio::select! {
+                item = messages.next() => item,
+                _ = tick.tick(), if catch_up.is_some() => {
+                    if let Some(c) = catch_up.take() {
+                        catch_up = c.release_if_caught_up(&bus, &bridge, &durable, &mut consumer).await;
+                    }
+                    continue;
+                }
+            };
+            let Some(item) = item else { break };
             if bus.is_gone() {
                 return;
             }
             match item {
-                Ok(message) => receive(&bus, &bridge, &durable, message).await,
+                Ok(message) => {
+                    let newer = catch_up.as_mut().and_then(|c| {
+                        let sseq = message.info().map_or(0, |i| i.stream_sequence);
+                        (sseq > c.upto).then_some(c)
+                    });
+                    match newer {
+                        Some(c) => c.held.push_back(message),
+                        None => receive(&bus, &bridge, &durable, message).await,
+                    }
+                }
                 Err(e) => {
                     durable.stats.errors.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(target: "swarmbus::nats", "JetStream consumer: {e}");
@@ -75,8 +111,52 @@ pub(crate) async fn run(
     }
 }
 
+/// Frames held back after a restart until the dead run's unacknowledged ones are done.
+struct CatchUp {
+    /// The last stream sequence delivered before this run.
+    upto: u64,
+    /// Give up holding then.
+    until: tokio::time::Instant,
+    held: std::collections::VecDeque<jetstream::Message>,
+}
+
+impl CatchUp {
+    /// Delivers what it held once the ack floor passed `upto` (or time is up); else keeps
+    /// holding.
+    async fn release_if_caught_up(
+        mut self,
+        bus: &Inbound,
+        bridge: &Arc<Bridge>,
+        durable: &Durable,
+        consumer: &mut jetstream::consumer::PullConsumer,
+    ) -> Option<CatchUp> {
+        let caught_up = match consumer.info().await {
+            Ok(info) => info.ack_floor.stream_sequence >= self.upto,
+            Err(_) => {
+                durable.stats.errors.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        };
+        if !caught_up && tokio::time::Instant::now() < self.until {
+            return Some(self);
+        }
+        if !caught_up {
+            tracing::warn!(target: "swarmbus::nats", "frames a previous run of this hub held were not delivered again in time: newer ones go first");
+        }
+        while let Some(message) = self.held.pop_front() {
+            receive(bus, bridge, durable, message).await;
+        }
+        None
+    }
+}
+
 /// One frame from the log.
-async fn receive(bus: &Inbound, bridge: &Arc<Bridge>, durable: &Durable, message: jetstream::Message) {
+async fn receive(
+    bus: &Inbound,
+    bridge: &Arc<Bridge>,
+    durable: &Durable,
+    message: jetstream::Message,
+) {
     let stats = &bridge.stats;
     let ds = &durable.stats;
     let delivered = message.info().map_or(1, |info| info.delivered);

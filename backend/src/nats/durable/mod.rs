@@ -299,7 +299,11 @@ async fn ensure_consumer(
                 });
             }
         }
-        Err(e) if matches!(e.kind(), jetstream::context::ConsumerInfoErrorKind::NotFound) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                jetstream::context::ConsumerInfoErrorKind::NotFound
+            ) => {}
         Err(e) => return Err(nats_error(&what, e)),
     }
     // Creates it, or updates what may change (ack_wait, max_deliver, max_ack_pending).

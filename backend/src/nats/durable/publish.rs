@@ -37,7 +37,12 @@ struct Pending {
 }
 
 /// Publishes the link's batches into the stream until it is sealed and empty, or closed.
-pub(crate) async fn run(bus: Inbound, bridge: Arc<Bridge>, durable: Arc<Durable>, node: Arc<RemoteNode>) {
+pub(crate) async fn run(
+    bus: Inbound,
+    bridge: Arc<Bridge>,
+    durable: Arc<Durable>,
+    node: Arc<RemoteNode>,
+) {
     let link = &node.link;
     let subject = bridge.subjects.node(&node.name);
     let budget = bridge
@@ -121,7 +126,10 @@ fn encode(bridge: &Bridge, link: &Link, subject: &str, part: &[crate::Envelope])
     };
     let body = frame::encode_with_room(&bridge.config.node, numbers, part, signing_room());
     Pending {
-        id: format!("{}.{}.{}.{seq}", bridge.config.node, bridge.epoch, link.instance),
+        id: format!(
+            "{}.{}.{}.{seq}",
+            bridge.config.node, bridge.epoch, link.instance
+        ),
         body: bridge.seal(subject, body),
         messages: n,
         confirmation: None,
