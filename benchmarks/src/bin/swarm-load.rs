@@ -61,6 +61,11 @@ struct Args {
     /// against raw NATS publish→subscribe in the same run.
     #[arg(long)]
     nats: Option<String>,
+    /// With --nats: durable delivery through JetStream (the server runs with -js), against
+    /// raw JetStream and against swarmbus at most once in the same run; exits non-zero if
+    /// a message was lost or delivered twice.
+    #[arg(long, requires = "nats")]
+    durable: bool,
     /// Tokio worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -107,6 +112,7 @@ fn main() -> Result<()> {
     spec.requesters = args.requesters;
     spec.hub = hub;
     spec.nats = args.nats.clone();
+    spec.durable = args.durable;
     if let Some(w) = args.warmup {
         spec.warmup = w;
     }
@@ -154,6 +160,15 @@ fn main() -> Result<()> {
         None => {
             println!("swarm-load on {}", report.machine);
             print!("{}", report.human());
+        }
+    }
+    if args.durable {
+        let duplicated = report.messages_duplicated.unwrap_or(0);
+        if report.messages_lost > 0 || duplicated > 0 {
+            anyhow::bail!(
+                "durable delivery broke its guarantee: {} messages lost, {duplicated} delivered twice",
+                report.messages_lost
+            );
         }
     }
     Ok(())

@@ -150,6 +150,9 @@ pub struct LoadSpec {
     pub progress: Option<Progress>,
     /// Run across two hubs through this NATS server, against raw NATS.
     pub nats: Option<String>,
+    /// With `nats`: durable delivery through JetStream, against raw JetStream and against
+    /// swarmbus at most once, in the same run.
+    pub durable: bool,
     /// `churn`: short-lived agents per second (0: none).
     pub churn_rate: u64,
     /// `churn`: tasks registering short-lived agents.
@@ -192,6 +195,7 @@ impl LoadSpec {
             hub: HubConfig::default(),
             progress: None,
             nats: None,
+            durable: false,
             churn_rate: if pattern == Pattern::Churn {
                 100_000
             } else {
@@ -268,6 +272,9 @@ pub async fn run(spec: LoadSpec) -> Result<Report> {
     if spec.agents < 2 {
         bail!("--agents must be at least 2");
     }
+    if spec.durable && spec.nats.is_none() {
+        bail!("--durable needs --nats URL (a server with JetStream: nats-server -js)");
+    }
     if let Some(url) = spec.nats.clone() {
         if spec.pattern != Pattern::Direct {
             bail!("--nats measures the direct pattern across two hubs");
@@ -309,6 +316,7 @@ pub async fn run(spec: LoadSpec) -> Result<Report> {
             tally.clone(),
             Samples::new(latency.clone()),
             epoch,
+            None,
         )));
     }
 
@@ -476,6 +484,9 @@ pub async fn run(spec: LoadSpec) -> Result<Report> {
         },
         machine: machine(),
         nats: None,
+        durable: None,
+        messages_duplicated: None,
+        redelivered: None,
         churn,
         register: None,
     };
@@ -496,10 +507,34 @@ pub async fn run(spec: LoadSpec) -> Result<Report> {
 }
 
 /// One agent: counts, samples latency, answers requests, until the hub shuts down.
-async fn receive_loop(mut agent: Agent, tally: Arc<Tally>, mut samples: Samples, epoch: Instant) {
+/// What the receivers of a cross-hub run counted: messages that reached an agent twice
+/// (by message id; each receiver keeps the ids it saw) and messages flagged
+/// `redelivered` by a durable hub.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    pub(crate) duplicated: AtomicU64,
+    pub(crate) redelivered: AtomicU64,
+}
+
+async fn receive_loop(
+    mut agent: Agent,
+    tally: Arc<Tally>,
+    mut samples: Samples,
+    epoch: Instant,
+    seen: Option<Arc<Seen>>,
+) {
     let mut count = 0u64;
     let mut bytes = 0u64;
+    let mut ids = std::collections::HashSet::new();
     while let Some(env) = agent.recv().await {
+        if let Some(seen) = &seen {
+            if env.redelivered() {
+                seen.redelivered.fetch_add(1, Ordering::Relaxed);
+            }
+            if !ids.insert(env.id()) {
+                seen.duplicated.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         if env.is_request() {
             // The requester counts the round trip; a reply after shutdown just fails.
             let _ = agent.reply(&env, env.payload().clone()).await;

@@ -39,14 +39,59 @@ pub struct NatsBaseline {
     pub messages_per_frame: f64,
 }
 
-/// Runs raw NATS then swarmbus across two hubs; fills `report.nats`.
+/// `--durable`: raw JetStream and swarmbus at most once, measured in the same run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DurableBaseline {
+    /// Raw async-nats JetStream: single messages published from one connection (acks
+    /// awaited in bulk, at most 1,024 outstanding) to a durable pull consumer on another
+    /// that acknowledges each.
+    pub jetstream_published: u64,
+    /// Messages the raw consumer received.
+    pub jetstream_received: u64,
+    /// Raw JetStream received per second.
+    pub jetstream_msgs_per_sec: f64,
+    /// swarmbus durable msgs/s divided by raw JetStream msgs/s.
+    pub ratio_vs_jetstream: f64,
+    /// swarmbus at most once (core NATS) across the same two hubs, msgs/s.
+    pub at_most_once_msgs_per_sec: f64,
+    /// swarmbus durable msgs/s divided by at-most-once msgs/s.
+    pub ratio_vs_at_most_once: f64,
+    /// The offered rate of the paced run: half the durable peak, msgs/s.
+    pub half_peak_rate: u64,
+    /// Delivered per second in the paced run.
+    pub half_peak_msgs_per_sec: f64,
+    /// End-to-end latency in the paced run, µs.
+    pub half_peak_latency_us: super::report::Latency,
+    /// Frames published by the sending hub in the peak run.
+    pub frames: u64,
+    /// Messages per frame in the peak run.
+    pub messages_per_frame: f64,
+    /// Frames the server confirmed as duplicates of a retried publish, in the peak run.
+    pub publish_duplicates: u64,
+    /// Messages the receiving hub dropped as already delivered, in the peak run.
+    pub messages_deduplicated: u64,
+}
+
+/// How the two hubs deliver to each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    AtMostOnce,
+    Durable,
+}
+
+/// Runs raw NATS then swarmbus across two hubs; fills `report.nats`. With `--durable`:
+/// raw JetStream, swarmbus at most once, swarmbus durable at its peak and at half of it.
 pub async fn run(spec: &LoadSpec, url: &str) -> Result<super::report::Report> {
     let size = match spec.payload {
         super::payload::PayloadSpec::Fixed(n) => n,
         super::payload::PayloadSpec::Mixed => bail!("--nats takes a fixed --payload size"),
     };
+    if spec.durable {
+        return run_durable(spec, url, size).await;
+    }
     let raw = raw_nats(url, size, spec.duration).await?;
-    let (mut report, frames) = cross_hub(spec, url).await?;
+    let (mut report, wire) = cross_hub(spec, url, Delivery::AtMostOnce, spec.rate).await?;
+    let frames = wire.frames;
     let per_frame = if frames == 0 {
         0.0
     } else {
@@ -117,11 +162,154 @@ async fn raw_nats(url: &str, size: usize, duration: Duration) -> Result<NatsBase
     })
 }
 
-async fn cross_hub(spec: &LoadSpec, url: &str) -> Result<(super::report::Report, u64)> {
+/// What the sending and receiving hubs say of the wire after a cross-hub run.
+#[derive(Debug, Default)]
+struct Wire {
+    frames: u64,
+    publish_duplicates: u64,
+    deduplicated: u64,
+}
+
+async fn run_durable(spec: &LoadSpec, url: &str, size: usize) -> Result<super::report::Report> {
+    let raw = raw_jetstream(url, size, spec.duration).await?;
+    let (at_most_once, _) = cross_hub(spec, url, Delivery::AtMostOnce, None).await?;
+    let (mut report, wire) = cross_hub(spec, url, Delivery::Durable, None).await?;
+    let frames = wire.frames;
+    let half = ((report.msgs_per_sec * 0.5) as u64).max(1);
+    let (paced, _) = cross_hub(spec, url, Delivery::Durable, Some(half)).await?;
+    let per_frame = if frames == 0 {
+        0.0
+    } else {
+        report.messages_delivered as f64 / frames as f64
+    };
+    report.durable = Some(DurableBaseline {
+        jetstream_published: raw.published,
+        jetstream_received: raw.received,
+        jetstream_msgs_per_sec: raw.msgs_per_sec,
+        ratio_vs_jetstream: report.msgs_per_sec / raw.msgs_per_sec.max(1e-9),
+        at_most_once_msgs_per_sec: at_most_once.msgs_per_sec,
+        ratio_vs_at_most_once: report.msgs_per_sec / at_most_once.msgs_per_sec.max(1e-9),
+        half_peak_rate: half,
+        half_peak_msgs_per_sec: paced.msgs_per_sec,
+        half_peak_latency_us: paced.latency_us.clone(),
+        frames,
+        messages_per_frame: per_frame,
+        publish_duplicates: wire.publish_duplicates,
+        messages_deduplicated: wire.deduplicated,
+    });
+    // The paced run must keep the durable guarantee too: its losses and duplicates count.
+    if paced.messages_lost > 0 || paced.messages_duplicated.unwrap_or(0) > 0 {
+        eprintln!(
+            "durable half-peak run: {} lost, {} duplicated",
+            paced.messages_lost,
+            paced.messages_duplicated.unwrap_or(0)
+        );
+    }
+    report.messages_lost = report.messages_lost.max(paced.messages_lost);
+    report.messages_duplicated = Some(
+        report
+            .messages_duplicated
+            .unwrap_or(0)
+            .max(paced.messages_duplicated.unwrap_or(0)),
+    );
+    Ok(report)
+}
+
+/// Raw JetStream: single publishes (acks awaited in bulk) into a file stream, read by a
+/// durable pull consumer on another connection that acknowledges each message.
+async fn raw_jetstream(url: &str, size: usize, duration: Duration) -> Result<NatsBaseline> {
+    use async_nats::jetstream::{self, consumer, stream};
+    let suffix = uuid_suffix();
+    let subject = format!("swarmload.js.{suffix}");
+    let publisher = jetstream::new(async_nats::connect(url).await.context("connecting to NATS")?);
+    let reader = jetstream::new(async_nats::connect(url).await.context("connecting to NATS")?);
+    let name = format!("SWARMLOAD_{suffix}");
+    let stream = publisher
+        .create_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec![subject.clone()],
+            retention: stream::RetentionPolicy::Interest,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .context("creating the raw JetStream stream (is JetStream enabled: nats-server -js?)")?;
+    let consumer: consumer::PullConsumer = stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("reader".into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await?;
+    drop(reader);
+    let received = Arc::new(AtomicU64::new(0));
+    let last = Arc::new(last_seen::Last::default());
+    let counter = {
+        let received = received.clone();
+        let last = last.clone();
+        let mut messages = consumer.messages().await?;
+        tokio::spawn(async move {
+            while let Some(m) = messages.next().await {
+                if let Ok(m) = m {
+                    let _ = m.ack().await;
+                    received.fetch_add(1, Ordering::Relaxed);
+                    last.touch();
+                }
+            }
+        })
+    };
+    let body = Bytes::from(vec![b'x'; size]);
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut published = 0u64;
+    let mut acks = std::collections::VecDeque::new();
+    while Instant::now() < deadline {
+        for _ in 0..64 {
+            acks.push_back(publisher.publish(subject.clone(), body.clone()).await?);
+            if acks.len() >= 1024 {
+                if let Some(ack) = acks.pop_front() {
+                    ack.await?;
+                }
+            }
+        }
+        published += 64;
+    }
+    for ack in acks {
+        ack.await?;
+    }
+    let wait_until = Instant::now() + Duration::from_secs(30);
+    while received.load(Ordering::Relaxed) < published
+        && last.idle_for() < Duration::from_millis(500)
+        && Instant::now() < wait_until
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = received.load(Ordering::Relaxed);
+    let busy = last.at().unwrap_or_else(Instant::now).duration_since(start);
+    counter.abort();
+    let _ = publisher.delete_stream(&name).await;
+    Ok(NatsBaseline {
+        published,
+        received: got,
+        lost: published.saturating_sub(got),
+        msgs_per_sec: got as f64 / busy.as_secs_f64().max(1e-9),
+        ..NatsBaseline::default()
+    })
+}
+
+async fn cross_hub(
+    spec: &LoadSpec,
+    url: &str,
+    delivery: Delivery,
+    rate: Option<u64>,
+) -> Result<(super::report::Report, Wire)> {
     let swarm = format!("load{}", uuid_suffix());
     let hub_config = |node: &str| {
         let mut nats = NatsConfig::new(url, node);
         nats.swarm = swarm.clone();
+        if delivery == Delivery::Durable {
+            nats.durable = Some(swarmbus::nats::DurableConfig::default());
+        }
         let mut c = spec.mode.config(spec.hub.clone());
         c.nats = Some(nats);
         c
@@ -151,12 +339,14 @@ async fn cross_hub(spec: &LoadSpec, url: &str) -> Result<(super::report::Report,
     )?));
     let epoch = Instant::now();
     let mut rx_tasks = Vec::new();
+    let seen = Arc::new(super::Seen::default());
     for agent in receivers {
         rx_tasks.push(tokio::spawn(super::receive_loop(
             agent,
             tally.clone(),
             super::Samples::new(latency.clone()),
             epoch,
+            Some(seen.clone()),
         )));
     }
     let running = Arc::new(AtomicBool::new(true));
@@ -174,6 +364,8 @@ async fn cross_hub(spec: &LoadSpec, url: &str) -> Result<(super::report::Report,
         let tally = tally.clone();
         let running = running.clone();
         let mut payloads = PayloadMaker::new(&spec.payload, epoch, t as u64 + 1);
+        // Paced: this task's share of `rate`, checked every 64 messages.
+        let per_task = rate.map(|r| (r as f64 / spec.senders.max(1) as f64).max(1.0));
         tx_tasks.push(tokio::spawn(async move {
             let mut rng = rand::rngs::SmallRng::seed_from_u64(t as u64);
             let mut i = 0u64;
@@ -181,6 +373,10 @@ async fn cross_hub(spec: &LoadSpec, url: &str) -> Result<(super::report::Report,
             while !i.is_multiple_of(64)
                 || (running.load(Ordering::Relaxed) && Instant::now() < deadline)
             {
+                if let Some(per_task) = per_task.filter(|_| i.is_multiple_of(64)) {
+                    let due = start + Duration::from_secs_f64(i as f64 / per_task);
+                    tokio::time::sleep_until(due.into()).await;
+                }
                 let from = &mine[i as usize % mine.len().max(1)];
                 let to = ids[rng.random_range(0..ids.len())];
                 match from
@@ -211,8 +407,20 @@ async fn cross_hub(spec: &LoadSpec, url: &str) -> Result<(super::report::Report,
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let busy = start.elapsed();
-    let frames = a.metrics().nats.map_or(0, |n| n.frames_sent);
     let a_stats = a.metrics();
+    let b_nats = b.metrics().nats;
+    let wire = Wire {
+        frames: a_stats.nats.as_ref().map_or(0, |n| n.frames_sent),
+        publish_duplicates: a_stats
+            .nats
+            .as_ref()
+            .and_then(|n| n.durable.as_ref())
+            .map_or(0, |d| d.publish_duplicates),
+        deduplicated: b_nats
+            .as_ref()
+            .and_then(|n| n.durable.as_ref())
+            .map_or(0, |d| d.messages_deduplicated),
+    };
     a.shutdown().await?;
     b.shutdown().await?;
     for r in rx_tasks {
@@ -250,6 +458,10 @@ async fn cross_hub(spec: &LoadSpec, url: &str) -> Result<(super::report::Report,
             samples: hist.len(),
         },
         machine: super::machine(),
+        messages_duplicated: Some(seen.duplicated.load(Ordering::Relaxed)),
+        redelivered: (delivery == Delivery::Durable)
+            .then(|| seen.redelivered.load(Ordering::Relaxed)),
+        rate: rate.unwrap_or(0),
         ..Default::default()
     };
     report.batches.count = a_stats.batches_flushed.values().sum();
@@ -260,7 +472,7 @@ async fn cross_hub(spec: &LoadSpec, url: &str) -> Result<(super::report::Report,
             report.messages_lost - dropped
         );
     }
-    Ok((report, frames))
+    Ok((report, wire))
 }
 
 fn uuid_suffix() -> String {

@@ -232,9 +232,20 @@ pub struct Report {
     pub rss_mb: Rss,
     /// Where it ran.
     pub machine: String,
+    /// Messages an agent received more than once (by message id). Measured across hubs
+    /// (`--nats`); `null` in one process, where the test suite proves it instead.
+    pub messages_duplicated: Option<u64>,
+    /// With `--durable`: messages the receiving hub got on a second or later delivery of
+    /// their frame (`Envelope::redelivered`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redelivered: Option<u64>,
     /// With `--nats`: raw NATS in the same run, and the ratio.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nats: Option<super::nats::NatsBaseline>,
+    /// With `--durable`: raw JetStream and swarmbus at most once in the same run, the
+    /// ratios, and the latency at half the durable peak.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub durable: Option<super::nats::DurableBaseline>,
     /// With `--pattern churn`: the short-lived agents.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub churn: Option<ChurnReport>,

@@ -78,6 +78,10 @@ struct HubArgs {
     /// The swarm's name on the NATS server (subjects are namespaced by it).
     #[arg(long, value_name = "NAME", default_value = "default")]
     swarm: String,
+    /// Durable delivery between hubs through JetStream (the server runs `nats-server -js
+    /// -sd DIR`): the defaults of `[nats.durable]`, or the config file's settings.
+    #[arg(long, requires = "nats")]
+    durable: bool,
 }
 
 /// Parses "500ms", "10s", "2m", "1h" or "1.5s", at most [`MAX_DURATION`].
@@ -155,6 +159,9 @@ async fn run_hub(args: HubArgs) -> Result<()> {
         nats.url = url.clone();
         nats.node = node.clone();
         nats.swarm = args.swarm.clone();
+        if args.durable && nats.durable.is_none() {
+            nats.durable = Some(swarmbus::nats::DurableConfig::default());
+        }
         config.nats = Some(nats);
     }
     let hub = Hub::connect(config).await.context("cannot start the hub")?;
