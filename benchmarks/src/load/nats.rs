@@ -221,8 +221,16 @@ async fn raw_jetstream(url: &str, size: usize, duration: Duration) -> Result<Nat
     use async_nats::jetstream::{self, consumer, stream};
     let suffix = uuid_suffix();
     let subject = format!("swarmload.js.{suffix}");
-    let publisher = jetstream::new(async_nats::connect(url).await.context("connecting to NATS")?);
-    let reader = jetstream::new(async_nats::connect(url).await.context("connecting to NATS")?);
+    let publisher = jetstream::new(
+        async_nats::connect(url)
+            .await
+            .context("connecting to NATS")?,
+    );
+    let reader = jetstream::new(
+        async_nats::connect(url)
+            .await
+            .context("connecting to NATS")?,
+    );
     let name = format!("SWARMLOAD_{suffix}");
     let stream = publisher
         .create_stream(stream::Config {
@@ -308,7 +316,9 @@ async fn cross_hub(
         let mut nats = NatsConfig::new(url, node);
         nats.swarm = swarm.clone();
         if delivery == Delivery::Durable {
-            nats.durable = Some(swarmbus::nats::DurableConfig::default());
+            // `[nats.durable]` of `--config`, else the defaults.
+            let tuned = spec.hub.nats.as_ref().and_then(|n| n.durable.clone());
+            nats.durable = Some(tuned.unwrap_or_default());
         }
         let mut c = spec.mode.config(spec.hub.clone());
         c.nats = Some(nats);

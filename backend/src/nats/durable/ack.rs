@@ -28,6 +28,9 @@ pub(crate) struct FrameAck {
     window: Arc<Window>,
     /// A message was returned untaken: deliver the frame again.
     again: AtomicBool,
+    /// Messages taken so far: marked done in the window, under one lock, when the frame
+    /// is finished (until then they are pending there, which catches duplicates as well).
+    taken: parking_lot::Mutex<Vec<MessageId>>,
     to: flume::Sender<Settled>,
 }
 
@@ -41,6 +44,7 @@ impl FrameAck {
             message: parking_lot::Mutex::new(Some(message)),
             window,
             again: AtomicBool::new(false),
+            taken: parking_lot::Mutex::new(Vec::new()),
             to,
         })
     }
@@ -67,17 +71,29 @@ impl FrameAck {
     }
 }
 
+impl FrameAck {
+    /// Message `id` of the frame is done (taken, or handled without a mailbox).
+    pub(crate) fn taken(&self, id: MessageId) {
+        self.taken.lock().push(id);
+    }
+}
+
 impl Settle for FrameAck {
     fn settle(&self, id: MessageId, outcome: Outcome) {
-        self.window.settle(id, outcome);
-        if outcome == Outcome::Returned {
-            self.again();
+        match outcome {
+            Outcome::Taken => self.taken(id),
+            Outcome::Returned => {
+                // Forgotten at once, so the next delivery can bring it.
+                self.window.settle(id, outcome);
+                self.again();
+            }
         }
     }
 }
 
 impl Drop for FrameAck {
     fn drop(&mut self) {
+        self.window.taken_all(std::mem::take(self.taken.get_mut()));
         if let Some(message) = self.message.get_mut().take() {
             let again = self.again.load(Ordering::Acquire);
             // The task is gone only when the hub is: the server delivers the frame again

@@ -8,7 +8,6 @@
 //! letter.
 
 use super::ack::FrameAck;
-use super::window::Seen;
 use super::Durable;
 use crate::bus::{Inbound, WireReply};
 use crate::envelope::Kind;
@@ -197,12 +196,18 @@ async fn receive(
     let ack = FrameAck::new(message, durable.window.clone(), durable.settled.clone());
     let hosted_by_sender = |id| node.as_ref().is_some_and(|n| n.hosts(id));
     let mut forged = 0;
-    for mut env in frame.envelopes {
-        let id = env.id;
-        if durable.window.arrive(id, Some(&ack)) == Seen::Duplicate {
-            ds.deduplicated.fetch_add(1, Ordering::Relaxed);
+    let fresh = durable
+        .window
+        .arrive_all(frame.envelopes.iter().map(|e| e.id), Some(&ack));
+    let duplicates = fresh.iter().filter(|new| !**new).count() as u64;
+    if duplicates > 0 {
+        ds.deduplicated.fetch_add(duplicates, Ordering::Relaxed);
+    }
+    for (mut env, new) in frame.envelopes.into_iter().zip(fresh) {
+        if !new {
             continue;
         }
+        let id = env.id;
         match env.kind {
             Kind::Reply(request) | Kind::Chunk(request) | Kind::Failed(request) => {
                 match bus.deliver_reply(env, request, hosted_by_sender) {
@@ -210,7 +215,7 @@ async fn receive(
                     WireReply::NotHere => BridgeStats::add(&stats.replies_not_forwarded, 1),
                     WireReply::Delivered | WireReply::Dropped => {}
                 }
-                durable.window.done(id);
+                ack.taken(id);
             }
             Kind::Message | Kind::Request => {
                 let mut headers = env.headers.as_deref().cloned().unwrap_or_default();
@@ -222,7 +227,7 @@ async fn receive(
             }
             Kind::Cancel(_) | Kind::Topic => {
                 drop(bus.deliver_or_back(env, true));
-                durable.window.done(id);
+                ack.taken(id);
             }
         }
     }

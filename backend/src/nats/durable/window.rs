@@ -30,6 +30,7 @@ struct Ids {
 }
 
 /// What the window says of a message that arrives.
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Seen {
     /// First time (or returned since): deliver it; it is pending now.
@@ -53,25 +54,66 @@ impl Window {
         }
     }
 
-    /// Checks `id` in, pending when new. A duplicate of a pending message makes `frame`
-    /// (the later delivery) wait for it.
-    pub(crate) fn arrive(&self, id: MessageId, frame: Option<&Arc<FrameAck>>) -> Seen {
-        let mut ids = self.ids.lock();
-        match ids.state.entry(id) {
+    /// Checks the ids of one delivered frame in, under one lock: true for each that is
+    /// new (now pending). A duplicate of a pending message makes `frame` (the later
+    /// delivery) wait for it.
+    pub(crate) fn arrive_all(
+        &self,
+        ids: impl Iterator<Item = MessageId>,
+        frame: Option<&Arc<FrameAck>>,
+    ) -> Vec<bool> {
+        let mut ids_now = self.ids.lock();
+        ids.map(|id| match ids_now.state.entry(id) {
             std::collections::hash_map::Entry::Occupied(mut slot) => {
                 if let (State::Pending(waiting), Some(frame)) = (slot.get_mut(), frame) {
                     waiting.push(frame.clone());
                 }
-                Seen::Duplicate
+                false
             }
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(State::Pending(Vec::new()));
-                Seen::New
+                true
             }
+        })
+        .collect()
+    }
+
+    /// [`arrive_all`](Self::arrive_all) for one id.
+    #[cfg(test)]
+    pub(crate) fn arrive(&self, id: MessageId, frame: Option<&Arc<FrameAck>>) -> Seen {
+        match self.arrive_all(std::iter::once(id), frame)[0] {
+            true => Seen::New,
+            false => Seen::Duplicate,
         }
     }
 
+    /// Marks the messages of a finished frame that were taken as done, under one lock.
+    pub(crate) fn taken_all(&self, ids: Vec<MessageId>) {
+        let mut waiting = Vec::new();
+        let mut state = self.ids.lock();
+        for id in ids {
+            let old = state.state.insert(id, State::Done);
+            match old {
+                Some(State::Done) => {}
+                Some(State::Pending(w)) => {
+                    state.order.push_back(id);
+                    waiting.extend(w);
+                }
+                None => state.order.push_back(id),
+            }
+        }
+        while state.order.len() > self.capacity {
+            if let Some(old) = state.order.pop_front() {
+                state.state.remove(&old);
+            }
+        }
+        drop(state);
+        // Outside the lock: the last hold on a waiting frame sends its verdict.
+        drop(waiting);
+    }
+
     /// Marks a message that needs no mailbox (handled at once) as done.
+    #[cfg(test)]
     pub(crate) fn done(&self, id: MessageId) {
         self.settle(id, Outcome::Taken);
     }
