@@ -100,7 +100,9 @@ fn dashboard_shows_live_data_in_headless_chromium() {
     {
         return;
     }
-    let nats = nats_server::NatsServer::start().expect("nats-server is installed (checked above)");
+    // JetStream: the hub runs durable, so the NATS card shows durable delivery too.
+    let nats = nats_server::NatsServer::start_jetstream()
+        .expect("nats-server is installed (checked above)");
     let url = nats.url();
     let hub = HubProcess::spawn(&[
         "--demo",
@@ -114,6 +116,7 @@ fn dashboard_shows_live_data_in_headless_chromium() {
         &url,
         "--node",
         "dashboard-hub",
+        "--durable",
     ]);
     hub.wait_healthy();
 
@@ -228,7 +231,16 @@ fn dashboard_shows_live_data_in_headless_chromium() {
         "NATS panel hidden in a swarm: {state}"
     );
     let nats_figures = state["natsFigures"].as_str().unwrap_or("");
-    for figure in ["link connected", "buffered", "lost", "node clashes 0"] {
+    for figure in [
+        "link connected",
+        "buffered",
+        "lost",
+        "node clashes 0",
+        "durable stream SWARMBUS_default",
+        "stream lag",
+        "deduplicated",
+        "JetStream errors 0",
+    ] {
         assert!(
             nats_figures.contains(figure),
             "NATS panel lacks {figure:?}: {nats_figures}"

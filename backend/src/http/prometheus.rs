@@ -178,6 +178,16 @@ metric_table! {
     NatsNodesExpired: "nats_nodes_expired", None, Counter, [], "Remote hubs expired for silence.";
     NatsNodesRevived: "nats_nodes_revived", None, Counter, [], "Expired remote hubs that came back with the same epoch.";
     NatsRepliesNotForwarded: "nats_replies_not_forwarded", None, Counter, [], "Replies from the wire whose requester is not on this hub (not forwarded again).";
+    NatsDurableAcks: "nats_durable_acks", None, Counter, ["verdict"], "Durable frames acknowledged to JetStream (ack: every message taken or dead-lettered) or handed back to be delivered again (nak).";
+    NatsDurableRedelivered: "nats_durable_redelivered_frames", None, Counter, [], "Durable frames that arrived on a second or later delivery.";
+    NatsDurableDeduplicated: "nats_durable_messages_deduplicated", None, Counter, [], "Durable messages dropped on arrival because this hub had them already.";
+    NatsDurablePublishRetries: "nats_durable_publish_retries", None, Counter, [], "Durable publishes the server did not confirm, retried with the same message id.";
+    NatsDurablePublishDuplicates: "nats_durable_publish_duplicates", None, Counter, [], "Retried durable frames the server had stored already (stored once).";
+    NatsDurableErrors: "nats_durable_jetstream_errors", None, Counter, [], "JetStream calls that failed (publishes, acknowledgements, pulls, info).";
+    NatsDurableTerminated: "nats_durable_frames_terminated", None, Counter, [], "Durable frames refused for good (forged, corrupt) and terminated.";
+    NatsDurableLag: "nats_durable_stream_lag", None, Gauge, [], "Messages published to this hub in JetStream and not yet acknowledged (sampled every second).";
+    NatsDurableDedupIds: "nats_durable_dedup_ids", None, Gauge, [], "Message ids the hub remembers to drop what is delivered twice.";
+    NatsDurableDeadLettersPublished: "nats_durable_dead_letters_published", None, Counter, [], "Dead letters published to the swarm's dead-letter stream.";
     HttpConnectionsOpen: "http_connections_open", None, Gauge, [], "HTTP connections open now.";
     HttpConnectionsCap: "http_connections_cap", None, Gauge, [], "The HTTP connection cap in force (max_connections, clamped to half the descriptor limit).";
     HttpConnectionsAccepted: "http_connections_accepted", None, Counter, [], "HTTP connections accepted and served.";
@@ -415,7 +425,28 @@ fn encode_nats(enc: &mut DescriptorEncoder, n: &NatsStats) -> Result<(), fmt::Er
     )?;
     counter(enc, M::NatsNodesExpired, n.nodes_expired)?;
     counter(enc, M::NatsNodesRevived, n.nodes_revived)?;
-    counter(enc, M::NatsRepliesNotForwarded, n.replies_not_forwarded)
+    counter(enc, M::NatsRepliesNotForwarded, n.replies_not_forwarded)?;
+    if let Some(d) = &n.durable {
+        labeled_counter(
+            enc,
+            M::NatsDurableAcks,
+            [(["ack"], d.acks), (["nak"], d.naks)],
+        )?;
+        counter(enc, M::NatsDurableRedelivered, d.redelivered)?;
+        counter(enc, M::NatsDurableDeduplicated, d.messages_deduplicated)?;
+        counter(enc, M::NatsDurablePublishRetries, d.publish_retries)?;
+        counter(enc, M::NatsDurablePublishDuplicates, d.publish_duplicates)?;
+        counter(enc, M::NatsDurableErrors, d.jetstream_errors)?;
+        counter(enc, M::NatsDurableTerminated, d.frames_terminated)?;
+        gauge(enc, M::NatsDurableLag, d.stream_lag)?;
+        gauge(enc, M::NatsDurableDedupIds, d.dedup_ids)?;
+        counter(
+            enc,
+            M::NatsDurableDeadLettersPublished,
+            d.dead_letters_published,
+        )?;
+    }
+    Ok(())
 }
 
 fn encode_http(enc: &mut DescriptorEncoder, h: &HttpStats) -> Result<(), fmt::Error> {
@@ -565,6 +596,7 @@ mod tests {
 #[cfg(all(test, feature = "nats"))]
 mod exported {
     use super::*;
+    use crate::nats::DurableStats;
     use std::collections::BTreeMap;
 
     /// Every `frames_rejected` reason.
@@ -600,6 +632,20 @@ mod exported {
             nodes_expired: 208,
             nodes_revived: 209,
             replies_not_forwarded: 210,
+            durable: Some(DurableStats {
+                stream: "SWARMBUS_default".into(),
+                acks: 211,
+                naks: 212,
+                redelivered: 213,
+                messages_deduplicated: 214,
+                dedup_ids: 215,
+                publish_retries: 216,
+                publish_duplicates: 217,
+                jetstream_errors: 218,
+                frames_terminated: 219,
+                stream_lag: 220,
+                dead_letters_published: 221,
+            }),
             ..NatsStats::default()
         });
         s
@@ -626,6 +672,17 @@ mod exported {
             ("swarmbus_nats_nodes_expired_total", 208),
             ("swarmbus_nats_nodes_revived_total", 209),
             ("swarmbus_nats_replies_not_forwarded_total", 210),
+            ("swarmbus_nats_durable_acks_total{verdict=\"ack\"}", 211),
+            ("swarmbus_nats_durable_acks_total{verdict=\"nak\"}", 212),
+            ("swarmbus_nats_durable_redelivered_frames_total", 213),
+            ("swarmbus_nats_durable_messages_deduplicated_total", 214),
+            ("swarmbus_nats_durable_dedup_ids", 215),
+            ("swarmbus_nats_durable_publish_retries_total", 216),
+            ("swarmbus_nats_durable_publish_duplicates_total", 217),
+            ("swarmbus_nats_durable_jetstream_errors_total", 218),
+            ("swarmbus_nats_durable_frames_terminated_total", 219),
+            ("swarmbus_nats_durable_stream_lag", 220),
+            ("swarmbus_nats_durable_dead_letters_published_total", 221),
         ]
         .iter()
         .map(|(k, v)| format!("{k} {v}\n"))

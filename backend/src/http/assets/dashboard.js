@@ -272,6 +272,19 @@
     box.dataset.rows = String(list.length);
   }
 
+  // Durable delivery (`nats.durable`): what JetStream holds for this hub and what came twice.
+  function durableFigures(d) {
+    if (!d) return [];
+    return [
+      { label: "durable stream", value: d.stream },
+      { label: "stream lag", value: fmtNum(d.stream_lag || 0), cls: "" },
+      { label: "redelivered", value: fmtNum(d.redelivered || 0) },
+      { label: "deduplicated", value: fmtNum(d.messages_deduplicated || 0) },
+      { label: "handed back", value: fmtNum(d.naks || 0) },
+      { label: "JetStream errors", value: fmtNum(d.jetstream_errors || 0), cls: d.jetstream_errors > 0 ? "bad" : "" },
+    ];
+  }
+
   // The NATS bridge (`nats` in /api/stats): shown only for a hub in a swarm.
   function updateNats(s, rate) {
     var n = s.nats;
@@ -294,7 +307,7 @@
       { label: "lost", value: fmtNum(n.messages_lost || 0), cls: n.messages_lost > 0 ? "bad" : "" },
       { label: "node clashes", value: fmtNum(n.node_clashes || 0), cls: n.node_clashes > 0 ? "bad" : "" },
       { label: "reconnects", value: fmtNum(n.reconnects) },
-    ]);
+    ].concat(durableFigures(n.durable)));
     if (p) pushReasons("natsrefused", n.frames_rejected || {}, p.frames_rejected, rate);
     var byReason = Object.keys(n.frames_rejected || {})
       .filter(function (r) { return n.frames_rejected[r] > 0; })
