@@ -254,3 +254,44 @@ async fn undeliverable_messages_become_dead_letters_after_max_deliver_and_replay
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_waiting_in_a_slow_agents_mailbox_are_not_delivered_again() {
+    let Some(server) = NatsServer::start_jetstream() else {
+        return;
+    };
+    let url = server.url();
+    let a = Hub::connect(config(&url, "a", "slow", Some(durable())))
+        .await
+        .unwrap();
+    let b = Hub::connect(config(&url, "b", "slow", Some(durable())))
+        .await
+        .unwrap();
+    let tx = a.register("tx").unwrap();
+    let mut rx = b.register("rx").unwrap();
+    until("a to learn rx", || a.knows(rx.id())).await;
+    for i in 0..10u8 {
+        tx.send(rx.id(), vec![i]).await.unwrap();
+    }
+    a.flush();
+    until("the messages in rx's mailbox", || {
+        b.metrics().messages_delivered == 10
+    })
+    .await;
+    // Three times ack_wait (1 s) unread: reported in progress, never delivered again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let waiting = durable_stats(&b);
+    assert_eq!(waiting.redelivered, 0, "{waiting:?}");
+    assert!(waiting.in_progress >= 2, "{waiting:?}");
+    assert_eq!(
+        waiting.acks, 0,
+        "acknowledged before the agent took them: {waiting:?}"
+    );
+    for i in 0..10u8 {
+        let env = rx.recv().await.unwrap();
+        assert_eq!(&*env.payload().bytes().unwrap(), &[i]);
+    }
+    until("acknowledged once taken", || durable_stats(&b).acks > 0).await;
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}

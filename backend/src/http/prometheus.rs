@@ -178,7 +178,7 @@ metric_table! {
     NatsNodesExpired: "nats_nodes_expired", None, Counter, [], "Remote hubs expired for silence.";
     NatsNodesRevived: "nats_nodes_revived", None, Counter, [], "Expired remote hubs that came back with the same epoch.";
     NatsRepliesNotForwarded: "nats_replies_not_forwarded", None, Counter, [], "Replies from the wire whose requester is not on this hub (not forwarded again).";
-    NatsDurableAcks: "nats_durable_acks", None, Counter, ["verdict"], "Durable frames acknowledged to JetStream (ack: every message taken or dead-lettered) or handed back to be delivered again (nak).";
+    NatsDurableAcks: "nats_durable_acks", None, Counter, ["verdict"], "Durable frames acknowledged to JetStream (ack: every message taken or dead-lettered) or handed back to be delivered again (nak), and frames reported in progress (progress).";
     NatsDurableRedelivered: "nats_durable_redelivered_frames", None, Counter, [], "Durable frames that arrived on a second or later delivery.";
     NatsDurableDeduplicated: "nats_durable_messages_deduplicated", None, Counter, [], "Durable messages dropped on arrival because this hub had them already.";
     NatsDurablePublishRetries: "nats_durable_publish_retries", None, Counter, [], "Durable publishes the server did not confirm, retried with the same message id.";
@@ -430,7 +430,11 @@ fn encode_nats(enc: &mut DescriptorEncoder, n: &NatsStats) -> Result<(), fmt::Er
         labeled_counter(
             enc,
             M::NatsDurableAcks,
-            [(["ack"], d.acks), (["nak"], d.naks)],
+            [
+                (["ack"], d.acks),
+                (["nak"], d.naks),
+                (["progress"], d.in_progress),
+            ],
         )?;
         counter(enc, M::NatsDurableRedelivered, d.redelivered)?;
         counter(enc, M::NatsDurableDeduplicated, d.messages_deduplicated)?;
@@ -636,6 +640,7 @@ mod exported {
                 stream: "SWARMBUS_default".into(),
                 acks: 211,
                 naks: 212,
+                in_progress: 222,
                 redelivered: 213,
                 messages_deduplicated: 214,
                 dedup_ids: 215,
@@ -674,6 +679,10 @@ mod exported {
             ("swarmbus_nats_replies_not_forwarded_total", 210),
             ("swarmbus_nats_durable_acks_total{verdict=\"ack\"}", 211),
             ("swarmbus_nats_durable_acks_total{verdict=\"nak\"}", 212),
+            (
+                "swarmbus_nats_durable_acks_total{verdict=\"progress\"}",
+                222,
+            ),
             ("swarmbus_nats_durable_redelivered_frames_total", 213),
             ("swarmbus_nats_durable_messages_deduplicated_total", 214),
             ("swarmbus_nats_durable_dedup_ids", 215),

@@ -211,6 +211,9 @@ pub struct DurableStats {
     /// Frames handed back to be delivered again (a recipient not there yet, a full mailbox,
     /// a message returned untaken at shutdown).
     pub naks: u64,
+    /// Frames reported in progress to the server: their messages waited in mailboxes for
+    /// half of `ack_wait` (a slow agent), so the server does not deliver them again.
+    pub in_progress: u64,
     /// Frames that arrived on a second or later delivery.
     pub redelivered: u64,
     /// Messages dropped on arrival because this hub had them already (exactly once for

@@ -9,9 +9,19 @@ use super::{DurableStats, Window};
 use crate::receipt::{Outcome, Settle};
 use crate::MessageId;
 use async_nats::jetstream::{self, AckKind};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+/// Frames delivered to this hub and not finished, so that those that wait long (their
+/// messages sit in a slow agent's mailbox) are kept from being delivered again: every
+/// `ack_wait / 2`, each that has waited that long is reported in progress to the server.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    frames: parking_lot::Mutex<HashMap<u64, Weak<FrameAck>>>,
+    next: AtomicU64,
+}
 
 /// What to tell the server about one frame.
 #[derive(Debug)]
@@ -32,6 +42,9 @@ pub(crate) struct FrameAck {
     /// is finished (until then they are pending there, which catches duplicates as well).
     taken: parking_lot::Mutex<Vec<MessageId>>,
     to: flume::Sender<Settled>,
+    in_flight: Arc<InFlight>,
+    key: u64,
+    since: Instant,
 }
 
 impl FrameAck {
@@ -39,14 +52,21 @@ impl FrameAck {
         message: jetstream::Message,
         window: Arc<Window>,
         to: flume::Sender<Settled>,
+        in_flight: &Arc<InFlight>,
     ) -> Arc<FrameAck> {
-        Arc::new(FrameAck {
+        let key = in_flight.next.fetch_add(1, Ordering::Relaxed);
+        let ack = Arc::new(FrameAck {
             message: parking_lot::Mutex::new(Some(message)),
             window,
             again: AtomicBool::new(false),
             taken: parking_lot::Mutex::new(Vec::new()),
             to,
-        })
+            in_flight: in_flight.clone(),
+            key,
+            since: Instant::now(),
+        });
+        in_flight.frames.lock().insert(key, Arc::downgrade(&ack));
+        ack
     }
 
     /// The frame must be delivered again, whatever its receipts say.
@@ -93,6 +113,7 @@ impl Settle for FrameAck {
 
 impl Drop for FrameAck {
     fn drop(&mut self) {
+        self.in_flight.frames.lock().remove(&self.key);
         self.window.taken_all(std::mem::take(self.taken.get_mut()));
         if let Some(message) = self.message.get_mut().take() {
             let again = self.again.load(Ordering::Acquire);
@@ -125,6 +146,41 @@ pub(crate) async fn run(
                 stats.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(target: "swarmbus::nats", "JetStream ack failed: {e}");
             }
+        }
+    }
+}
+
+/// Reports the frames that have waited `ack_wait / 2` or more as in progress, every
+/// `ack_wait / 2`, until the hub is gone (a paused or dead hub sends nothing: the server
+/// delivers its frames again, as it should).
+pub(crate) async fn keep_in_progress(
+    in_flight: Arc<InFlight>,
+    stats: Arc<DurableStats>,
+    ack_wait: Duration,
+    gone: impl Fn() -> bool,
+) {
+    let every = (ack_wait / 2).max(Duration::from_millis(5));
+    while !gone() {
+        tokio::time::sleep(every).await;
+        // Upgraded under the lock, let go outside it (a last reference drops the frame,
+        // which takes the lock to leave the map).
+        let waiting: Vec<Arc<FrameAck>> = in_flight
+            .frames
+            .lock()
+            .values()
+            .filter_map(Weak::upgrade)
+            .filter(|f| f.since.elapsed() >= every)
+            .collect();
+        let messages: Vec<jetstream::Message> = waiting
+            .iter()
+            .filter_map(|f| f.message.lock().clone())
+            .collect();
+        drop(waiting);
+        for message in messages {
+            match message.ack_with(AckKind::Progress).await {
+                Ok(()) => stats.progress.fetch_add(1, Ordering::Relaxed),
+                Err(_) => stats.errors.fetch_add(1, Ordering::Relaxed),
+            };
         }
     }
 }

@@ -193,7 +193,12 @@ async fn receive(
     if !last_chance {
         wait_for_recipients(bus, &frame.envelopes, durable.config.retry_delay).await;
     }
-    let ack = FrameAck::new(message, durable.window.clone(), durable.settled.clone());
+    let ack = FrameAck::new(
+        message,
+        durable.window.clone(),
+        durable.settled.clone(),
+        &durable.in_flight,
+    );
     let hosted_by_sender = |id| node.as_ref().is_some_and(|n| n.hosts(id));
     let mut forged = 0;
     let fresh = durable

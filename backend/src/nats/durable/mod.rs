@@ -47,6 +47,8 @@ pub(crate) struct Durable {
     /// Settled frames, for the acknowledging task.
     pub(crate) settled: flume::Sender<ack::Settled>,
     settled_rx: flume::Receiver<ack::Settled>,
+    /// Frames delivered and not finished.
+    pub(crate) in_flight: Arc<ack::InFlight>,
 }
 
 /// Counters of durable delivery.
@@ -56,6 +58,8 @@ pub(crate) struct DurableStats {
     pub(crate) acks: AtomicU64,
     /// Frames handed back to be delivered again (`retry_delay`).
     pub(crate) naks: AtomicU64,
+    /// Frames reported in progress (their messages wait in mailboxes past `ack_wait / 2`).
+    pub(crate) progress: AtomicU64,
     /// Frames that arrived on a second or later delivery.
     pub(crate) redelivered: AtomicU64,
     /// Messages dropped because this hub had them already.
@@ -83,6 +87,7 @@ impl Durable {
             stream: self.stream.clone(),
             acks: get(&s.acks),
             naks: get(&s.naks),
+            in_progress: get(&s.progress),
             redelivered: get(&s.redelivered),
             messages_deduplicated: get(&s.deduplicated),
             dedup_ids: self.window.len() as u64,
@@ -144,6 +149,7 @@ impl Durable {
                 stats: Arc::new(DurableStats::default()),
                 settled,
                 settled_rx,
+                in_flight: Arc::default(),
             },
             consumer,
         ))
@@ -165,6 +171,15 @@ pub(crate) fn start(
             durable.settled_rx.clone(),
             durable.stats.clone(),
             durable.config.retry_delay,
+        )),
+        tokio::spawn(ack::keep_in_progress(
+            durable.in_flight.clone(),
+            durable.stats.clone(),
+            durable.config.ack_wait,
+            {
+                let bus = bus.clone();
+                move || bus.is_gone()
+            },
         )),
         tokio::spawn(consume::sample_lag(
             bus.clone(),
