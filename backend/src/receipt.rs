@@ -42,6 +42,7 @@ pub(crate) struct Receipt(Mutex<Option<Box<Held>>>);
 
 impl Receipt {
     /// A receipt for message `id`, settled into `sink`.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     pub(crate) fn new(sink: Arc<dyn Settle>, id: MessageId) -> Receipt {
         Receipt(Mutex::new(Some(Box::new(Held {
             sink,

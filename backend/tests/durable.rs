@@ -42,6 +42,14 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The error a hub that must not start gives (its `Debug` is too long to print).
+async fn refused(config: HubConfig) -> Error {
+    match Hub::connect(config).await {
+        Ok(_) => panic!("the hub started"),
+        Err(e) => e,
+    }
+}
+
 fn durable_stats(hub: &Hub) -> swarmbus::nats::DurableStats {
     hub.metrics()
         .nats
@@ -110,10 +118,7 @@ async fn a_missing_or_unusable_stream_is_a_typed_error_at_start() {
     let Some(plain) = NatsServer::start() else {
         return;
     };
-    let err = Hub::connect(config(&plain.url(), "a", "s", Some(durable())))
-        .await
-        .err()
-        .expect("refused at start");
+    let err = refused(config(&plain.url(), "a", "s", Some(durable()))).await;
     assert!(
         matches!(&err, Error::Stream { stream, problem } if stream == "SWARMBUS_s" && problem.contains("-js")),
         "{err}"
@@ -126,10 +131,7 @@ async fn a_missing_or_unusable_stream_is_a_typed_error_at_start() {
     // Missing, and creating it is not allowed.
     let mut no_create = durable();
     no_create.create = false;
-    let err = Hub::connect(config(&url, "a", "s", Some(no_create)))
-        .await
-        .err()
-        .expect("refused at start");
+    let err = refused(config(&url, "a", "s", Some(no_create))).await;
     assert!(
         matches!(&err, Error::Stream { problem, .. } if problem.contains("does not exist")),
         "{err}"
@@ -144,10 +146,7 @@ async fn a_missing_or_unusable_stream_is_a_typed_error_at_start() {
     })
     .await
     .unwrap();
-    let err = Hub::connect(config(&url, "a", "s", Some(durable())))
-        .await
-        .err()
-        .expect("refused at start");
+    let err = refused(config(&url, "a", "s", Some(durable()))).await;
     assert!(
         matches!(&err, Error::Stream { problem, .. } if problem.contains("do not cover")),
         "{err}"
@@ -163,7 +162,7 @@ async fn a_missing_or_unusable_stream_is_a_typed_error_at_start() {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("filler", "x".repeat(100).as_str());
     // Fill it until it refuses.
-    let mut refused = false;
+    let mut filled = false;
     for _ in 0..100 {
         let stored = match js
             .publish_with_headers("swarmbus.t.node.a", headers.clone(), vec![0u8; 300].into())
@@ -173,15 +172,12 @@ async fn a_missing_or_unusable_stream_is_a_typed_error_at_start() {
             Err(_) => false,
         };
         if !stored {
-            refused = true;
+            filled = true;
             break;
         }
     }
-    assert!(refused, "the stream never filled");
-    let err = Hub::connect(config(&url, "a", "t", Some(small)))
-        .await
-        .err()
-        .expect("refused at start");
+    assert!(filled, "the stream never filled");
+    let err = refused(config(&url, "a", "t", Some(small))).await;
     assert!(
         matches!(&err, Error::Stream { problem, .. } if problem.contains("full")),
         "{err}"

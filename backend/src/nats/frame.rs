@@ -109,6 +109,23 @@ pub(crate) fn envelope_len(e: &Envelope) -> usize {
         + e.payload.wire_len()
 }
 
+/// How many of `rest` go in the next frame: as many as fit `budget` (at least one), and
+/// for topic links only messages of the first one's topic (one subject per frame).
+pub(crate) fn frame_end(rest: &[Envelope], budget: usize, by_topic: bool) -> usize {
+    let topic = rest[0].topic();
+    let mut size = 0;
+    let mut end = 0;
+    while end < rest.len() {
+        let len = envelope_len(&rest[end]);
+        if end > 0 && (size + len > budget || (by_topic && rest[end].topic() != topic)) {
+            break;
+        }
+        size += len;
+        end += 1;
+    }
+    end
+}
+
 /// A header value as sent: cut to the bound (the API refuses longer ones before this).
 fn header_value(value: &str) -> &[u8] {
     let mut end = value.len().min(MAX_HEADER_VALUE);

@@ -7,7 +7,7 @@
 use super::bridge::{signing_room, Bridge};
 use super::directory::RemoteNode;
 use super::directory::Upsert;
-use super::frame::{self, Numbers};
+use super::frame::{self, frame_end, Numbers};
 use super::link::Link;
 use super::stats::BridgeStats;
 use crate::bus::Inbound;
@@ -97,23 +97,6 @@ pub(super) async fn run(bus: Inbound, bridge: Arc<Bridge>, target: Target) {
             }
         }
     }
-}
-
-/// How many of `rest` go in the next frame: as many as fit `budget` (at least one), and
-/// for topic links only messages of the first one's topic (one subject per frame).
-pub(crate) fn frame_end(rest: &[Envelope], budget: usize, by_topic: bool) -> usize {
-    let topic = rest[0].topic();
-    let mut size = 0;
-    let mut end = 0;
-    while end < rest.len() {
-        let len = frame::envelope_len(&rest[end]);
-        if end > 0 && (size + len > budget || (by_topic && rest[end].topic() != topic)) {
-            break;
-        }
-        size += len;
-        end += 1;
-    }
-    end
 }
 
 /// Counts `n` messages the publisher held as dropped.

@@ -5,7 +5,8 @@
 //! a mailbox waits for it too (the window holds it). One task sends the verdicts, in the
 //! order they settle.
 
-use super::{DurableStats, Window};
+use super::counters::Counters;
+use super::window::{Waiting, Window};
 use crate::receipt::{Outcome, Settle};
 use crate::MessageId;
 use async_nats::jetstream::{self, AckKind};
@@ -98,6 +99,12 @@ impl FrameAck {
     }
 }
 
+impl Waiting for FrameAck {
+    fn again(&self) {
+        FrameAck::again(self);
+    }
+}
+
 impl Settle for FrameAck {
     fn settle(&self, id: MessageId, outcome: Outcome) {
         match outcome {
@@ -127,7 +134,7 @@ impl Drop for FrameAck {
 /// Sends the acknowledgements, until every sender is gone.
 pub(crate) async fn run(
     settled: flume::Receiver<Settled>,
-    stats: Arc<DurableStats>,
+    stats: Arc<Counters>,
     retry_delay: Duration,
 ) {
     while let Ok(Settled { message, again }) = settled.recv_async().await {
@@ -155,7 +162,7 @@ pub(crate) async fn run(
 /// delivers its frames again, as it should).
 pub(crate) async fn keep_in_progress(
     in_flight: Arc<InFlight>,
-    stats: Arc<DurableStats>,
+    stats: Arc<Counters>,
     ack_wait: Duration,
     gone: impl Fn() -> bool,
 ) {

@@ -8,7 +8,7 @@
 //! letter.
 
 use super::ack::FrameAck;
-use super::Durable;
+use super::context::Durable;
 use crate::bus::{Inbound, WireReply};
 use crate::envelope::Kind;
 use crate::nats::bridge::Bridge;
@@ -203,7 +203,7 @@ async fn receive(
     let mut forged = 0;
     let fresh = durable
         .window
-        .arrive_all(frame.envelopes.iter().map(|e| e.id), Some(&ack));
+        .arrive_all(frame.envelopes.iter().map(|e| e.id), Some(ack.clone() as _));
     let duplicates = fresh.iter().filter(|new| !**new).count() as u64;
     if duplicates > 0 {
         ds.deduplicated.fetch_add(duplicates, Ordering::Relaxed);

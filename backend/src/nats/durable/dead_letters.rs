@@ -3,7 +3,7 @@
 //! frame with headers `Swarmbus-Reason` and `Swarmbus-At` (milliseconds since 1970), so
 //! what reached no agent outlives the hub that dropped it.
 
-use super::Durable;
+use super::context::Durable;
 use crate::nats::bridge::Bridge;
 use crate::nats::frame::{self, Numbers};
 use crate::DeadLetter;

@@ -6,14 +6,13 @@
 //! every frame after it, in order: the server stores what it already has once (a
 //! duplicate), so nothing is lost and nothing is stored twice within `duplicate_window`.
 
-use super::Durable;
+use super::context::Durable;
 use crate::bus::Inbound;
 use crate::metrics::DropReason;
 use crate::nats::bridge::{signing_room, Bridge};
 use crate::nats::directory::RemoteNode;
-use crate::nats::frame::{self, Numbers};
+use crate::nats::frame::{self, frame_end, Numbers};
 use crate::nats::link::Link;
-use crate::nats::outbound::frame_end;
 use crate::nats::stats::BridgeStats;
 use async_nats::jetstream::context::PublishError;
 use async_nats::jetstream::publish::PublishAck;

@@ -7,18 +7,23 @@
 //! delivery goes through. Done ids are kept up to the window's size, oldest forgotten first;
 //! pending ones are bounded by what the mailboxes hold.
 
-use super::ack::FrameAck;
 use crate::receipt::Outcome;
 use crate::MessageId;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+/// A later delivery of a frame, waiting for a message of an earlier one: told when that
+/// message comes back untaken (so it is delivered again), let go when it is done.
+pub(crate) trait Waiting: Send + Sync + std::fmt::Debug {
+    fn again(&self);
+}
+
 #[derive(Debug)]
 enum State {
     /// In a mailbox, with the later deliveries of its frame that wait for it: each is
     /// acknowledged only once this message is taken, or delivered again if it is returned.
-    Pending(Vec<Arc<FrameAck>>),
+    Pending(Vec<Arc<dyn Waiting>>),
     Done,
 }
 
@@ -60,12 +65,12 @@ impl Window {
     pub(crate) fn arrive_all(
         &self,
         ids: impl Iterator<Item = MessageId>,
-        frame: Option<&Arc<FrameAck>>,
+        frame: Option<Arc<dyn Waiting>>,
     ) -> Vec<bool> {
         let mut ids_now = self.ids.lock();
         ids.map(|id| match ids_now.state.entry(id) {
             std::collections::hash_map::Entry::Occupied(mut slot) => {
-                if let (State::Pending(waiting), Some(frame)) = (slot.get_mut(), frame) {
+                if let (State::Pending(waiting), Some(frame)) = (slot.get_mut(), &frame) {
                     waiting.push(frame.clone());
                 }
                 false
@@ -80,7 +85,7 @@ impl Window {
 
     /// [`arrive_all`](Self::arrive_all) for one id.
     #[cfg(test)]
-    pub(crate) fn arrive(&self, id: MessageId, frame: Option<&Arc<FrameAck>>) -> Seen {
+    pub(crate) fn arrive(&self, id: MessageId, frame: Option<Arc<dyn Waiting>>) -> Seen {
         match self.arrive_all(std::iter::once(id), frame)[0] {
             true => Seen::New,
             false => Seen::Duplicate,
