@@ -294,6 +294,37 @@ impl Drop for Record {
 
 const STREAM: u64 = 50_000;
 
+/// Hub A in this process with a sender, and hub B in a child with its agent under a new
+/// id, once A knows that agent.
+async fn sender_and_receiver(
+    url: &str,
+    swarm: &str,
+    record: &Path,
+) -> (Hub, swarmbus::Agent, ReceiverChild, AgentId) {
+    let id = AgentId::new_v4();
+    let a = Hub::connect(config(url, "a", swarm)).await.unwrap();
+    let tx = a.register("tx").unwrap();
+    let b = ReceiverChild::spawn(url, swarm, id, record);
+    b.line("READY").await;
+    until("a to learn the agent on b", Duration::from_secs(10), || {
+        a.knows(id)
+    })
+    .await;
+    (a, tx, b, id)
+}
+
+/// Waits until B's agent has handled `accepted` messages (and a little longer, for any
+/// that would come twice); B's report and the agent's record.
+async fn handled(a: &Hub, b: &ReceiverChild, record: &Path, accepted: u64) -> (Value, Vec<u64>) {
+    a.flush();
+    until("every message handled", Duration::from_secs(60), || {
+        read_record(record).len() as u64 >= accepted
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (b.report().await, read_record(record))
+}
+
 /// Streams 0..STREAM to `to` (8-byte sequence numbers) in a task, 500 at a time with a
 /// 5 ms pause, so that the stream spans the fault; returns how many were accepted (every
 /// send must be).
@@ -320,15 +351,7 @@ async fn sigkill_of_the_receiving_hub_mid_stream() {
     };
     let (url, swarm) = (server.url(), "kill-b");
     let record = Record::new("kill-b");
-    let id = AgentId::new_v4();
-    let a = Hub::connect(config(&url, "a", swarm)).await.unwrap();
-    let tx = a.register("tx").unwrap();
-    let mut b = ReceiverChild::spawn(&url, swarm, id, &record.0);
-    b.line("READY").await;
-    until("a to learn the agent on b", Duration::from_secs(10), || {
-        a.knows(id)
-    })
-    .await;
+    let (a, tx, mut b, id) = sender_and_receiver(&url, swarm, &record.0).await;
     let sender = stream_to(tx.sender(), id);
     until("b to be mid-stream", Duration::from_secs(20), || {
         read_record(&record.0).len() as u64 > STREAM / 5
@@ -341,14 +364,7 @@ async fn sigkill_of_the_receiving_hub_mid_stream() {
     let b = ReceiverChild::spawn(&url, swarm, id, &record.0);
     b.line("READY").await;
     let accepted = sender.await.unwrap();
-    a.flush();
-    until("every message handled", Duration::from_secs(60), || {
-        read_record(&record.0).len() as u64 >= accepted
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let report = b.report().await;
-    let record = read_record(&record.0);
+    let (report, record) = handled(&a, &b, &record.0, accepted).await;
     check_record("sigkill_of_the_receiving_hub", &record, accepted);
     assert_eq!(field(&report, "/skipped_unflagged"), 0, "{report}");
     assert_eq!(field(&report, "/dropped"), 0, "{report}");
@@ -370,15 +386,7 @@ async fn sigstop_of_the_receiving_hub_past_ack_wait() {
     };
     let (url, swarm) = (server.url(), "stop-b");
     let record = Record::new("stop-b");
-    let id = AgentId::new_v4();
-    let a = Hub::connect(config(&url, "a", swarm)).await.unwrap();
-    let tx = a.register("tx").unwrap();
-    let b = ReceiverChild::spawn(&url, swarm, id, &record.0);
-    b.line("READY").await;
-    until("a to learn the agent on b", Duration::from_secs(10), || {
-        a.knows(id)
-    })
-    .await;
+    let (a, tx, b, id) = sender_and_receiver(&url, swarm, &record.0).await;
     let sender = stream_to(tx.sender(), id);
     until("b to be mid-stream", Duration::from_secs(20), || {
         read_record(&record.0).len() as u64 > STREAM / 10
@@ -389,14 +397,7 @@ async fn sigstop_of_the_receiving_hub_past_ack_wait() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     b.signal("CONT");
     let accepted = sender.await.unwrap();
-    a.flush();
-    until("every message handled", Duration::from_secs(60), || {
-        read_record(&record.0).len() as u64 >= accepted
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let report = b.report().await;
-    let record = read_record(&record.0);
+    let (report, record) = handled(&a, &b, &record.0, accepted).await;
     check_record("sigstop_of_the_receiving_hub", &record, accepted);
     // The hub lived through it: it dropped every duplicate itself.
     assert_eq!(field(&report, "/skipped"), 0, "{report}");
