@@ -287,6 +287,25 @@ impl Bridge {
         }
     }
 
+    /// The next frame of `link`, holding `part`: numbered, encoded and sealed for
+    /// `subject`; with its frame sequence number.
+    pub(super) fn next_frame(
+        &self,
+        link: &Link,
+        subject: &str,
+        part: &[crate::Envelope],
+    ) -> (Bytes, u64) {
+        let (seq, msg_seq) = link.number(part.len() as u64);
+        let numbers = frame::Numbers {
+            epoch: self.epoch,
+            link: link.instance,
+            seq,
+            msg_seq,
+        };
+        let body = frame::encode_with_room(&self.config.node, numbers, part, signing_room());
+        (self.seal(subject, body), seq)
+    }
+
     /// Adds the swarm key's tag, when the swarm has a key (in place: `body` has room).
     pub(super) fn seal(&self, subject: &str, mut body: bytes::BytesMut) -> Bytes {
         if let Some(keyring) = &self.keyring {

@@ -7,7 +7,7 @@
 use super::bridge::{signing_room, Bridge};
 use super::directory::RemoteNode;
 use super::directory::Upsert;
-use super::frame::{self, frame_end, Numbers};
+use super::frame::{self, frame_end};
 use super::link::Link;
 use super::stats::BridgeStats;
 use crate::bus::Inbound;
@@ -68,15 +68,7 @@ pub(super) async fn run(bus: Inbound, bridge: Arc<Bridge>, target: Target) {
                 lose(&bus, link, part, DropReason::PublishFailed);
                 continue;
             };
-            let (seq, msg_seq) = link.number(n);
-            let numbers = Numbers {
-                epoch: bridge.epoch,
-                link: link.instance,
-                seq,
-                msg_seq,
-            };
-            let frame = frame::encode_with_room(&bridge.config.node, numbers, part, signing_room());
-            let sealed = bridge.seal(&subject, frame);
+            let (sealed, _) = bridge.next_frame(link, &subject, part);
             let len = sealed.len() as u64;
             match bridge.client.publish(subject, sealed).await {
                 Ok(()) => {

@@ -142,24 +142,17 @@ async fn raw_nats(url: &str, size: usize, duration: Duration) -> Result<NatsBase
         published += 64;
     }
     publisher.flush().await?;
-    // Wait until nothing new arrives for 200 ms (or everything did), at most 10 s.
-    let wait_until = Instant::now() + Duration::from_secs(10);
-    while received.load(Ordering::Relaxed) < published
-        && last.idle_for() < Duration::from_millis(200)
-        && Instant::now() < wait_until
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let got = received.load(Ordering::Relaxed);
-    let busy = last.at().unwrap_or_else(Instant::now).duration_since(start);
-    counter.abort();
-    Ok(NatsBaseline {
+    let baseline = quiet_count(
+        &received,
+        &last,
         published,
-        received: got,
-        lost: published.saturating_sub(got),
-        msgs_per_sec: got as f64 / busy.as_secs_f64().max(1e-9),
-        ..NatsBaseline::default()
-    })
+        start,
+        Duration::from_millis(200),
+        Duration::from_secs(10),
+    )
+    .await;
+    counter.abort();
+    Ok(baseline)
 }
 
 /// What the sending and receiving hubs say of the wire after a cross-hub run.
@@ -285,24 +278,46 @@ async fn raw_jetstream(url: &str, size: usize, duration: Duration) -> Result<Nat
     for ack in acks {
         ack.await?;
     }
-    let wait_until = Instant::now() + Duration::from_secs(30);
+    let baseline = quiet_count(
+        &received,
+        &last,
+        published,
+        start,
+        Duration::from_millis(500),
+        Duration::from_secs(30),
+    )
+    .await;
+    counter.abort();
+    let _ = publisher.delete_stream(&name).await;
+    Ok(baseline)
+}
+
+/// What a raw baseline's receiver got: waits until it has all `published`, or nothing new
+/// arrived for `quiet`, at most `limit`; the rate counts until the last message received.
+async fn quiet_count(
+    received: &AtomicU64,
+    last: &last_seen::Last,
+    published: u64,
+    start: Instant,
+    quiet: Duration,
+    limit: Duration,
+) -> NatsBaseline {
+    let wait_until = Instant::now() + limit;
     while received.load(Ordering::Relaxed) < published
-        && last.idle_for() < Duration::from_millis(500)
+        && last.idle_for() < quiet
         && Instant::now() < wait_until
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let got = received.load(Ordering::Relaxed);
     let busy = last.at().unwrap_or_else(Instant::now).duration_since(start);
-    counter.abort();
-    let _ = publisher.delete_stream(&name).await;
-    Ok(NatsBaseline {
+    NatsBaseline {
         published,
         received: got,
         lost: published.saturating_sub(got),
         msgs_per_sec: got as f64 / busy.as_secs_f64().max(1e-9),
         ..NatsBaseline::default()
-    })
+    }
 }
 
 async fn cross_hub(

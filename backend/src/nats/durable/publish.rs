@@ -11,7 +11,7 @@ use crate::bus::Inbound;
 use crate::metrics::DropReason;
 use crate::nats::bridge::{signing_room, Bridge};
 use crate::nats::directory::RemoteNode;
-use crate::nats::frame::{self, frame_end, Numbers};
+use crate::nats::frame::{self, frame_end};
 use crate::nats::link::Link;
 use crate::nats::stats::BridgeStats;
 use async_nats::jetstream::context::PublishError;
@@ -115,22 +115,14 @@ async fn confirmed(pending: &mut VecDeque<Pending>) -> Result<PublishAck, Publis
 
 /// One frame, numbered and sealed, with its id.
 fn encode(bridge: &Bridge, link: &Link, subject: &str, part: &[crate::Envelope]) -> Pending {
-    let n = part.len() as u64;
-    let (seq, msg_seq) = link.number(n);
-    let numbers = Numbers {
-        epoch: bridge.epoch,
-        link: link.instance,
-        seq,
-        msg_seq,
-    };
-    let body = frame::encode_with_room(&bridge.config.node, numbers, part, signing_room());
+    let (body, seq) = bridge.next_frame(link, subject, part);
     Pending {
         id: format!(
             "{}.{}.{}.{seq}",
             bridge.config.node, bridge.epoch, link.instance
         ),
-        body: bridge.seal(subject, body),
-        messages: n,
+        body,
+        messages: part.len() as u64,
         confirmation: None,
     }
 }
