@@ -240,6 +240,8 @@ fn dashboard_shows_live_data_in_headless_chromium() {
         "stream lag",
         "deduplicated",
         "JetStream errors 0",
+        "directory writes",
+        "directory refused 0",
     ] {
         assert!(
             nats_figures.contains(figure),

@@ -182,6 +182,88 @@ async fn a_missing_or_unusable_stream_is_a_typed_error_at_start() {
         matches!(&err, Error::Stream { problem, .. } if problem.contains("full")),
         "{err}"
     );
+    // A directory bucket whose entries would expire between two rewrites.
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "KV_SWARMBUS_k_DIR".into(),
+        subjects: vec!["$KV.SWARMBUS_k_DIR.>".into()],
+        max_messages_per_subject: 1,
+        max_age: Duration::from_millis(200),
+        allow_direct: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let err = refused(config(&url, "a", "k", Some(durable()))).await;
+    assert!(
+        matches!(&err, Error::Stream { stream, problem } if stream == "KV_SWARMBUS_k_DIR" && problem.contains("max_age")),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_hub_knows_the_swarm_at_start_from_the_directory_bucket() {
+    let Some(server) = NatsServer::start_jetstream() else {
+        return;
+    };
+    let url = server.url();
+    let a = Hub::connect(config(&url, "a", "kv", Some(durable())))
+        .await
+        .unwrap();
+    let b = Hub::connect(config(&url, "b", "kv", Some(durable())))
+        .await
+        .unwrap();
+    // More than one part of a's list (4,096 agents per part).
+    let on_a: Vec<_> = (0..5_000)
+        .map(|i| a.register(format!("a{i}")).unwrap())
+        .collect();
+    let on_b: Vec<_> = (0..10)
+        .map(|i| b.register(format!("b{i}")).unwrap())
+        .collect();
+    // A forged entry and a corrupt one: refused and counted, never fatal.
+    let client = async_nats::connect(&url).await.unwrap();
+    let kv = async_nats::jetstream::new(client)
+        .get_key_value("SWARMBUS_kv_DIR")
+        .await
+        .unwrap();
+    kv.put("evil", "{not json".into()).await.unwrap();
+    kv.put("evil.0", r#"{"epoch":1,"part":7,"agents":[]}"#.into())
+        .await
+        .unwrap();
+    until("a and b to write their entries", || {
+        durable_stats(&a).directory_writes >= 4 && durable_stats(&b).directory_writes >= 3
+    })
+    .await;
+    let c = Hub::connect(config(&url, "c", "kv", Some(durable())))
+        .await
+        .unwrap();
+    // At once: no announcement was needed.
+    let loaded = durable_stats(&c);
+    assert_eq!(loaded.directory_agents_loaded, 5_010);
+    assert_eq!(loaded.directory_entries_refused, 2);
+    assert!(on_a.iter().all(|x| c.knows(x.id())), "c knows a's agents");
+    assert!(on_b.iter().all(|x| c.knows(x.id())), "c knows b's agents");
+    // And a message sent at once arrives, once.
+    let tx = c.register("tx").unwrap();
+    tx.send(on_b[0].id(), b"first".to_vec()).await.unwrap();
+    c.flush();
+    let mut first = on_b.into_iter().next().unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), first.recv())
+        .await
+        .expect("delivered")
+        .unwrap();
+    assert_eq!(got.payload().bytes().unwrap().as_ref(), b"first");
+    // A goodbye removes a hub's entries: a hub started after it does not learn its agents.
+    b.shutdown().await.unwrap();
+    let d = Hub::connect(config(&url, "d", "kv", Some(durable())))
+        .await
+        .unwrap();
+    assert!(!d.knows(first.id()), "b said goodbye");
+    assert!(on_a.iter().all(|x| d.knows(x.id())));
+    // c's one agent may or may not have been written yet; a's are all there.
+    assert!(durable_stats(&d).directory_agents_loaded >= 5_000);
+    for hub in [a, c, d] {
+        hub.shutdown().await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,4 +372,49 @@ async fn messages_waiting_in_a_slow_agents_mailbox_are_not_delivered_again() {
     until("acknowledged once taken", || durable_stats(&b).acks > 0).await;
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_gone_without_goodbye_drops_out_of_the_directory_bucket_after_its_ttl() {
+    let Some(server) = NatsServer::start_jetstream() else {
+        return;
+    };
+    let url = server.url();
+    let mut short = durable();
+    short.directory_ttl = Duration::from_millis(400);
+    let e = Hub::connect(config(&url, "e", "ttl", Some(short.clone())))
+        .await
+        .unwrap();
+    let agent = e.register("x").unwrap();
+    let id = agent.id();
+    until("e to write its entries", || {
+        durable_stats(&e).directory_writes >= 4
+    })
+    .await;
+    // While e runs, its entries outlive the ttl (rewritten within half of it).
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let f = Hub::connect(config(&url, "f", "ttl", Some(short.clone())))
+        .await
+        .unwrap();
+    assert!(f.knows(id), "e's entry is kept fresh while it runs");
+    f.shutdown().await.unwrap();
+    // Gone without a goodbye (dropped, as after a crash): nothing rewrites its entries.
+    drop(agent);
+    drop(e);
+    let client = async_nats::connect(&url).await.unwrap();
+    let kv = async_nats::jetstream::new(client)
+        .get_key_value("SWARMBUS_ttl_DIR")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while kv.get("e").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "e's entry never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let g = Hub::connect(config(&url, "g", "ttl", Some(short)))
+        .await
+        .unwrap();
+    assert!(!g.knows(id), "an expired hub is not learned");
+    assert_eq!(durable_stats(&g).directory_agents_loaded, 0);
+    g.shutdown().await.unwrap();
 }

@@ -188,6 +188,9 @@ metric_table! {
     NatsDurableLag: "nats_durable_stream_lag", None, Gauge, [], "Messages published to this hub in JetStream and not yet acknowledged (sampled every second).";
     NatsDurableDedupIds: "nats_durable_dedup_ids", None, Gauge, [], "Message ids the hub remembers to drop what is delivered twice.";
     NatsDurableDeadLettersPublished: "nats_durable_dead_letters_published", None, Counter, [], "Dead letters published to the swarm's dead-letter stream.";
+    NatsDurableDirectoryWrites: "nats_durable_directory_writes", None, Counter, [], "Entries this hub wrote to the swarm's directory bucket in JetStream key-value.";
+    NatsDurableDirectoryLoaded: "nats_durable_directory_agents_loaded", None, Gauge, [], "Remote agents this hub learned from the directory bucket at start.";
+    NatsDurableDirectoryRefused: "nats_durable_directory_entries_refused", None, Counter, [], "Directory bucket entries refused when read (unsigned, a bad tag, not parsable).";
     HttpConnectionsOpen: "http_connections_open", None, Gauge, [], "HTTP connections open now.";
     HttpConnectionsCap: "http_connections_cap", None, Gauge, [], "The HTTP connection cap in force (max_connections, clamped to half the descriptor limit).";
     HttpConnectionsAccepted: "http_connections_accepted", None, Counter, [], "HTTP connections accepted and served.";
@@ -449,6 +452,17 @@ fn encode_nats(enc: &mut DescriptorEncoder, n: &NatsStats) -> Result<(), fmt::Er
             M::NatsDurableDeadLettersPublished,
             d.dead_letters_published,
         )?;
+        counter(enc, M::NatsDurableDirectoryWrites, d.directory_writes)?;
+        gauge(
+            enc,
+            M::NatsDurableDirectoryLoaded,
+            d.directory_agents_loaded,
+        )?;
+        counter(
+            enc,
+            M::NatsDurableDirectoryRefused,
+            d.directory_entries_refused,
+        )?;
     }
     Ok(())
 }
@@ -650,6 +664,9 @@ mod exported {
                 frames_terminated: 219,
                 stream_lag: 220,
                 dead_letters_published: 221,
+                directory_writes: 223,
+                directory_agents_loaded: 224,
+                directory_entries_refused: 225,
             }),
             ..NatsStats::default()
         });
@@ -692,6 +709,9 @@ mod exported {
             ("swarmbus_nats_durable_frames_terminated_total", 219),
             ("swarmbus_nats_durable_stream_lag", 220),
             ("swarmbus_nats_durable_dead_letters_published_total", 221),
+            ("swarmbus_nats_durable_directory_writes_total", 223),
+            ("swarmbus_nats_durable_directory_agents_loaded", 224),
+            ("swarmbus_nats_durable_directory_entries_refused_total", 225),
         ]
         .iter()
         .map(|(k, v)| format!("{k} {v}\n"))

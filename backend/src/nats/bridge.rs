@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 /// A change of this hub's agents, for the directory task to announce.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum LocalChange {
     Joined(AgentId),
     Left(AgentId),
@@ -49,6 +49,8 @@ pub(crate) struct Bridge {
     pub(crate) directory: Directory,
     pub(super) stats: Arc<BridgeStats>,
     pub(super) changes: flume::Sender<LocalChange>,
+    /// The same changes, for the durable directory's writer.
+    pub(super) durable_changes: Option<flume::Sender<LocalChange>>,
     pub(super) tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Each link's publisher.
     pub(super) publishers: Mutex<Vec<Publisher>>,
@@ -77,6 +79,9 @@ pub(crate) struct Bridge {
 impl Bridge {
     /// Tells the directory task that a local agent came or went.
     pub(crate) fn local_change(&self, change: LocalChange) {
+        if let Some(durable) = &self.durable_changes {
+            let _ = durable.send(change);
+        }
         let _ = self.changes.send(change);
     }
 
@@ -223,6 +228,9 @@ impl Bridge {
             .collect();
         if self.is_connected() {
             self.announce(control::Control::Bye { sent }).await;
+            if let Some(durable) = &self.durable {
+                durable.forget_directory(&self.config.node).await;
+            }
         }
         let out = self.stats.messages_out.load(Ordering::Acquire);
         match tokio::time::timeout(Duration::from_secs(5), self.client.flush()).await {

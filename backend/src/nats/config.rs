@@ -201,6 +201,13 @@ impl NatsConfig {
         }
         if let Some(durable) = &self.durable {
             durable.validate()?;
+            if durable.directory_ttl < self.heartbeat * 4 {
+                return bad(format!(
+                    "nats.durable.directory_ttl ({:?}) must be at least four heartbeats ({:?})",
+                    durable.directory_ttl,
+                    self.heartbeat * 4
+                ));
+            }
         }
         self.keyring().map(|_| ())
     }
@@ -362,6 +369,14 @@ mod tests {
         );
         check(|c| c.shutdown_drain = Duration::MAX, "shutdown_drain");
         check(|c| c.heartbeat = Duration::ZERO, "heartbeat");
+        check(
+            |c| {
+                c.durable = Some(crate::nats::DurableConfig::default());
+                c.heartbeat = Duration::from_secs(10);
+                c.node_timeout = Duration::from_secs(20);
+            },
+            "directory_ttl",
+        );
         NatsConfig::default().validate().unwrap();
     }
 }

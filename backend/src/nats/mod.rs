@@ -131,6 +131,13 @@ pub(crate) async fn start(bus: Inbound, config: NatsConfig) -> Result<Arc<Bridge
         None => None,
     };
     let (changes, changes_rx) = flume::unbounded();
+    let (durable_changes, durable_changes_rx) = match durable {
+        Some(_) => {
+            let (tx, rx) = flume::unbounded();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
     let epoch = start_epoch();
     let link = |instance| {
         Link::new(
@@ -151,6 +158,7 @@ pub(crate) async fn start(bus: Inbound, config: NatsConfig) -> Result<Arc<Bridge
         directory: Directory::default(),
         stats,
         changes,
+        durable_changes,
         tasks: Mutex::new(Vec::new()),
         publishers: Mutex::new(Vec::new()),
         links_created: AtomicU64::new(2),
@@ -202,8 +210,10 @@ pub(crate) async fn start(bus: Inbound, config: NatsConfig) -> Result<Arc<Bridge
             Stream::Direct,
         )));
     }
-    if let Some((durable, consumer)) = durable {
-        tasks.extend(durable::start(&weak, &bridge, durable, consumer));
+    if let (Some((durable, consumer)), Some(changes)) = (durable, durable_changes_rx) {
+        // Know the swarm before the first send, not after the next announcements.
+        durable::load_directory(&bridge, &durable).await;
+        tasks.extend(durable::start(&weak, &bridge, durable, consumer, changes));
     }
     tasks.extend([
         tokio::spawn(inbound::run(

@@ -233,6 +233,13 @@ pub struct DurableStats {
     pub stream_lag: u64,
     /// Dead letters published to the dead-letter stream.
     pub dead_letters_published: u64,
+    /// Entries this hub wrote to the swarm's directory bucket (its heartbeat entry and the
+    /// parts of its agent list).
+    pub directory_writes: u64,
+    /// Remote agents this hub learned from the directory bucket at start.
+    pub directory_agents_loaded: u64,
+    /// Directory entries refused when read (unsigned, a bad tag, not parsable).
+    pub directory_entries_refused: u64,
 }
 
 #[cfg(test)]

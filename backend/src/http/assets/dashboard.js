@@ -282,6 +282,8 @@
       { label: "deduplicated", value: fmtNum(d.messages_deduplicated || 0) },
       { label: "handed back", value: fmtNum(d.naks || 0) },
       { label: "JetStream errors", value: fmtNum(d.jetstream_errors || 0), cls: d.jetstream_errors > 0 ? "bad" : "" },
+      { label: "directory writes", value: fmtNum(d.directory_writes || 0) },
+      { label: "directory refused", value: fmtNum(d.directory_entries_refused || 0), cls: d.directory_entries_refused > 0 ? "bad" : "" },
     ];
   }
 

@@ -50,6 +50,12 @@ pub struct DurableConfig {
     pub publish_window: u32,
     /// Message ids remembered to drop what is delivered twice. Default 1,000,000.
     pub dedup_window: usize,
+    /// How long the swarm's directory in JetStream key-value (`SWARMBUS_<swarm>_DIR`)
+    /// remembers a hub after its last heartbeat: a hub rewrites its entries within half
+    /// of it, so a hub that stopped without saying goodbye drops out of what newly
+    /// started hubs read. Applies when this hub creates the bucket. Default 30 s.
+    #[serde(with = "crate::duration")]
+    pub directory_ttl: Duration,
 }
 
 impl Default for DurableConfig {
@@ -66,6 +72,7 @@ impl Default for DurableConfig {
             max_ack_pending: 256,
             publish_window: 64,
             dedup_window: 1_000_000,
+            directory_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -73,6 +80,9 @@ impl Default for DurableConfig {
 /// Longest `duplicate_window`, `ack_wait` and `retry_delay` (the bound of every NATS
 /// duration setting).
 const HOUR: Duration = Duration::from_secs(3600);
+
+/// Longest `directory_ttl`.
+const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// Largest `dedup_window`.
 pub const MAX_DEDUP_WINDOW: usize = 100_000_000;
@@ -113,6 +123,7 @@ impl DurableConfig {
             ("duplicate_window", self.duplicate_window, HOUR),
             ("ack_wait", self.ack_wait, HOUR),
             ("retry_delay", self.retry_delay, HOUR),
+            ("directory_ttl", self.directory_ttl, DAY),
         ];
         for (name, value, max) in durations {
             if value < Duration::from_millis(10) || value > max {
@@ -163,6 +174,7 @@ mod tests {
         check(|c| c.max_ack_pending = 0, "max_ack_pending");
         check(|c| c.publish_window = u32::MAX, "publish_window");
         check(|c| c.dedup_window = 0, "dedup_window");
+        check(|c| c.directory_ttl = Duration::ZERO, "directory_ttl");
         check(
             |c| c.duplicate_window = Duration::from_secs(7200),
             "duplicate_window",

@@ -8,9 +8,10 @@ use super::window::Window;
 use crate::nats::config::{nats_error, NatsConfig};
 use crate::nats::subjects::Subjects;
 use crate::{Error, Result};
-use async_nats::jetstream::{self, consumer, stream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use async_nats::jetstream::{self, consumer, kv, stream};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The durable side of a bridge: the JetStream context, the stream, and the receiving
 /// hub's memory of ids.
@@ -26,6 +27,15 @@ pub(crate) struct Durable {
     pub(crate) settled_rx: flume::Receiver<Settled>,
     /// Frames delivered and not finished.
     pub(crate) in_flight: Arc<InFlight>,
+    /// The swarm's directory in JetStream key-value (`directory.rs`).
+    pub(crate) directory: kv::Store,
+    /// The bucket's name.
+    pub(crate) directory_bucket: String,
+    /// How often each of this hub's entries is rewritten at least: half the bucket's
+    /// `max_age`.
+    pub(crate) directory_refresh: Duration,
+    /// The most parts this hub's entry had (their keys go at shutdown).
+    pub(crate) directory_parts: AtomicU32,
 }
 
 impl Durable {
@@ -47,6 +57,23 @@ impl Durable {
             frames_terminated: get(&s.terminated),
             stream_lag: get(&s.lag),
             dead_letters_published: get(&s.dead_letters_published),
+            directory_writes: get(&s.directory_writes),
+            directory_agents_loaded: get(&s.directory_loaded),
+            directory_entries_refused: get(&s.directory_refused),
+        }
+    }
+
+    /// Removes this hub's entries from the directory bucket (a goodbye): hubs started
+    /// later do not learn agents that are gone. Failures are counted; what is left
+    /// expires with the bucket's `max_age`.
+    pub(crate) async fn forget_directory(&self, node: &str) {
+        let parts = self.directory_parts.load(Ordering::Acquire);
+        let keys = std::iter::once(hub_key(node)).chain((0..parts).map(|i| part_key(node, i)));
+        for key in keys {
+            if let Err(e) = self.directory.purge(&key).await {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(target: "swarmbus::nats", "directory: could not remove {key}: {e}");
+            }
         }
     }
 
@@ -89,6 +116,8 @@ impl Durable {
         };
         ensure_stream(&js, dlq, config.create).await?;
         let consumer = ensure_consumer(&stream, &name, nats, &config, subjects).await?;
+        let (directory, directory_bucket, directory_refresh) =
+            ensure_bucket(&js, nats, &config).await?;
         let (settled, settled_rx) = flume::unbounded();
         Ok((
             Durable {
@@ -100,6 +129,10 @@ impl Durable {
                 settled,
                 settled_rx,
                 in_flight: Arc::default(),
+                directory,
+                directory_bucket,
+                directory_refresh,
+                directory_parts: AtomicU32::new(0),
             },
             consumer,
         ))
@@ -189,6 +222,80 @@ fn covers(pattern: &str, subject: &str) -> bool {
             _ => return false,
         }
     }
+}
+
+/// The key of a hub's entry in the directory bucket.
+pub(crate) fn hub_key(node: &str) -> String {
+    node.to_string()
+}
+
+/// The key of one part of a hub's agent list.
+pub(crate) fn part_key(node: &str, part: u32) -> String {
+    format!("{node}.{part}")
+}
+
+/// The swarm's directory bucket, created when missing (with `create`), with how often an
+/// entry must be rewritten to outlive the bucket's `max_age`.
+async fn ensure_bucket(
+    js: &jetstream::Context,
+    nats: &NatsConfig,
+    config: &DurableConfig,
+) -> Result<(kv::Store, String, Duration)> {
+    let bucket = format!("SWARMBUS_{}_DIR", nats.swarm);
+    let problem = |problem: String| Error::Stream {
+        stream: format!("KV_{bucket}"),
+        problem,
+    };
+    let store = match js.get_key_value(&bucket).await {
+        Ok(store) => store,
+        Err(_) if config.create => {
+            // The bucket's stream as `create_key_value` would make it (that call first asks
+            // for account details that servers before 2.10 answer in another shape).
+            js.create_stream(stream::Config {
+                name: format!("KV_{bucket}"),
+                description: Some(format!("swarmbus directory of swarm {}", nats.swarm)),
+                subjects: vec![format!("$KV.{bucket}.>")],
+                max_messages_per_subject: 1,
+                max_bytes: -1,
+                max_message_size: -1,
+                max_age: config.directory_ttl,
+                storage: stream::StorageType::File,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: stream::DiscardPolicy::New,
+                num_replicas: 1,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats_error(&format!("JetStream create key-value bucket {bucket}"), e))?;
+            js.get_key_value(&bucket)
+                .await
+                .map_err(|e| nats_error(&format!("JetStream key-value bucket {bucket}"), e))?
+        }
+        Err(e) => {
+            return Err(problem(format!(
+                "the directory bucket is not there ({e}) and nats.durable.create is off"
+            )))
+        }
+    };
+    let status = store
+        .status()
+        .await
+        .map_err(|e| nats_error(&format!("JetStream key-value bucket {bucket}"), e))?;
+    let max_age = status.max_age();
+    let least = nats.heartbeat * 4;
+    if !max_age.is_zero() && max_age < least {
+        return Err(problem(format!(
+            "its max_age {max_age:?} is under four heartbeats ({least:?}): entries would expire between rewrites"
+        )));
+    }
+    let refresh = if max_age.is_zero() {
+        config.directory_ttl / 2
+    } else {
+        max_age / 2
+    };
+    Ok((store, bucket, refresh))
 }
 
 /// This hub's durable consumer: created when missing, its settings brought up to date

@@ -28,4 +28,10 @@ pub(crate) struct Counters {
     pub(crate) lag: AtomicU64,
     /// Dead letters published to the dead-letter stream.
     pub(crate) dead_letters_published: AtomicU64,
+    /// Entries written to the directory bucket.
+    pub(crate) directory_writes: AtomicU64,
+    /// Remote agents learned from the directory bucket at start.
+    pub(crate) directory_loaded: AtomicU64,
+    /// Directory entries refused when read: unsigned, a bad tag, not parsable, a bad name.
+    pub(crate) directory_refused: AtomicU64,
 }

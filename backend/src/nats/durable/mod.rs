@@ -16,7 +16,11 @@
 //! - Dead letters of a durable hub are also published to the swarm's dead-letter stream
 //!   (`SWARMBUS_<swarm>_DLQ`, subjects `swarmbus.<swarm>.dlq.<hub>`).
 //!
-//! Broadcasts, topic messages and the directory stay on core NATS (at most once).
+//! - The swarm's directory is also kept in JetStream key-value (`SWARMBUS_<swarm>_DIR`,
+//!   `directory.rs`), so a hub that starts or restarts knows the other hubs' agents at once.
+//!
+//! Broadcasts, topic messages and the directory's announcements stay on core NATS (at
+//! most once).
 
 mod ack;
 mod config;
@@ -24,10 +28,13 @@ mod consume;
 mod context;
 mod counters;
 mod dead_letters;
+mod directory;
 pub(crate) mod publish;
+mod roster;
 mod tasks;
 mod window;
 
 pub use config::{DurableConfig, MAX_DEDUP_WINDOW};
 pub(crate) use context::Durable;
+pub(crate) use directory::load as load_directory;
 pub(crate) use tasks::start;
