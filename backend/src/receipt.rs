@@ -7,7 +7,6 @@
 //! The bus only settles receipts; what settling means belongs to the transport (a
 //! [`Settle`] it implements), so the bus never depends on it.
 
-use crate::MessageId;
 use parking_lot::Mutex;
 use std::sync::Arc;
 
@@ -22,14 +21,15 @@ pub(crate) enum Outcome {
 
 /// Where a transport learns what became of its messages.
 pub(crate) trait Settle: Send + Sync + std::fmt::Debug {
-    /// Message `id` was taken or returned; called once per receipt.
-    fn settle(&self, id: MessageId, outcome: Outcome);
+    /// Message `slot` (the transport's own number for it, such as its position in a
+    /// frame) was taken or returned; called once per receipt.
+    fn settle(&self, slot: u32, outcome: Outcome);
 }
 
 #[derive(Debug)]
 struct Held {
     sink: Arc<dyn Settle>,
-    id: MessageId,
+    slot: u32,
     /// Handed to the recipient: done once the recipient lets go of it.
     handed: bool,
 }
@@ -41,12 +41,12 @@ struct Held {
 pub(crate) struct Receipt(Mutex<Option<Box<Held>>>);
 
 impl Receipt {
-    /// A receipt for message `id`, settled into `sink`.
+    /// A receipt for message `slot`, settled into `sink`.
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
-    pub(crate) fn new(sink: Arc<dyn Settle>, id: MessageId) -> Receipt {
+    pub(crate) fn new(sink: Arc<dyn Settle>, slot: u32) -> Receipt {
         Receipt(Mutex::new(Some(Box::new(Held {
             sink,
-            id,
+            slot,
             handed: false,
         }))))
     }
@@ -69,7 +69,7 @@ impl Receipt {
     pub(crate) fn settle(&self, outcome: Outcome) {
         let held = self.0.lock().take();
         if let Some(held) = held {
-            held.sink.settle(held.id, outcome);
+            held.sink.settle(held.slot, outcome);
         }
     }
 }
@@ -96,7 +96,7 @@ impl Drop for Receipt {
             } else {
                 Outcome::Returned
             };
-            held.sink.settle(held.id, outcome);
+            held.sink.settle(held.slot, outcome);
         }
     }
 }
@@ -106,18 +106,18 @@ mod tests {
     use super::*;
 
     #[derive(Debug, Default)]
-    struct Log(Mutex<Vec<(MessageId, Outcome)>>);
+    struct Log(Mutex<Vec<(u32, Outcome)>>);
 
     impl Settle for Log {
-        fn settle(&self, id: MessageId, outcome: Outcome) {
-            self.0.lock().push((id, outcome));
+        fn settle(&self, slot: u32, outcome: Outcome) {
+            self.0.lock().push((slot, outcome));
         }
     }
 
     #[test]
     fn settles_once_taken_or_returned_on_drop_and_copies_carry_none() {
         let log = Arc::new(Log::default());
-        let [a, b, c] = [(); 3].map(|()| MessageId::new_v4());
+        let [a, b, c] = [7, 8, 9];
         let taken = Receipt::new(log.clone(), a);
         drop(taken.clone());
         taken.settle(Outcome::Taken);

@@ -186,7 +186,7 @@ metric_table! {
     NatsDurableErrors: "nats_durable_jetstream_errors", None, Counter, [], "JetStream calls that failed (publishes, acknowledgements, pulls, info).";
     NatsDurableTerminated: "nats_durable_frames_terminated", None, Counter, [], "Durable frames refused for good (forged, corrupt) and terminated.";
     NatsDurableLag: "nats_durable_stream_lag", None, Gauge, [], "Messages published to this hub in JetStream and not yet acknowledged (sampled every second).";
-    NatsDurableDedupIds: "nats_durable_dedup_ids", None, Gauge, [], "Message ids the hub remembers to drop what is delivered twice.";
+    NatsDurableDedupIds: "nats_durable_dedup_ids", None, Gauge, [], "Messages the hub remembers (in the frames that carried them) to drop what is delivered twice.";
     NatsDurableDeadLettersPublished: "nats_durable_dead_letters_published", None, Counter, [], "Dead letters published to the swarm's dead-letter stream.";
     NatsDurableDirectoryWrites: "nats_durable_directory_writes", None, Counter, [], "Entries this hub wrote to the swarm's directory bucket in JetStream key-value.";
     NatsDurableDirectoryLoaded: "nats_durable_directory_agents_loaded", None, Gauge, [], "Remote agents this hub learned from the directory bucket at start.";

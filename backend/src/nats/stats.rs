@@ -219,7 +219,7 @@ pub struct DurableStats {
     /// Messages dropped on arrival because this hub had them already (exactly once for
     /// the agent).
     pub messages_deduplicated: u64,
-    /// Message ids the hub remembers now (pending and done).
+    /// Messages the hub remembers now, in the frames that carried them (pending and done).
     pub dedup_ids: u64,
     /// Publishes retried because the server did not confirm them.
     pub publish_retries: u64,

@@ -6,9 +6,8 @@
 //! order they settle.
 
 use super::counters::Counters;
-use super::window::{Waiting, Window};
+use super::window::{FrameKey, Waiting, Window};
 use crate::receipt::{Outcome, Settle};
-use crate::MessageId;
 use async_nats::jetstream::{self, AckKind};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,11 +36,14 @@ pub(crate) struct FrameAck {
     /// Taken out once the verdict is sent.
     message: parking_lot::Mutex<Option<jetstream::Message>>,
     window: Arc<Window>,
+    /// The frame, in the window.
+    frame: FrameKey,
     /// A message was returned untaken: deliver the frame again.
     again: AtomicBool,
-    /// Messages taken so far: marked done in the window, under one lock, when the frame
-    /// is finished (until then they are pending there, which catches duplicates as well).
-    taken: parking_lot::Mutex<Vec<MessageId>>,
+    /// Messages taken so far (their positions in the frame): marked done in the window,
+    /// under one lock, when the frame is finished (until then they are pending there,
+    /// which catches duplicates as well).
+    taken: parking_lot::Mutex<Vec<u32>>,
     to: flume::Sender<Settled>,
     in_flight: Arc<InFlight>,
     key: u64,
@@ -52,6 +54,7 @@ impl FrameAck {
     pub(crate) fn new(
         message: jetstream::Message,
         window: Arc<Window>,
+        frame: FrameKey,
         to: flume::Sender<Settled>,
         in_flight: &Arc<InFlight>,
     ) -> Arc<FrameAck> {
@@ -59,6 +62,7 @@ impl FrameAck {
         let ack = Arc::new(FrameAck {
             message: parking_lot::Mutex::new(Some(message)),
             window,
+            frame,
             again: AtomicBool::new(false),
             taken: parking_lot::Mutex::new(Vec::new()),
             to,
@@ -93,9 +97,9 @@ impl FrameAck {
 }
 
 impl FrameAck {
-    /// Message `id` of the frame is done (taken, or handled without a mailbox).
-    pub(crate) fn taken(&self, id: MessageId) {
-        self.taken.lock().push(id);
+    /// Message `slot` of the frame is done (taken, or handled without a mailbox).
+    pub(crate) fn taken(&self, slot: u32) {
+        self.taken.lock().push(slot);
     }
 }
 
@@ -106,12 +110,12 @@ impl Waiting for FrameAck {
 }
 
 impl Settle for FrameAck {
-    fn settle(&self, id: MessageId, outcome: Outcome) {
+    fn settle(&self, slot: u32, outcome: Outcome) {
         match outcome {
-            Outcome::Taken => self.taken(id),
+            Outcome::Taken => self.taken(slot),
             Outcome::Returned => {
                 // Forgotten at once, so the next delivery can bring it.
-                self.window.settle(id, outcome);
+                self.window.settle(self.frame, slot, outcome);
                 self.again();
             }
         }
@@ -121,7 +125,7 @@ impl Settle for FrameAck {
 impl Drop for FrameAck {
     fn drop(&mut self) {
         self.in_flight.frames.lock().remove(&self.key);
-        self.window.taken_all(std::mem::take(self.taken.get_mut()));
+        self.window.taken(self.frame, self.taken.get_mut());
         if let Some(message) = self.message.get_mut().take() {
             let again = self.again.load(Ordering::Acquire);
             // The task is gone only when the hub is: the server delivers the frame again

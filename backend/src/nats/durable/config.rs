@@ -48,7 +48,9 @@ pub struct DurableConfig {
     pub max_ack_pending: u32,
     /// Frames published and not yet confirmed by the server, at most, per link. Default 64.
     pub publish_window: u32,
-    /// Message ids remembered to drop what is delivered twice. Default 1,000,000.
+    /// Messages remembered (in the frames that carried them) to drop what is delivered
+    /// twice; settled frames beyond it are forgotten oldest first. Size it to at least the
+    /// peak rate into the hub times `ack_wait`. Default 1,000,000.
     pub dedup_window: usize,
     /// How long the swarm's directory in JetStream key-value (`SWARMBUS_<swarm>_DIR`)
     /// remembers a hub after its last heartbeat: a hub rewrites its entries within half

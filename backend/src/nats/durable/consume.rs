@@ -193,9 +193,14 @@ async fn receive(
     if !last_chance {
         wait_for_recipients(bus, &frame.envelopes, durable.config.retry_delay).await;
     }
+    let numbers = frame.numbers;
+    let key = durable
+        .window
+        .key(&frame.node, numbers.epoch, numbers.link, numbers.seq);
     let ack = FrameAck::new(
         message,
         durable.window.clone(),
+        key,
         durable.settled.clone(),
         &durable.in_flight,
     );
@@ -203,16 +208,15 @@ async fn receive(
     let mut forged = 0;
     let fresh = durable
         .window
-        .arrive_all(frame.envelopes.iter().map(|e| e.id), Some(ack.clone() as _));
+        .arrive(key, frame.envelopes.len(), Some(ack.clone() as _));
     let duplicates = fresh.iter().filter(|new| !**new).count() as u64;
     if duplicates > 0 {
         ds.deduplicated.fetch_add(duplicates, Ordering::Relaxed);
     }
-    for (mut env, new) in frame.envelopes.into_iter().zip(fresh) {
+    for ((mut env, new), slot) in frame.envelopes.into_iter().zip(fresh).zip(0u32..) {
         if !new {
             continue;
         }
-        let id = env.id;
         match env.kind {
             Kind::Reply(request) | Kind::Chunk(request) | Kind::Failed(request) => {
                 match bus.deliver_reply(env, request, hosted_by_sender) {
@@ -220,11 +224,11 @@ async fn receive(
                     WireReply::NotHere => BridgeStats::add(&stats.replies_not_forwarded, 1),
                     WireReply::Delivered | WireReply::Dropped => {}
                 }
-                ack.taken(id);
+                ack.taken(slot);
             }
             Kind::Message | Kind::Request => {
                 let mut headers = env.headers.as_deref().cloned().unwrap_or_default();
-                headers.receipt = Receipt::new(ack.clone(), id);
+                headers.receipt = Receipt::new(ack.clone(), slot);
                 env.headers = Some(Arc::new(headers));
                 env.redelivered = delivered > 1;
                 // What comes back is dropped here: its receipt hands the frame back.
@@ -232,7 +236,7 @@ async fn receive(
             }
             Kind::Cancel(_) | Kind::Topic => {
                 drop(bus.deliver_or_back(env, true));
-                ack.taken(id);
+                ack.taken(slot);
             }
         }
     }

@@ -11,7 +11,7 @@
 //!   mailbox) is delivered again after `retry_delay`; one not acknowledged in `ack_wait`
 //!   (a paused or dead hub) is delivered again by the server. After `max_deliver`
 //!   deliveries, what is still undeliverable becomes a dead letter.
-//! - The receiving hub remembers message ids (`window.rs`), so what is delivered twice
+//! - The receiving hub remembers the frames it was given (`window.rs`), so what is delivered twice
 //!   reaches an agent once (`messages_deduplicated`).
 //! - Dead letters of a durable hub are also published to the swarm's dead-letter stream
 //!   (`SWARMBUS_<swarm>_DLQ`, subjects `swarmbus.<swarm>.dlq.<hub>`).
