@@ -135,6 +135,19 @@ else
       --duration "${run_s}s" --nats "nats://127.0.0.1:$port"
     kill "$nats_pid" 2>/dev/null || true
     wait "$nats_pid" 2>/dev/null || true
+    echo "==> durable across two hubs (JetStream), against raw JetStream and at most once"
+    js_dir=$(mktemp -d)
+    nats-server -js -sd "$js_dir" -a 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+    nats_pid=$!
+    for _ in $(seq 1 100); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+      sleep 0.05
+    done
+    run durable "$bin/swarm-load" --agents 100 --duration "${run_s}s" \
+      --nats "nats://127.0.0.1:$port" --durable
+    kill "$nats_pid" 2>/dev/null || true
+    wait "$nats_pid" 2>/dev/null || true
+    rm -rf "$js_dir"
   fi
   echo "==> soak (${soak_s} s at 50,000 msg/s)"
   run_s=$soak_s run soak-direct-1000 "$bin/swarm-load" --pattern direct --agents 1000 \

@@ -451,6 +451,9 @@ async fn cross_hub(
     for r in rx_tasks {
         r.await?;
     }
+    if delivery == Delivery::Durable {
+        remove_durable_streams(spec, url, &swarm).await;
+    }
     let delivered = tally.delivered.load(Ordering::Relaxed);
     let b_stats = b.metrics();
     let hist = latency
@@ -498,6 +501,35 @@ async fn cross_hub(
         );
     }
     Ok((report, wire))
+}
+
+/// Deletes the streams a durable run of swarm `swarm` created (the server reserves each
+/// stream's `max_bytes`, so runs that left theirs would soon find no room). A stream named
+/// in `[nats.durable] stream` is the operator's and stays.
+async fn remove_durable_streams(spec: &LoadSpec, url: &str, swarm: &str) {
+    let named = spec
+        .hub
+        .nats
+        .as_ref()
+        .and_then(|n| n.durable.as_ref())
+        .is_some_and(|d| d.stream.is_some());
+    let Ok(client) = async_nats::connect(url).await else {
+        eprintln!("could not connect to remove the durable run's streams");
+        return;
+    };
+    let js = async_nats::jetstream::new(client);
+    let mut names = vec![
+        format!("SWARMBUS_{swarm}_DLQ"),
+        format!("KV_SWARMBUS_{swarm}_DIR"),
+    ];
+    if !named {
+        names.push(format!("SWARMBUS_{swarm}"));
+    }
+    for name in names {
+        if let Err(e) = js.delete_stream(&name).await {
+            eprintln!("could not delete stream {name}: {e}");
+        }
+    }
 }
 
 fn uuid_suffix() -> String {
