@@ -129,6 +129,16 @@ impl AgentSender {
         self.slot.id
     }
 
+    /// Whether the hub is shutting down.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.bus.is_closing()
+    }
+
+    /// Keeps `env` among the dead letters, dropped for `reason`.
+    pub(crate) fn dead_letter(&self, reason: crate::metrics::DropReason, env: Envelope) {
+        self.bus.dead_letter(reason, env);
+    }
+
     /// The name it registered with.
     pub fn name(&self) -> &str {
         &self.slot.name

@@ -85,6 +85,11 @@ pub struct HubConfig {
     pub pools: PoolConfig,
     /// The elastic worker pool behind `Hub::submit`.
     pub workers: WorkerConfig,
+    /// How long `shutdown` waits for spawned agents (`Hub::spawn`) to handle what is
+    /// queued for them; those still busy after it are aborted and reported
+    /// (`ShutdownReport::unhandled`). Default 10 s; at most 1 h.
+    #[serde(with = "crate::duration")]
+    pub agent_shutdown_timeout: Duration,
     /// Serve `/metrics`, `/api/stats`, `/` and `/healthz` here. Default none.
     #[cfg(feature = "http")]
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
@@ -124,7 +129,8 @@ impl fmt::Debug for HubConfig {
             .field("dead_letters", &self.dead_letters)
             .field("dead_letter_payload_bytes", &self.dead_letter_payload_bytes)
             .field("pools", &self.pools)
-            .field("workers", &self.workers);
+            .field("workers", &self.workers)
+            .field("agent_shutdown_timeout", &self.agent_shutdown_timeout);
         #[cfg(feature = "http")]
         d.field("metrics_addr", &self.metrics_addr)
             .field(
@@ -160,6 +166,7 @@ impl Default for HubConfig {
             dead_letter_payload_bytes: 1 << 20,
             pools: PoolConfig::default(),
             workers: WorkerConfig::default(),
+            agent_shutdown_timeout: Duration::from_secs(10),
             #[cfg(feature = "http")]
             metrics_addr: None,
             #[cfg(feature = "http")]
@@ -226,6 +233,12 @@ impl HubConfig {
                 "mailbox_capacity must be 1-{} (got {})",
                 limits::MAX_MAILBOX_CAPACITY,
                 self.mailbox_capacity
+            ));
+        }
+        if self.agent_shutdown_timeout > Duration::from_secs(3600) {
+            return bad(format!(
+                "agent_shutdown_timeout must be at most 1h (got {:?})",
+                self.agent_shutdown_timeout
             ));
         }
         if self.dead_letters > limits::MAX_DEAD_LETTERS {

@@ -29,6 +29,8 @@ struct HubState {
     #[cfg(feature = "nats")]
     bridge: OnceLock<Arc<Bridge>>,
     started: Instant,
+    /// Agents started by `spawn`.
+    supervisors: Arc<crate::supervisor::Supervisors>,
     shutdown_report: Mutex<Option<ShutdownReport>>,
     /// Serializes `shutdown` calls: a second caller waits for the first one's report.
     shutdown_gate: tokio::sync::Mutex<()>,
@@ -131,6 +133,11 @@ pub struct ShutdownReport {
     pub queued: u64,
     /// Batches flushed by the shutdown itself.
     pub flushed_at_shutdown: u64,
+    /// Spawned agents still busy when `agent_shutdown_timeout` ran out (aborted).
+    pub agents_aborted: u64,
+    /// Messages those agents were in the middle of handling (lost with the abort; what
+    /// was queued behind them is in `dropped`, reason `recipient_gone`).
+    pub unhandled: u64,
 }
 
 /// The HTTP server's view of the hub: weak, so a server never keeps its hub alive.
@@ -190,6 +197,7 @@ impl Hub {
             #[cfg(feature = "nats")]
             bridge: OnceLock::new(),
             started: Instant::now(),
+            supervisors: Arc::default(),
             shutdown_report: Mutex::new(None),
             shutdown_gate: tokio::sync::Mutex::new(()),
             #[cfg(feature = "http")]
@@ -295,6 +303,69 @@ impl Hub {
         let bus = &self.state.bus;
         let slot = bus.register_as(name.into(), Some(id))?;
         Ok(Agent::new(AgentSender::new(bus.clone(), slot)))
+    }
+
+    /// Spawns an agent that runs itself: `handler` is called for each message, one at a
+    /// time, in mailbox order, with a [`Context`](crate::Context) to send and reply. When it
+    /// returns an error or panics, the message becomes a dead letter (`handler_failed`)
+    /// and the agent restarts per `restart` (its id, mailbox and subscriptions kept, so
+    /// what was queued behind the message is handled next); past the limit it stops.
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> swarmbus::Result<()> {
+    /// use swarmbus::{Context, Envelope, Hub, HubConfig, Restart};
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// let hub = Hub::start(HubConfig::default())?;
+    /// let handled = Arc::new(AtomicU32::new(0));
+    /// let seen = handled.clone();
+    /// let worker = hub.spawn(
+    ///     "worker",
+    ///     move |_ctx: Context, env: Envelope| {
+    ///         let seen = seen.clone();
+    ///         async move {
+    ///             if env.payload().to_text()? == "boom" {
+    ///                 panic!("cannot handle this one");
+    ///             }
+    ///             seen.fetch_add(1, Ordering::Relaxed);
+    ///             Ok::<(), swarmbus::Error>(())
+    ///         }
+    ///     },
+    ///     Restart::default(),
+    /// )?;
+    /// let boss = hub.register("boss")?;
+    /// for text in ["one", "boom", "two"] {
+    ///     boss.send(worker.id(), text).await?;
+    /// }
+    /// hub.flush();
+    /// while handled.load(Ordering::Relaxed) < 2 {
+    ///     tokio::time::sleep(Duration::from_millis(5)).await;
+    /// }
+    /// assert_eq!(worker.restarts(), 1);
+    /// assert_eq!(hub.dead_letters()[0].reason(), "handler_failed");
+    /// hub.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShuttingDown`] once [`shutdown`](Self::shutdown) has begun.
+    pub fn spawn<H, Fut, E>(
+        &self,
+        name: impl Into<String>,
+        handler: H,
+        restart: crate::Restart,
+    ) -> Result<crate::AgentHandle>
+    where
+        H: Fn(crate::Context, crate::Envelope) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: std::fmt::Display + 'static,
+    {
+        let agent = self.register(name)?;
+        Ok(self.state.supervisors.spawn(agent, handler, restart))
     }
 
     /// The configuration the hub runs with.
@@ -430,6 +501,11 @@ impl Hub {
         for slot in &slots {
             slot.mailbox.seal();
         }
+        // Spawned agents handle what is queued for them; the sealed mailboxes end their loops.
+        let (agents_aborted, unhandled) = state
+            .supervisors
+            .shutdown(bus.config.agent_shutdown_timeout)
+            .await;
         let sent = m.sent.get();
         let delivered = m.delivered.get();
         let forwarded = m.forwarded.get();
@@ -443,6 +519,8 @@ impl Hub {
             dropped: m.dropped.total(),
             queued: slots.iter().map(|s| s.mailbox.depth() as u64).sum(),
             flushed_at_shutdown: m.flushes.get(FlushReason::Shutdown as usize) - before,
+            agents_aborted,
+            unhandled,
         };
         *state.shutdown_report.lock() = Some(report);
         #[cfg(feature = "http")]
@@ -575,6 +653,7 @@ impl HubState {
                 .workers
                 .get()
                 .map_or_else(WorkerStats::default, WorkerPool::stats),
+            supervision: self.supervisors.stats(),
             #[cfg(feature = "nats")]
             nats: self.bridge.get().map(|b| b.stats()),
             #[cfg(feature = "http")]

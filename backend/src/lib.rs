@@ -146,6 +146,7 @@ mod pool;
 mod priority;
 mod receipt;
 mod stream;
+mod supervisor;
 mod trace;
 pub mod workers;
 
@@ -164,3 +165,4 @@ pub use pool::PoolStats;
 pub use pool::{PoolConfig, PoolSizing};
 pub use priority::Priority;
 pub use stream::{ReplyStream, Responder};
+pub use supervisor::{AgentHandle, Context, Restart};

@@ -84,6 +84,8 @@ return {
   deadFigures: document.getElementById("dead-figures").textContent,
   deadChildren: document.getElementById("dead-list").children.length,
   deadRows: Number(document.getElementById("dead-list").dataset.rows || 0),
+  agentsFigures: document.getElementById("agents-figures").textContent,
+  agentsChildren: document.getElementById("agents-list").children.length,
 };
 "#;
 
@@ -257,6 +259,18 @@ fn dashboard_shows_live_data_in_headless_chromium() {
     assert!(
         state["deadChildren"].as_u64().unwrap_or(0) > 0,
         "dead letters not drawn: {state}"
+    );
+    // The spawned agents card: its counts, and the recent failures (or the "none" line).
+    let agents_figures = state["agentsFigures"].as_str().unwrap_or("");
+    for figure in ["running", "restarts", "handler panics", "gave up 0"] {
+        assert!(
+            agents_figures.contains(figure),
+            "agents card lacks {figure:?}: {agents_figures}"
+        );
+    }
+    assert!(
+        state["agentsChildren"].as_u64().unwrap_or(0) > 0,
+        "spawned agents not drawn: {state}"
     );
     let stats = request(
         hub.addr,

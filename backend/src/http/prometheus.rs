@@ -154,6 +154,10 @@ metric_table! {
     WorkerResizes: "worker_resizes", None, Counter, ["reason"], "Worker pool resizes, by reason.";
     TasksCancelled: "tasks_cancelled", None, Counter, [], "Queued tasks dropped unrun because a shutdown's shutdown_timeout ran out.";
     WorkerDropPanics: "worker_drop_panics", None, Counter, [], "Panics caught while a worker dropped what a task left behind (the worker survives).";
+    SpawnedAgents: "spawned_agents", None, Gauge, [], "Spawned agents (Hub::spawn) running now.";
+    HandlerFailures: "handler_failures", None, Counter, ["kind"], "Spawned agents' handler calls that failed, by kind (error: returned an error, panic: panicked); each message is a dead letter (handler_failed).";
+    AgentRestarts: "agent_restarts", None, Counter, [], "Spawned agents restarted after a handler failure.";
+    AgentsGaveUp: "agents_gave_up", None, Counter, [], "Spawned agents that reached their restart limit and stopped.";
     WorkerDeaths: "worker_deaths", None, Counter, [], "Worker threads whose own loop panicked (replaced; a bug).";
     WorkerControllerPanics: "worker_controller_panics", None, Counter, [], "Panics of the load sampler caught on the controller thread.";
     WorkerShutdownTimeouts: "worker_shutdown_timeouts", None, Counter, [], "Shutdowns that gave up waiting for busy worker threads after shutdown_timeout.";
@@ -335,6 +339,18 @@ impl Collector for SnapshotCollector {
             M::DeadLettersReplayed,
             map_rows(&s.dead_letters_replayed),
         )?;
+        let sup = &s.supervision;
+        gauge(&mut enc, M::SpawnedAgents, sup.running)?;
+        labeled_counter(
+            &mut enc,
+            M::HandlerFailures,
+            [
+                (["error"], sup.handler_errors),
+                (["panic"], sup.handler_panics),
+            ],
+        )?;
+        counter(&mut enc, M::AgentRestarts, sup.restarts)?;
+        counter(&mut enc, M::AgentsGaveUp, sup.gave_up)?;
         encode_workers(&mut enc, &s.workers)?;
         #[cfg(feature = "nats")]
         if let Some(n) = &s.nats {

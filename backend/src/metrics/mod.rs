@@ -12,7 +12,7 @@ pub(crate) use counter::stripe;
 pub(crate) use counter::Counter;
 pub(crate) use histogram::Histogram;
 pub use histogram::HistogramSnapshot;
-pub use snapshot::{MailboxDepth, MetricsSnapshot};
+pub use snapshot::{MailboxDepth, MetricsSnapshot, RestartedAgent, SupervisionStats};
 
 macro_rules! label_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $label:literal,)+ }) => {
@@ -93,6 +93,8 @@ label_enum!(
         StreamOverflow => "stream_overflow",
         /// A request whose deadline passed before its callee took it: not handed over.
         DeadlineExpired => "deadline_expired",
+        /// A spawned agent's handler failed on it (returned an error or panicked).
+        HandlerFailed => "handler_failed",
     }
 );
 

@@ -127,6 +127,8 @@ pub struct MetricsSnapshot {
     pub dead_letters_replayed: BTreeMap<&'static str, u64>,
     /// The worker pool.
     pub workers: crate::workers::WorkerStats,
+    /// Spawned agents (`Hub::spawn`): handler failures, restarts, the recent ones.
+    pub supervision: SupervisionStats,
     /// The NATS bridge, when the hub is part of a multi-host swarm.
     #[cfg(feature = "nats")]
     #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
@@ -136,6 +138,54 @@ pub struct MetricsSnapshot {
     #[cfg(feature = "http")]
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub http: Option<crate::http::HttpStats>,
+}
+
+/// The figures of spawned agents (`Hub::spawn`).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SupervisionStats {
+    /// Spawned agents running now.
+    pub running: u64,
+    /// Agents spawned since the hub started.
+    pub spawned: u64,
+    /// Handler calls that returned an error.
+    pub handler_errors: u64,
+    /// Handler calls that panicked.
+    pub handler_panics: u64,
+    /// Restarts after a failure.
+    pub restarts: u64,
+    /// Agents that reached their restart limit and stopped.
+    pub gave_up: u64,
+    /// The agents that failed most recently, newest first (at most 64): each agent once,
+    /// with its restart count and its last failure.
+    pub recent: Vec<RestartedAgent>,
+}
+
+/// A spawned agent whose handler failed.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RestartedAgent {
+    /// The agent.
+    pub id: AgentId,
+    /// Its name.
+    pub name: String,
+    /// Its restarts so far.
+    pub restarts: u32,
+    /// What the last failure said (the handler's error, or the panic's message).
+    pub last_failure: String,
+    /// When it failed last.
+    #[serde(serialize_with = "unix_millis")]
+    pub at: std::time::SystemTime,
+    /// Whether it reached its restart limit and stopped.
+    pub gave_up: bool,
+}
+
+/// A time as milliseconds since 1970, for JSON.
+fn unix_millis<S: serde::Serializer>(at: &std::time::SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    let ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    s.serialize_u64(ms)
 }
 
 /// One mailbox's backlog.

@@ -246,6 +246,40 @@
     state.available.deadletters = true;
   }
 
+  // Spawned agents (`supervision` in /api/stats): failures, restarts, the recent ones.
+  function updateSupervision(s) {
+    var v = s.supervision || {};
+    figures("agents-figures", [
+      { label: "running", value: fmtNum(v.running || 0) },
+      { label: "restarts", value: fmtNum(v.restarts || 0), cls: v.restarts > 0 ? "bad" : "" },
+      { label: "handler errors", value: fmtNum(v.handler_errors || 0), cls: v.handler_errors > 0 ? "bad" : "" },
+      { label: "handler panics", value: fmtNum(v.handler_panics || 0), cls: v.handler_panics > 0 ? "bad" : "" },
+      { label: "gave up", value: fmtNum(v.gave_up || 0), cls: v.gave_up > 0 ? "bad" : "" },
+    ]);
+    var box = $("agents-list");
+    var list = v.recent || [];
+    box.textContent = "";
+    if (!list.length) {
+      var none = document.createElement("div"); none.className = "empty";
+      none.textContent = "no handler has failed";
+      box.appendChild(none);
+    }
+    list.slice(0, 8).forEach(function (a) {
+      var row = document.createElement("div"); row.className = "letter";
+      [
+        ["when", new Date(a.at).toLocaleTimeString()],
+        ["reason", a.gave_up ? "stopped" : "restarted ×" + a.restarts],
+        ["what", a.name + " " + a.id.slice(0, 8) + "  " + a.last_failure.slice(0, 80)],
+      ].forEach(function (c) {
+        var span = document.createElement("span"); span.className = c[0]; span.textContent = c[1];
+        row.appendChild(span);
+      });
+      box.appendChild(row);
+    });
+    box.dataset.rows = String(list.length);
+    state.available.supervision = true;
+  }
+
   function drawLetters(list) {
     var box = $("dead-list");
     box.textContent = "";
@@ -384,6 +418,7 @@
     updateNats(s, rate);
     updateConversations(s, rate);
     updateDeadLetters(s);
+    updateSupervision(s);
     ["throughput", "latency", "batch", "flushes", "compression", "saved", "pools", "agents", "memory", "drops"]
       .forEach(function (id) { state.available[id] = true; });
 

@@ -1,0 +1,93 @@
+//! The handle `Hub::spawn` returns, and the state it shares with its agent's task.
+
+use crate::{AgentId, Result};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+/// What a spawned agent's task and its handle share.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    pub(crate) id: AgentId,
+    pub(crate) name: Arc<str>,
+    pub(crate) restarts: AtomicU32,
+    /// `stop()` asked for it.
+    pub(crate) stopping: AtomicBool,
+    pub(crate) stop: tokio::sync::Notify,
+    /// The agent's task; taken by whoever waits for it first (`stop`, shutdown).
+    pub(crate) task: Mutex<Option<JoinHandle<()>>>,
+    /// True once the task has ended.
+    pub(crate) done: tokio::sync::watch::Sender<bool>,
+    /// A message is in the handler now.
+    pub(crate) in_hand: AtomicBool,
+}
+
+impl Spawned {
+    pub(crate) fn new(id: AgentId, name: Arc<str>) -> Self {
+        Self {
+            id,
+            name,
+            restarts: AtomicU32::new(0),
+            stopping: AtomicBool::new(false),
+            stop: tokio::sync::Notify::new(),
+            task: Mutex::new(None),
+            done: tokio::sync::watch::Sender::new(false),
+            in_hand: AtomicBool::new(false),
+        }
+    }
+
+    /// Waits until the task has ended.
+    pub(crate) async fn ended(&self) {
+        let mut done = self.done.subscribe();
+        let _ = done.wait_for(|d| *d).await;
+    }
+}
+
+/// A spawned agent ([`Hub::spawn`](crate::Hub::spawn)): its id, how often it restarted,
+/// and a graceful stop. Dropping the handle does not stop the agent; it runs until
+/// `stop`, the hub's shutdown, or its restart limit.
+#[derive(Debug, Clone)]
+pub struct AgentHandle {
+    spawned: Arc<Spawned>,
+}
+
+impl AgentHandle {
+    pub(crate) fn new(spawned: Arc<Spawned>) -> Self {
+        Self { spawned }
+    }
+
+    /// The agent's id (the same across restarts).
+    pub fn id(&self) -> AgentId {
+        self.spawned.id
+    }
+
+    /// The name it was spawned with.
+    pub fn name(&self) -> &str {
+        &self.spawned.name
+    }
+
+    /// How many times its handler failed and the agent restarted.
+    pub fn restarts(&self) -> u32 {
+        self.spawned.restarts.load(Ordering::Acquire)
+    }
+
+    /// Whether it still runs (not stopped, not past its restart limit, hub not shut down).
+    pub fn is_running(&self) -> bool {
+        !*self.spawned.done.borrow()
+    }
+
+    /// Stops the agent gracefully: the message in hand is finished, the messages already
+    /// queued for it are handled, then it deregisters (later sends to its id fail with
+    /// [`Error::UnknownAgent`](crate::Error::UnknownAgent)). Returns once it has.
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for a stop that can fail.
+    pub async fn stop(self) -> Result<()> {
+        self.spawned.stopping.store(true, Ordering::Release);
+        self.spawned.stop.notify_one();
+        self.spawned.ended().await;
+        Ok(())
+    }
+}

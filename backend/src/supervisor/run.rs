@@ -1,0 +1,155 @@
+//! A spawned agent's loop: one message at a time, in mailbox order; a failure restarts the
+//! handler after its backoff, or stops the agent past the restart limit.
+
+use super::book::{Book, Failure};
+use super::handle::Spawned;
+use super::restart::{Budget, Restart, Verdict};
+use crate::metrics::DropReason;
+use crate::{Agent, Context, Envelope};
+use futures_util::FutureExt;
+use std::fmt::Display;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Marks the loop ended however it ends (returns, or is aborted at shutdown).
+struct Ended {
+    spawned: Arc<Spawned>,
+    book: Arc<Book>,
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.book.ended(&self.spawned);
+        self.spawned.done.send_replace(true);
+    }
+}
+
+pub(super) async fn run<H, Fut, E>(
+    mut agent: Agent,
+    handler: H,
+    restart: Restart,
+    spawned: Arc<Spawned>,
+    book: Arc<Book>,
+) where
+    H: Fn(Context, Envelope) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Display + 'static,
+{
+    // Declared first, dropped last: after the agent has deregistered.
+    let _ended = Ended {
+        spawned: spawned.clone(),
+        book: book.clone(),
+    };
+    let ctx = Context::new(agent.sender());
+    let mut budget = Budget::new(restart);
+    // Once stopping: how many of the queued messages are still to be handled.
+    let mut draining: Option<usize> = None;
+    loop {
+        if draining.is_none() && spawned.stopping.load(Ordering::Acquire) {
+            draining = Some(agent.pending());
+        }
+        let next = match draining {
+            Some(0) => None,
+            Some(ref mut left) => {
+                *left -= 1;
+                agent.try_recv()
+            }
+            None => tokio::select! {
+                biased;
+                () = spawned.stop.notified() => continue,
+                env = agent.recv() => env,
+            },
+        };
+        // `None`: stopped and drained, or the hub shut down and the mailbox is empty.
+        let Some(env) = next else { break };
+        let Some((failure, why)) = handle(&handler, &ctx, env, &spawned).await else {
+            budget.succeeded();
+            continue;
+        };
+        if ctx.is_closing() {
+            // Shutting down: no backoff, no restart count; what is queued is still handled.
+            book.failed(&spawned, failure, why, false);
+            continue;
+        }
+        match budget.failed(tokio::time::Instant::now()) {
+            Verdict::RestartAfter(delay) => {
+                spawned.restarts.fetch_add(1, Ordering::AcqRel);
+                tracing::warn!(
+                    target: "swarmbus::supervisor",
+                    "agent {} ({}) failed: {why}; restarting in {delay:?}",
+                    spawned.name,
+                    spawned.id
+                );
+                book.failed(&spawned, failure, why, false);
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    // A stop during the backoff: handle what is queued now.
+                    () = spawned.stop.notified() => {
+                        spawned.stop.notify_one();
+                    }
+                }
+            }
+            Verdict::GiveUp => {
+                tracing::error!(
+                    target: "swarmbus::supervisor",
+                    "agent {} ({}) failed: {why}; {} restarts within {:?} reached: it stops",
+                    spawned.name,
+                    spawned.id,
+                    restart.max_restarts,
+                    restart.within
+                );
+                book.failed(&spawned, failure, why, true);
+                break;
+            }
+        }
+    }
+    // Deregisters: what is still queued becomes dead letters (`recipient_gone`).
+    drop(agent);
+}
+
+/// Runs the handler on one message; how it failed, if it did. A failed message becomes a
+/// dead letter (`handler_failed`).
+async fn handle<H, Fut, E>(
+    handler: &H,
+    ctx: &Context,
+    env: Envelope,
+    spawned: &Spawned,
+) -> Option<(Failure, String)>
+where
+    H: Fn(Context, Envelope) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Display + 'static,
+{
+    spawned.in_hand.store(true, Ordering::Release);
+    // Kept for the dead letters: a clone shares the payload and headers.
+    let copy = env.clone();
+    let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(ctx.clone(), env))) {
+        Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
+        Err(payload) => Err(payload),
+    };
+    spawned.in_hand.store(false, Ordering::Release);
+    let failed = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some((Failure::Error, e.to_string())),
+        Err(payload) => Some((Failure::Panic, panic_message(payload))),
+    };
+    if failed.is_some() {
+        ctx.dead_letter(DropReason::HandlerFailed, copy);
+    }
+    failed
+}
+
+/// The text of a panic; the payload is dropped without letting a panic in its `Drop` out.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    let text = if let Some(s) = payload.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_string()
+    };
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
+    text
+}

@@ -1,0 +1,249 @@
+//! Spawned agents (`Hub::spawn`): handlers that fail restart per their policy without
+//! losing what is queued, the restart limit stops an agent, `stop` and shutdown finish or
+//! report what is queued. Time is tokio's paused clock: backoffs pass at once.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use swarmbus::{Context, Envelope, Error, Hub, HubConfig, Restart};
+
+fn number(env: &Envelope) -> u64 {
+    let bytes = env.payload().bytes().unwrap();
+    u64::from_le_bytes(bytes[..8].try_into().unwrap())
+}
+
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..100_000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_that_panics_on_every_tenth_message_loses_nothing_else() {
+    let hub = Hub::start(HubConfig::default()).unwrap();
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let log = handled.clone();
+    let patient = Restart {
+        max_restarts: 1_000,
+        within: Duration::from_secs(60),
+        backoff: Duration::from_millis(1),
+    };
+    let worker = hub
+        .spawn(
+            "worker",
+            move |_ctx: Context, env: Envelope| {
+                let log = log.clone();
+                async move {
+                    let n = number(&env);
+                    if n % 10 == 9 {
+                        panic!("message {n}");
+                    }
+                    log.lock().unwrap().push(n);
+                    Ok::<(), Error>(())
+                }
+            },
+            patient,
+        )
+        .unwrap();
+    let boss = hub.register("boss").unwrap();
+    const N: u64 = 1_000;
+    for n in 0..N {
+        boss.send(worker.id(), n.to_le_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    hub.flush();
+    until("every message handled", || {
+        handled.lock().unwrap().len() == 900
+    })
+    .await;
+    let want: Vec<u64> = (0..N).filter(|n| n % 10 != 9).collect();
+    assert_eq!(*handled.lock().unwrap(), want, "in order, each once");
+    assert_eq!(worker.restarts(), 100);
+    assert!(worker.is_running());
+    let m = hub.metrics();
+    assert_eq!(m.supervision.handler_panics, 100);
+    assert_eq!(m.supervision.restarts, 100);
+    assert_eq!(m.supervision.gave_up, 0);
+    assert_eq!(m.messages_dropped["handler_failed"], 100);
+    let failed: Vec<u64> = hub
+        .dead_letters()
+        .iter()
+        .filter(|d| d.reason() == "handler_failed")
+        .map(|d| number(d.envelope()))
+        .collect();
+    assert_eq!(failed.len(), 100);
+    assert!(failed.iter().all(|n| n % 10 == 9));
+    let recent = &m.supervision.recent[0];
+    assert_eq!((recent.id, recent.restarts), (worker.id(), 100));
+    assert!(
+        recent.last_failure.contains("message 999"),
+        "{}",
+        recent.last_failure
+    );
+    let report = hub.shutdown().await.unwrap();
+    assert_eq!(report.undelivered, 0);
+    assert_eq!((report.agents_aborted, report.unhandled), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_restart_limit_stops_the_agent_and_the_hub_keeps_working() {
+    let hub = Hub::start(HubConfig::default()).unwrap();
+    let calls = Arc::new(AtomicU64::new(0));
+    let seen = calls.clone();
+    let strict = Restart {
+        max_restarts: 3,
+        within: Duration::from_secs(60),
+        backoff: Duration::from_millis(10),
+    };
+    let broken = hub
+        .spawn(
+            "broken",
+            move |_ctx: Context, _env: Envelope| {
+                seen.fetch_add(1, Ordering::Relaxed);
+                async move { Err::<(), _>("cannot do it") }
+            },
+            strict,
+        )
+        .unwrap();
+    let boss = hub.register("boss").unwrap();
+    for n in 0..10u64 {
+        boss.send(broken.id(), n.to_le_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    hub.flush();
+    until("the agent to stop", || !broken.is_running()).await;
+    // Three restarts, then the fourth failure stops it.
+    assert_eq!(calls.load(Ordering::Relaxed), 4);
+    assert_eq!(broken.restarts(), 3);
+    let m = hub.metrics();
+    assert_eq!(m.supervision.handler_errors, 4);
+    assert_eq!((m.supervision.gave_up, m.supervision.running), (1, 0));
+    assert!(m.supervision.recent[0].gave_up);
+    assert_eq!(m.messages_dropped["handler_failed"], 4);
+    // What was queued behind it is accounted for, not lost.
+    assert_eq!(m.messages_dropped["recipient_gone"], 6);
+    assert!(matches!(
+        boss.send(broken.id(), "anyone?").await,
+        Err(Error::UnknownAgent(_))
+    ));
+    // The hub keeps working.
+    let mut other = hub.register("other").unwrap();
+    boss.send(other.id(), "still here").await.unwrap();
+    assert_eq!(
+        other.recv().await.unwrap().payload().to_text().unwrap(),
+        "still here"
+    );
+    let report = hub.shutdown().await.unwrap();
+    assert_eq!(report.undelivered, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_handles_what_is_queued_then_deregisters() {
+    let hub = Hub::start(HubConfig::default()).unwrap();
+    let handled = Arc::new(AtomicU64::new(0));
+    let count = handled.clone();
+    let slow = hub
+        .spawn(
+            "slow",
+            move |_ctx: Context, _env: Envelope| {
+                let count = count.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    count.fetch_add(1, Ordering::Relaxed);
+                    Ok::<(), Error>(())
+                }
+            },
+            Restart::default(),
+        )
+        .unwrap();
+    let id = slow.id();
+    let boss = hub.register("boss").unwrap();
+    for n in 0..100u64 {
+        boss.send(id, n.to_le_bytes().to_vec()).await.unwrap();
+    }
+    hub.flush();
+    until("the first message in hand", || {
+        handled.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    slow.clone().stop().await.unwrap();
+    assert_eq!(
+        handled.load(Ordering::Relaxed),
+        100,
+        "what was queued is handled"
+    );
+    assert!(!slow.is_running());
+    assert!(matches!(
+        boss.send(id, "late").await,
+        Err(Error::UnknownAgent(_))
+    ));
+    assert_eq!(hub.metrics().messages_dropped_total(), 0);
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_lets_agents_finish_and_reports_a_handler_that_never_returns() {
+    let mut config = HubConfig::default();
+    config.agent_shutdown_timeout = Duration::from_millis(500);
+    let hub = Hub::start(config).unwrap();
+    let handled = Arc::new(AtomicU64::new(0));
+    let count = handled.clone();
+    let fine = hub
+        .spawn(
+            "fine",
+            move |_ctx: Context, _env: Envelope| {
+                let count = count.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    count.fetch_add(1, Ordering::Relaxed);
+                    Ok::<(), Error>(())
+                }
+            },
+            Restart::default(),
+        )
+        .unwrap();
+    let stuck = hub
+        .spawn(
+            "stuck",
+            |_ctx: Context, _env: Envelope| async move {
+                std::future::pending::<()>().await;
+                Ok::<(), Error>(())
+            },
+            Restart::default(),
+        )
+        .unwrap();
+    let boss = hub.register("boss").unwrap();
+    for n in 0..50u64 {
+        boss.send(fine.id(), n.to_le_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    for n in 0..5u64 {
+        boss.send(stuck.id(), n.to_le_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    let started = tokio::time::Instant::now();
+    let report = hub.shutdown().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        handled.load(Ordering::Relaxed),
+        50,
+        "queued messages handled"
+    );
+    assert_eq!((report.agents_aborted, report.unhandled), (1, 1));
+    // The four queued behind the stuck one are counted, not lost.
+    assert_eq!(hub.metrics().messages_dropped["recipient_gone"], 4);
+    assert_eq!(report.undelivered, 0);
+    assert!(!fine.is_running() && !stuck.is_running());
+}
