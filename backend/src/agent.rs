@@ -1,7 +1,7 @@
 //! Agent handles: [`Agent`] owns a mailbox and receives; [`AgentSender`] is its sending half.
 
 use crate::bus::Abandoned;
-use crate::bus::{AgentSlot, Audience, Bus, Wait};
+use crate::bus::{AgentSlot, Audience, Bus, GroupKind, Wait};
 use crate::call::Call;
 use crate::envelope::Kind;
 use crate::headers::{self, CallRef, Headers};
@@ -959,6 +959,185 @@ impl Drop for Agent {
         let bus = &self.sender.bus;
         bus.deregister(&self.sender.slot, self.hand.drain(..));
         bus.metrics.received.add(self.taken);
+    }
+}
+
+/// Groups and capabilities: work sent to a name, taken by one of the agents behind it.
+impl AgentSender {
+    /// Joins group `group` (idempotent): [`send_group`](Self::send_group) and the group
+    /// requests may pick this agent. Leaving the hub leaves every group.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`] for a name that breaks the rules of topic names.
+    pub fn join_group(&self, group: &str) -> Result<()> {
+        self.bus.join_role(GroupKind::Group, &self.slot, group)
+    }
+
+    /// Leaves group `group`; false when this agent was not in it.
+    pub fn leave_group(&self, group: &str) -> bool {
+        self.bus.leave_group(&self.slot, group)
+    }
+
+    /// Sends to one member of `group`, chosen by load: the member with the shortest
+    /// mailbox, ties broken round-robin (equal members share equal load).
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> swarmbus::Result<()> {
+    /// use swarmbus::{Error, Hub, HubConfig};
+    /// let hub = Hub::start(HubConfig::default())?;
+    /// let boss = hub.register("boss")?;
+    /// let mut a = hub.register("a")?;
+    /// let mut b = hub.register("b")?;
+    /// a.join_group("translators")?;
+    /// b.join_group("translators")?;
+    /// boss.send_group("translators", "one").await?;
+    /// boss.send_group("translators", "two").await?;
+    /// hub.flush();
+    /// // One each: their mailboxes were equally short.
+    /// assert!(a.try_recv().is_some() && b.try_recv().is_some());
+    /// assert!(matches!(boss.send_group("nobody", "?").await, Err(Error::UnknownGroup(_))));
+    /// # hub.shutdown().await?; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownGroup`] for a group without members; then as
+    /// [`send`](Self::send).
+    pub async fn send_group(&self, group: &str, payload: impl Into<Payload>) -> Result<MessageId> {
+        let picked = self.bus.pick(GroupKind::Group, group)?;
+        let id = self.send(picked.to, payload).await?;
+        picked.sent();
+        Ok(id)
+    }
+
+    /// A request to one member of `group`, chosen as by [`send_group`](Self::send_group).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownGroup`] for a group without members; then as
+    /// [`request`](Self::request).
+    pub async fn request_group(
+        &self,
+        group: &str,
+        payload: impl Into<Payload>,
+        timeout: Duration,
+    ) -> Result<Envelope> {
+        let picked = self.bus.pick(GroupKind::Group, group)?;
+        let _open = picked.in_flight();
+        self.request(picked.to, payload, timeout).await
+    }
+
+    /// A streamed request to one member of `group`, chosen as by
+    /// [`send_group`](Self::send_group).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownGroup`] for a group without members; then as
+    /// [`request_stream`](Self::request_stream).
+    pub async fn request_stream_group(
+        &self,
+        group: &str,
+        payload: impl Into<Payload>,
+        timeout: Duration,
+    ) -> Result<ReplyStream> {
+        let picked = self.bus.pick(GroupKind::Group, group)?;
+        let open = picked.in_flight();
+        let mut stream = self.request_stream(picked.to, payload, timeout).await?;
+        stream.hold(open);
+        Ok(stream)
+    }
+
+    /// A request to one agent with `capability` (registered with
+    /// [`Hub::register_with`](crate::Hub::register_with) or spawned with it), chosen by the
+    /// group rules.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoCapableAgent`] when no agent has it; then as [`request`](Self::request).
+    pub async fn request_capability(
+        &self,
+        capability: &str,
+        payload: impl Into<Payload>,
+        timeout: Duration,
+    ) -> Result<Envelope> {
+        let picked = self.bus.pick(GroupKind::Capability, capability)?;
+        let _open = picked.in_flight();
+        self.request(picked.to, payload, timeout).await
+    }
+}
+
+/// The group and capability methods of [`AgentSender`], on the agent itself.
+impl Agent {
+    /// Joins a group; see [`AgentSender::join_group`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`], as [`AgentSender::join_group`].
+    pub fn join_group(&self, group: &str) -> Result<()> {
+        self.sender.join_group(group)
+    }
+
+    /// Leaves a group; see [`AgentSender::leave_group`].
+    pub fn leave_group(&self, group: &str) -> bool {
+        self.sender.leave_group(group)
+    }
+
+    /// Sends to one member of a group; see [`AgentSender::send_group`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AgentSender::send_group`].
+    pub async fn send_group(&self, group: &str, payload: impl Into<Payload>) -> Result<MessageId> {
+        self.sender.send_group(group, payload).await
+    }
+
+    /// A request to one member of a group; see [`AgentSender::request_group`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AgentSender::request_group`].
+    pub async fn request_group(
+        &self,
+        group: &str,
+        payload: impl Into<Payload>,
+        timeout: Duration,
+    ) -> Result<Envelope> {
+        self.sender.request_group(group, payload, timeout).await
+    }
+
+    /// A streamed request to one member of a group; see
+    /// [`AgentSender::request_stream_group`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AgentSender::request_stream_group`].
+    pub async fn request_stream_group(
+        &self,
+        group: &str,
+        payload: impl Into<Payload>,
+        timeout: Duration,
+    ) -> Result<ReplyStream> {
+        self.sender
+            .request_stream_group(group, payload, timeout)
+            .await
+    }
+
+    /// A request to one agent with a capability; see [`AgentSender::request_capability`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AgentSender::request_capability`].
+    pub async fn request_capability(
+        &self,
+        capability: &str,
+        payload: impl Into<Payload>,
+        timeout: Duration,
+    ) -> Result<Envelope> {
+        self.sender
+            .request_capability(capability, payload, timeout)
+            .await
     }
 }
 

@@ -110,6 +110,20 @@ pub enum Error {
     /// A topic name is empty or too long.
     #[error("invalid topic name: {0}")]
     InvalidTopic(String),
+    /// A group or capability name breaks the rules of topic names.
+    #[error("invalid {what} name: {name}")]
+    InvalidName {
+        /// `"group"` or `"capability"`.
+        what: &'static str,
+        /// The name (its first 64 characters).
+        name: String,
+    },
+    /// A send to a group that has no member.
+    #[error("group {0} has no member")]
+    UnknownGroup(String),
+    /// A request by capability that no agent has.
+    #[error("no agent has capability {0}")]
+    NoCapableAgent(String),
     /// A unit of work submitted to the worker pool panicked.
     #[error("task panicked: {0}")]
     TaskPanicked(String),

@@ -305,6 +305,77 @@ impl Hub {
         Ok(Agent::new(AgentSender::new(bus.clone(), slot)))
     }
 
+    /// Registers an agent with capabilities: [`find`](Self::find) lists it under each, and
+    /// [`AgentSender::request_capability`](crate::AgentSender::request_capability) may pick
+    /// it.
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> swarmbus::Result<()> {
+    /// use swarmbus::{Hub, HubConfig};
+    /// let hub = Hub::start(HubConfig::default())?;
+    /// let fr = hub.register_with("translator", ["translate", "fr"])?;
+    /// assert_eq!(hub.find("translate"), vec![fr.id()]);
+    /// assert!(hub.find("summarize").is_empty());
+    /// drop(fr);
+    /// assert!(hub.find("translate").is_empty());
+    /// # hub.shutdown().await?; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`] for a capability that breaks the rules of topic names
+    /// (checked before the agent registers); [`Error::ShuttingDown`] once
+    /// [`shutdown`](Self::shutdown) has begun.
+    pub fn register_with(
+        &self,
+        name: impl Into<String>,
+        capabilities: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Agent> {
+        let bus = &self.state.bus;
+        let capabilities: Vec<String> = capabilities.into_iter().map(Into::into).collect();
+        for c in &capabilities {
+            bus.capabilities
+                .validate(c)
+                .or_else(|e| bus.metrics.fail(e))?;
+        }
+        let slot = bus.register(name.into())?;
+        for c in &capabilities {
+            bus.join_role(crate::bus::GroupKind::Capability, &slot, c)?;
+        }
+        Ok(Agent::new(AgentSender::new(bus.clone(), slot)))
+    }
+
+    /// The agents with `capability`: this hub's, in the order they registered, then those
+    /// other hubs of the swarm announced (their hubs announce a change at once and every
+    /// member again with each heartbeat; a hub that leaves takes its agents with it).
+    pub fn find(&self, capability: &str) -> Vec<crate::AgentId> {
+        self.state
+            .bus
+            .members(crate::bus::GroupKind::Capability, capability)
+    }
+
+    /// [`spawn`](Self::spawn) with capabilities, as [`register_with`](Self::register_with).
+    ///
+    /// # Errors
+    ///
+    /// As [`register_with`](Self::register_with).
+    pub fn spawn_with<H, Fut, E>(
+        &self,
+        name: impl Into<String>,
+        capabilities: impl IntoIterator<Item = impl Into<String>>,
+        handler: H,
+        restart: crate::Restart,
+    ) -> Result<crate::AgentHandle>
+    where
+        H: Fn(crate::Context, crate::Envelope) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: std::fmt::Display + 'static,
+    {
+        let agent = self.register_with(name, capabilities)?;
+        Ok(self.state.supervisors.spawn(agent, handler, restart))
+    }
+
     /// Spawns an agent that runs itself: `handler` is called for each message, one at a
     /// time, in mailbox order, with a [`Context`](crate::Context) to send and reply. When it
     /// returns an error or panics, the message becomes a dead letter (`handler_failed`)
@@ -654,6 +725,7 @@ impl HubState {
                 .get()
                 .map_or_else(WorkerStats::default, WorkerPool::stats),
             supervision: self.supervisors.stats(),
+            groups: bus.group_stats(50),
             #[cfg(feature = "nats")]
             nats: self.bridge.get().map(|b| b.stats()),
             #[cfg(feature = "http")]

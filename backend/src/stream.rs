@@ -43,6 +43,8 @@ pub struct ReplyStream {
     /// Sent to the callee (a stream whose request never left cancels nothing).
     sent: bool,
     done: bool,
+    /// Counted in the load of the group member it went to while the stream is open.
+    _member_load: Option<crate::bus::InFlight>,
 }
 
 impl std::fmt::Debug for ReplyStream {
@@ -84,7 +86,13 @@ impl ReplyStream {
             timeout,
             sent: false,
             done: false,
+            _member_load: None,
         }
+    }
+
+    /// Counts this stream in a group member's load until it drops.
+    pub(crate) fn hold(&mut self, load: crate::bus::InFlight) {
+        self._member_load = Some(load);
     }
 
     pub(crate) fn sent(&mut self) {

@@ -6,6 +6,7 @@
 
 use super::batch::BatchRules;
 use super::calls::CancelOutcome;
+use super::groups::{GroupKind, MemberLoad};
 use super::mailbox::{Mailbox, Refused};
 use super::reply::WireReply;
 use super::state::Bus;
@@ -123,6 +124,27 @@ impl Inbound {
     /// How many local agents there are.
     pub(crate) fn agent_count(&self) -> usize {
         self.bus().map_or(0, |bus| bus.registry.len())
+    }
+
+    /// This hub's members of group or capability `name`, with their mailbox depths.
+    pub(crate) fn role(&self, kind: GroupKind, name: &str) -> Vec<MemberLoad> {
+        self.bus().map_or_else(Vec::new, |bus| match kind {
+            GroupKind::Group => bus.groups.loads_of(name),
+            GroupKind::Capability => bus.capabilities.loads_of(name),
+        })
+    }
+
+    /// Every group and capability this hub has members of.
+    pub(crate) fn roles(&self) -> Vec<(GroupKind, Arc<str>)> {
+        let Some(bus) = self.bus() else {
+            return Vec::new();
+        };
+        let groups = bus.groups.names().into_iter();
+        let capabilities = bus.capabilities.names().into_iter();
+        groups
+            .map(|n| (GroupKind::Group, n))
+            .chain(capabilities.map(|n| (GroupKind::Capability, n)))
+            .collect()
     }
 
     /// The largest payload the hub accepts.

@@ -275,6 +275,11 @@ impl Mailbox {
         self.queued.load(Ordering::Relaxed)
     }
 
+    /// Messages waiting, queued or in the open batch (a group member's load).
+    pub(crate) fn waiting(&self) -> usize {
+        self.depth() + self.state.lock().open.len()
+    }
+
     /// Messages in the open batch.
     pub(crate) fn open_len(&self) -> usize {
         self.state.lock().open.len()

@@ -25,6 +25,10 @@ pub(crate) struct AgentSlot {
     pub(crate) name: Arc<str>,
     pub(crate) mailbox: Arc<Mailbox>,
     pub(crate) topics: Mutex<Vec<Arc<str>>>,
+    /// Groups it joined.
+    pub(crate) groups: Mutex<Vec<Arc<str>>>,
+    /// Capabilities it registered with.
+    pub(crate) capabilities: Mutex<Vec<Arc<str>>>,
 }
 
 /// A topic's shared name (when it has subscribers) and a pooled copy of their ids.
@@ -234,6 +238,8 @@ mod registry_tests {
             name: Arc::from(name),
             mailbox: Arc::new(mailbox),
             topics: Mutex::new(Vec::new()),
+            groups: Mutex::new(Vec::new()),
+            capabilities: Mutex::new(Vec::new()),
         });
         assert!(registry.insert_new(slot.clone()));
         assert!(!registry.insert_new(slot.clone()), "an id registers once");

@@ -7,6 +7,7 @@ use super::batch::BatchRules;
 use super::budget::MemoryBudget;
 use super::calls::Calls;
 use super::deepest::Deepest;
+use super::groups::{GroupKind, Groups};
 use super::linger::{self, Schedule};
 use super::mailbox::{Admitted, Mailbox};
 use super::pools::Pools;
@@ -36,6 +37,10 @@ pub(crate) struct Bus {
     /// Bytes queued in agents' mailboxes, against `max_queued_bytes`.
     pub(crate) budget: Arc<MemoryBudget>,
     pub(crate) deepest: Deepest,
+    /// Groups (`join_group`, `send_group`).
+    pub(crate) groups: Groups,
+    /// Who registered with which capability (`register_with`, `find`).
+    pub(crate) capabilities: Groups,
     linger: flume::Sender<Schedule>,
     closing: AtomicBool,
     /// Other hubs, once connected.
@@ -65,6 +70,8 @@ impl Bus {
             )),
             budget: Arc::new(MemoryBudget::new(config.max_queued_bytes)),
             deepest: Deepest::default(),
+            groups: Groups::new(GroupKind::Group),
+            capabilities: Groups::new(GroupKind::Capability),
             linger: tx,
             closing: AtomicBool::new(false),
             transport: OnceLock::new(),
@@ -149,6 +156,8 @@ impl Bus {
             name: Arc::from(name),
             mailbox: Arc::new(mailbox),
             topics: parking_lot::Mutex::new(Vec::new()),
+            groups: parking_lot::Mutex::new(Vec::new()),
+            capabilities: parking_lot::Mutex::new(Vec::new()),
         });
         if !self.registry.insert_new(slot.clone()) {
             return self.metrics.fail(Error::AgentExists(slot.id));
@@ -167,6 +176,7 @@ impl Bus {
         in_hand: impl ExactSizeIterator<Item = Envelope>,
     ) {
         self.registry.remove(slot);
+        self.leave_roles(slot);
         if let Some(transport) = self.transport.get() {
             transport.left(slot.id);
         }

@@ -4,10 +4,31 @@
 //! Outbound, the transport hands the bus its links, mailboxes the bus fills like any
 //! agent's; the transport drains them. Inbound, it delivers through [`super::Inbound`].
 
+use super::groups::GroupKind;
 use super::mailbox::Mailbox;
 use crate::metrics::FlushReason;
 use crate::{AgentId, Result};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+
+/// What this hub knows of a remote group member's load: its mailbox depth as its hub last
+/// announced it, and what this hub sent it since (requests still open, and messages sent
+/// after that announcement).
+#[derive(Debug, Default)]
+pub(crate) struct RemoteLoad {
+    /// Requests from this hub it has not answered yet.
+    pub(crate) in_flight: AtomicU64,
+    /// Messages (not requests) this hub sent it since its hub's last announcement.
+    pub(crate) sent: AtomicU64,
+}
+
+/// A remote member chosen by load, with its load's estimate.
+#[derive(Debug)]
+pub(crate) struct RemotePick {
+    pub(crate) id: AgentId,
+    pub(crate) load: u64,
+    pub(crate) counters: Arc<RemoteLoad>,
+}
 
 /// Routing to agents on other hubs, fan-out to every other hub, and this hub's agents
 /// coming and going.
@@ -34,4 +55,13 @@ pub(crate) trait Transport: Send + Sync + std::fmt::Debug {
 
     /// Flushes every link's open batch.
     fn flush(&self, reason: FlushReason);
+
+    /// This hub's members of group or capability `name` changed.
+    fn roles_changed(&self, kind: GroupKind, name: &Arc<str>);
+
+    /// The members of `name` that other hubs announced.
+    fn remote_members(&self, kind: GroupKind, name: &str) -> Vec<AgentId>;
+
+    /// The least loaded member of `name` on another hub, ties broken round-robin.
+    fn remote_pick(&self, kind: GroupKind, name: &str) -> Option<RemotePick>;
 }

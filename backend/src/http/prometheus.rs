@@ -158,6 +158,8 @@ metric_table! {
     HandlerFailures: "handler_failures", None, Counter, ["kind"], "Spawned agents' handler calls that failed, by kind (error: returned an error, panic: panicked); each message is a dead letter (handler_failed).";
     AgentRestarts: "agent_restarts", None, Counter, [], "Spawned agents restarted after a handler failure.";
     AgentsGaveUp: "agents_gave_up", None, Counter, [], "Spawned agents that reached their restart limit and stopped.";
+    GroupMembers: "group_members", None, Gauge, ["group"], "Members of each group with a member on this hub (the 50 largest), on every hub of the swarm.";
+    GroupQueued: "group_queued", None, Gauge, ["group"], "Messages waiting in the mailboxes of a group's members on this hub.";
     WorkerDeaths: "worker_deaths", None, Counter, [], "Worker threads whose own loop panicked (replaced; a bug).";
     WorkerControllerPanics: "worker_controller_panics", None, Counter, [], "Panics of the load sampler caught on the controller thread.";
     WorkerShutdownTimeouts: "worker_shutdown_timeouts", None, Counter, [], "Shutdowns that gave up waiting for busy worker threads after shutdown_timeout.";
@@ -182,6 +184,8 @@ metric_table! {
     NatsNodesExpired: "nats_nodes_expired", None, Counter, [], "Remote hubs expired for silence.";
     NatsNodesRevived: "nats_nodes_revived", None, Counter, [], "Expired remote hubs that came back with the same epoch.";
     NatsRepliesNotForwarded: "nats_replies_not_forwarded", None, Counter, [], "Replies from the wire whose requester is not on this hub (not forwarded again).";
+    NatsRoleMembersUnannounced: "nats_role_members_unannounced", None, Counter, [], "Group or capability members of this hub left out of announcements (past one directory message).";
+    NatsRolesRefused: "nats_roles_refused", None, Counter, [], "Other hubs' groups or capabilities refused (past the bound of names per hub).";
     NatsDurableAcks: "nats_durable_acks", None, Counter, ["verdict"], "Durable frames acknowledged to JetStream (ack: every message taken or dead-lettered) or handed back to be delivered again (nak), and frames reported in progress (progress).";
     NatsDurableRedelivered: "nats_durable_redelivered_frames", None, Counter, [], "Durable frames that arrived on a second or later delivery.";
     NatsDurableDeduplicated: "nats_durable_messages_deduplicated", None, Counter, [], "Durable messages dropped on arrival because this hub had them already.";
@@ -351,6 +355,24 @@ impl Collector for SnapshotCollector {
         )?;
         counter(&mut enc, M::AgentRestarts, sup.restarts)?;
         counter(&mut enc, M::AgentsGaveUp, sup.gave_up)?;
+        labeled_gauge(
+            &mut enc,
+            M::GroupMembers,
+            s.groups.iter().map(|g| {
+                let remote = g.remote_members;
+                ([g.name.as_str()], g.members.len() as u64 + remote)
+            }),
+        )?;
+        labeled_gauge(
+            &mut enc,
+            M::GroupQueued,
+            s.groups.iter().map(|g| {
+                (
+                    [g.name.as_str()],
+                    g.members.iter().map(|m| m.queued).sum::<u64>(),
+                )
+            }),
+        )?;
         encode_workers(&mut enc, &s.workers)?;
         #[cfg(feature = "nats")]
         if let Some(n) = &s.nats {
@@ -445,6 +467,12 @@ fn encode_nats(enc: &mut DescriptorEncoder, n: &NatsStats) -> Result<(), fmt::Er
     counter(enc, M::NatsNodesExpired, n.nodes_expired)?;
     counter(enc, M::NatsNodesRevived, n.nodes_revived)?;
     counter(enc, M::NatsRepliesNotForwarded, n.replies_not_forwarded)?;
+    counter(
+        enc,
+        M::NatsRoleMembersUnannounced,
+        n.role_members_unannounced,
+    )?;
+    counter(enc, M::NatsRolesRefused, n.roles_refused)?;
     if let Some(d) = &n.durable {
         labeled_counter(
             enc,
@@ -536,10 +564,10 @@ fn gauge<V: EncodeGaugeValue>(
 }
 
 /// Pairs label values with the def's label names.
-fn label_pairs<const N: usize>(
+fn label_pairs<'a, const N: usize>(
     def: &MetricDef,
-    values: [&'static str; N],
-) -> [(&'static str, &'static str); N] {
+    values: [&'a str; N],
+) -> [(&'static str, &'a str); N] {
     std::array::from_fn(|i| (def.labels.get(i).copied().unwrap_or("label"), values[i]))
 }
 
@@ -561,10 +589,10 @@ fn labeled_counter<const N: usize>(
 }
 
 /// A gauge family, one row per label-value tuple.
-fn labeled_gauge<const N: usize, V: EncodeGaugeValue>(
+fn labeled_gauge<'a, const N: usize, V: EncodeGaugeValue>(
     enc: &mut DescriptorEncoder,
     m: Metric,
-    rows: impl IntoIterator<Item = ([&'static str; N], V)>,
+    rows: impl IntoIterator<Item = ([&'a str; N], V)>,
 ) -> Result<(), fmt::Error> {
     let def = m.def();
     let unit = def.unit();

@@ -12,7 +12,9 @@ pub(crate) use counter::stripe;
 pub(crate) use counter::Counter;
 pub(crate) use histogram::Histogram;
 pub use histogram::HistogramSnapshot;
-pub use snapshot::{MailboxDepth, MetricsSnapshot, RestartedAgent, SupervisionStats};
+pub use snapshot::{
+    GroupMember, GroupStats, MailboxDepth, MetricsSnapshot, RestartedAgent, SupervisionStats,
+};
 
 macro_rules! label_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $label:literal,)+ }) => {
@@ -117,6 +119,10 @@ label_enum!(
         CorruptPayload => "corrupt_payload",
         /// The hub's queued-bytes budget refused the message.
         Overloaded => "overloaded",
+        /// A group without members, or a capability no agent has.
+        UnknownGroup => "unknown_group",
+        /// An invalid group or capability name.
+        InvalidName => "invalid_name",
     }
 );
 
@@ -221,6 +227,8 @@ impl Metrics {
             E::RequestTimeout { .. } => Some(SendError::RequestTimeout),
             E::CorruptPayload(_) => Some(SendError::CorruptPayload),
             E::Overloaded { .. } => Some(SendError::Overloaded),
+            E::UnknownGroup(_) | E::NoCapableAgent(_) => Some(SendError::UnknownGroup),
+            E::InvalidName { .. } => Some(SendError::InvalidName),
             _ => None,
         };
         if let Some(kind) = kind {

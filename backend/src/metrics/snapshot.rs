@@ -129,6 +129,9 @@ pub struct MetricsSnapshot {
     pub workers: crate::workers::WorkerStats,
     /// Spawned agents (`Hub::spawn`): handler failures, restarts, the recent ones.
     pub supervision: SupervisionStats,
+    /// Groups with a member on this hub, largest first (at most 50), with each local
+    /// member's mailbox depth.
+    pub groups: Vec<GroupStats>,
     /// The NATS bridge, when the hub is part of a multi-host swarm.
     #[cfg(feature = "nats")]
     #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
@@ -138,6 +141,28 @@ pub struct MetricsSnapshot {
     #[cfg(feature = "http")]
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub http: Option<crate::http::HttpStats>,
+}
+
+/// A group with members on this hub (`join_group`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupStats {
+    /// The group's name.
+    pub name: String,
+    /// Its members on this hub, in the order they joined, with their load.
+    pub members: Vec<GroupMember>,
+    /// Its members that other hubs announced.
+    pub remote_members: u64,
+}
+
+/// A member of a group on this hub.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupMember {
+    /// The agent.
+    pub id: AgentId,
+    /// Messages waiting in its mailbox.
+    pub queued: u64,
 }
 
 /// The figures of spawned agents (`Hub::spawn`).

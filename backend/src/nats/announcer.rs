@@ -15,7 +15,7 @@ use super::control::{self, Announcement, Control};
 use super::link::Stream;
 use super::stats::{BridgeStats, Refusal};
 use super::{Bridge, LocalChange};
-use crate::bus::Inbound;
+use crate::bus::{GroupKind, Inbound};
 use crate::metrics::DropReason;
 use crate::{AgentId, Error, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -137,6 +137,7 @@ pub(super) async fn run(
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut joined = Vec::new();
     let mut left = Vec::new();
+    let mut roles: Vec<(GroupKind, Arc<str>)> = Vec::new();
     loop {
         let hello_at = if me.bridge.is_connected() {
             me.hello.due_at()
@@ -154,15 +155,26 @@ pub(super) async fn run(
                     match change {
                         LocalChange::Joined(id) => joined.push(id),
                         LocalChange::Left(id) => left.push(id),
+                        LocalChange::Role(kind, name) => {
+                            if !roles.contains(&(kind, name.clone())) {
+                                roles.push((kind, name));
+                            }
+                        }
                     }
                 }
                 if me.bridge.is_connected() {
                     me.announce_list(std::mem::take(&mut joined), |agents| Control::Join { agents }).await;
                     me.announce_list(std::mem::take(&mut left), |agents| Control::Leave { agents }).await;
+                    // After the joins, so receivers know the members' hub.
+                    for (kind, name) in roles.drain(..) {
+                        me.announce_role(kind, &name).await;
+                    }
                 } else {
-                    // The hello after reconnection carries the whole list.
+                    // The hello after reconnection carries the whole list, and the next
+                    // beat every role.
                     joined.clear();
                     left.clear();
+                    roles.clear();
                 }
             }
             event = events.recv_async() => {
@@ -206,6 +218,37 @@ impl Announcer {
             .saturating_sub(super::bridge::signing_room());
         for part in control::parts(&agents, room) {
             self.bridge.announce(make(part.to_vec())).await;
+        }
+    }
+
+    /// Announces this hub's members of `name` (none: the name is gone here). Members past
+    /// what one message holds are left out, and counted.
+    async fn announce_role(&self, kind: GroupKind, name: &str) {
+        let mut members = self.bus.role(kind, name);
+        let room = self
+            .bridge
+            .max_message
+            .saturating_sub(super::bridge::signing_room())
+            .saturating_sub(1024 + name.len());
+        let fits = (room / super::roles::MEMBER_JSON_BYTES).max(1);
+        if members.len() > fits {
+            let left_out = (members.len() - fits) as u64;
+            BridgeStats::add(&self.bridge.stats.role_members_unannounced, left_out);
+            members.truncate(fits);
+        }
+        self.bridge
+            .announce(Control::Role {
+                kind,
+                name: name.to_owned(),
+                members,
+            })
+            .await;
+    }
+
+    /// Announces every group and capability of this hub, with the members' loads.
+    async fn announce_roles(&self) {
+        for (kind, name) in self.bus.roles() {
+            self.announce_role(kind, &name).await;
         }
     }
 
@@ -257,6 +300,7 @@ impl Announcer {
                 agents: self.bus.agent_count() as u64,
             })
             .await;
+        self.announce_roles().await;
         self.confirm();
         let floor = *bridge.floor.lock();
         // Durable: a silent hub's messages wait in the stream for it, so its agents stay
@@ -446,10 +490,39 @@ impl Announcer {
                     self.hello.request(false, &bridge.stats);
                 }
             }
+            Control::Role {
+                kind,
+                name,
+                members,
+            } => self.take_role(&node, kind, &name, members),
             Control::Bye { sent } => {
                 dir.remove_node(&node.name, node.epoch, sent);
             }
             Control::Probe { .. } => {}
+        }
+    }
+
+    /// A remote hub's members of a group or capability: only agents it hosts, under a
+    /// valid name, within the bound of names per hub; the rest refused and counted.
+    fn take_role(
+        &self,
+        node: &super::directory::RemoteNode,
+        kind: GroupKind,
+        name: &str,
+        mut members: Vec<crate::bus::MemberLoad>,
+    ) {
+        let stats = &self.bridge.stats;
+        if crate::bus::validate_topic(name).is_err() {
+            stats.refuse(Refusal::BadSender);
+            return;
+        }
+        let before = members.len();
+        members.retain(|m| node.hosts(m.id));
+        if members.len() < before {
+            stats.refuse(Refusal::BadSender);
+        }
+        if node.roles.set(kind, name, members).refused {
+            BridgeStats::add(&stats.roles_refused, 1);
         }
     }
 

@@ -9,7 +9,7 @@ use super::link::{Link, Stream};
 use super::stats::{BridgeStats, NatsStats, Refusal};
 use super::subjects::Subjects;
 use super::{control, signing};
-use crate::bus::{Inbound, Mailbox, Transport};
+use crate::bus::{GroupKind, Inbound, Mailbox, RemotePick, Transport};
 use crate::metrics::{DropReason, FlushReason};
 use crate::{AgentId, Error, Result};
 use bytes::Bytes;
@@ -20,10 +20,12 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 /// A change of this hub's agents, for the directory task to announce.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum LocalChange {
     Joined(AgentId),
     Left(AgentId),
+    /// The members of a group or capability changed.
+    Role(GroupKind, Arc<str>),
 }
 
 /// What shutdown could not hand over to NATS.
@@ -80,7 +82,7 @@ impl Bridge {
     /// Tells the directory task that a local agent came or went.
     pub(crate) fn local_change(&self, change: LocalChange) {
         if let Some(durable) = &self.durable_changes {
-            let _ = durable.send(change);
+            let _ = durable.send(change.clone());
         }
         let _ = self.changes.send(change);
     }
@@ -394,5 +396,18 @@ impl Transport for Bridge {
 
     fn flush(&self, reason: FlushReason) {
         self.flush_links(reason);
+    }
+
+    fn roles_changed(&self, kind: GroupKind, name: &Arc<str>) {
+        // The durable directory keeps agents only: roles travel in announcements.
+        let _ = self.changes.send(LocalChange::Role(kind, name.clone()));
+    }
+
+    fn remote_members(&self, kind: GroupKind, name: &str) -> Vec<AgentId> {
+        self.directory.role_members(kind, name)
+    }
+
+    fn remote_pick(&self, kind: GroupKind, name: &str) -> Option<RemotePick> {
+        self.directory.pick_role(kind, name)
     }
 }

@@ -7,6 +7,7 @@
 //! agents says hello in four parts of a 1 MiB server, never in one message the server
 //! refuses.
 
+use crate::bus::{GroupKind, MemberLoad};
 use crate::AgentId;
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +45,13 @@ pub(crate) enum Control {
     Sync { target: String },
     /// Asks whether a hub named `target` runs already; that hub answers with a beat.
     Probe { target: String },
+    /// The sender's members of group or capability `name`, each with its mailbox depth:
+    /// the whole list (none: the name is gone from the sender).
+    Role {
+        kind: GroupKind,
+        name: String,
+        members: Vec<MemberLoad>,
+    },
     /// The sender stops. `sent` gives, per stream, the message sequence number reached, so
     /// receivers can count messages lost at the end of a stream.
     Bye { sent: Vec<StreamEnd> },

@@ -20,6 +20,8 @@
 
 use super::control::StreamEnd;
 use super::link::Link;
+use super::roles::RemoteRoles;
+use crate::bus::{GroupKind, RemotePick};
 use crate::id::KeyedIdState;
 use crate::AgentId;
 use parking_lot::{Mutex, RwLock};
@@ -158,6 +160,8 @@ pub(crate) struct RemoteNode {
     live: AtomicBool,
     control: Mutex<ControlRx>,
     pub(crate) streams: Mutex<[StreamRx; STREAMS]>,
+    /// Its groups and capabilities.
+    pub(crate) roles: RemoteRoles,
 }
 
 impl RemoteNode {
@@ -274,6 +278,8 @@ pub(crate) struct Directory {
     shards: Box<[Shard]>,
     nodes: Mutex<HashMap<String, Arc<RemoteNode>>>,
     departed: Mutex<HashMap<String, Departed>>,
+    /// Round-robin turn among equally loaded remote group members.
+    turn: AtomicU64,
 }
 
 impl Default for Directory {
@@ -284,6 +290,7 @@ impl Default for Directory {
                 .collect(),
             nodes: Mutex::default(),
             departed: Mutex::default(),
+            turn: AtomicU64::new(0),
         }
     }
 }
@@ -357,6 +364,7 @@ impl Directory {
             live: AtomicBool::new(true),
             control: Mutex::default(),
             streams: Mutex::new([StreamRx::default(); STREAMS]),
+            roles: RemoteRoles::default(),
         });
         nodes.insert(name.to_string(), node.clone());
         drop((nodes, departed));
@@ -410,6 +418,51 @@ impl Directory {
             }
         }
         self.unmap(node, agents);
+        node.roles.remove_agents(agents);
+    }
+
+    /// The members of group or capability `name` on live remote hubs.
+    pub(crate) fn role_members(&self, kind: GroupKind, name: &str) -> Vec<AgentId> {
+        let mut all = Vec::new();
+        for node in self.nodes() {
+            if node.is_live() {
+                all.extend(node.roles.members(kind, name));
+            }
+        }
+        all
+    }
+
+    /// The least loaded member of `name` on a live remote hub; among equals, the next in
+    /// turn.
+    pub(crate) fn pick_role(&self, kind: GroupKind, name: &str) -> Option<RemotePick> {
+        let mut least: Vec<RemotePick> = Vec::new();
+        for node in self.nodes() {
+            if !node.is_live() {
+                continue;
+            }
+            node.roles.with(kind, name, |members| {
+                for m in members {
+                    let load = m.load();
+                    if least.first().is_some_and(|l| load > l.load) {
+                        continue;
+                    }
+                    if least.first().is_some_and(|l| load < l.load) {
+                        least.clear();
+                    }
+                    least.push(RemotePick {
+                        id: m.id,
+                        load,
+                        counters: m.counters.clone(),
+                    });
+                }
+            });
+        }
+        if least.is_empty() {
+            return None;
+        }
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let at = usize::try_from(turn % least.len() as u64).unwrap_or(0);
+        Some(least.swap_remove(at))
     }
 
     /// Takes one part of a hello (its sequence number `seq`). Agents of every part are

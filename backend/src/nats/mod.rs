@@ -34,6 +34,7 @@ pub(crate) mod frame;
 mod inbound;
 mod link;
 mod outbound;
+mod roles;
 pub(crate) mod signing;
 mod stats;
 mod subjects;

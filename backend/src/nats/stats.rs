@@ -78,6 +78,10 @@ pub(crate) struct BridgeStats {
     pub(crate) nodes_expired: AtomicU64,
     pub(crate) nodes_revived: AtomicU64,
     pub(crate) replies_not_forwarded: AtomicU64,
+    /// Local group or capability members left out of announcements (past one message).
+    pub(crate) role_members_unannounced: AtomicU64,
+    /// Remote groups or capabilities refused: past the bound of names per hub.
+    pub(crate) roles_refused: AtomicU64,
     pub(crate) connected: AtomicBool,
     /// Bumped on every lost connection.
     pub(crate) generation: AtomicU64,
@@ -127,6 +131,8 @@ impl BridgeStats {
             nodes_expired: get(&self.nodes_expired),
             nodes_revived: get(&self.nodes_revived),
             replies_not_forwarded: get(&self.replies_not_forwarded),
+            role_members_unannounced: get(&self.role_members_unannounced),
+            roles_refused: get(&self.roles_refused),
             buffered,
             directory_nodes: dir.0,
             directory_agents: dir.1,
@@ -189,6 +195,11 @@ pub struct NatsStats {
     pub nodes_revived: u64,
     /// Replies from the wire whose requester is not here (never forwarded again).
     pub replies_not_forwarded: u64,
+    /// This hub's group or capability members left out of announcements: past what one
+    /// directory message holds (other hubs do not see them).
+    pub role_members_unannounced: u64,
+    /// Other hubs' groups or capabilities refused: past 10,000 names per hub.
+    pub roles_refused: u64,
     /// Messages waiting for remote hubs (the outage buffer in use).
     pub buffered: u64,
     /// Remote hubs known.

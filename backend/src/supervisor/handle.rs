@@ -11,6 +11,8 @@ use tokio::task::JoinHandle;
 pub(crate) struct Spawned {
     pub(crate) id: AgentId,
     pub(crate) name: Arc<str>,
+    /// To join and leave groups from the handle.
+    sender: crate::AgentSender,
     pub(crate) restarts: AtomicU32,
     /// `stop()` asked for it.
     pub(crate) stopping: AtomicBool,
@@ -24,10 +26,11 @@ pub(crate) struct Spawned {
 }
 
 impl Spawned {
-    pub(crate) fn new(id: AgentId, name: Arc<str>) -> Self {
+    pub(crate) fn new(sender: crate::AgentSender) -> Self {
         Self {
-            id,
-            name,
+            id: sender.id(),
+            name: sender.name().into(),
+            sender,
             restarts: AtomicU32::new(0),
             stopping: AtomicBool::new(false),
             stop: tokio::sync::Notify::new(),
@@ -65,6 +68,22 @@ impl AgentHandle {
     /// The name it was spawned with.
     pub fn name(&self) -> &str {
         &self.spawned.name
+    }
+
+    /// Joins group `group`, as [`AgentSender::join_group`](crate::AgentSender::join_group):
+    /// a pool of spawned agents behind one name.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`](crate::Error::InvalidName) for a name that breaks the rules
+    /// of topic names.
+    pub fn join_group(&self, group: &str) -> Result<()> {
+        self.spawned.sender.join_group(group)
+    }
+
+    /// Leaves group `group`; false when the agent was not in it.
+    pub fn leave_group(&self, group: &str) -> bool {
+        self.spawned.sender.leave_group(group)
     }
 
     /// How many times its handler failed and the agent restarted.

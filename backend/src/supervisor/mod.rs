@@ -49,7 +49,7 @@ impl Supervisors {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Display + 'static,
     {
-        let spawned = Arc::new(Spawned::new(agent.id(), agent.sender().name().into()));
+        let spawned = Arc::new(Spawned::new(agent.sender()));
         self.book.started(&spawned);
         let task = tokio::spawn(run::run(
             agent,

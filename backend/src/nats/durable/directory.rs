@@ -232,6 +232,7 @@ impl Writer {
                         match change {
                             LocalChange::Joined(id) => self.roster.join(id),
                             LocalChange::Left(id) => self.roster.leave(id),
+                            LocalChange::Role(..) => {}
                         }
                     }
                 }

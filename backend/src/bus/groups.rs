@@ -1,0 +1,222 @@
+//! Groups of agents that share the work sent to the group's name, and the capability
+//! index (a capability is a group an agent joins by registering with it).
+//!
+//! A send to a group goes to one member, chosen by load: the member with the shortest
+//! mailbox, starting from a round-robin turn, so equal members share the load equally and
+//! one that falls behind gets less. The scan stops at the first member with an empty
+//! mailbox, so under light load a pick reads one mailbox.
+
+use super::mailbox::Mailbox;
+use super::registry::AgentSlot;
+use crate::{AgentId, Error, Result};
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Whether a name is for a group or a capability (in errors and on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum GroupKind {
+    Group,
+    Capability,
+}
+
+#[derive(Debug)]
+struct Member {
+    id: AgentId,
+    mailbox: Arc<Mailbox>,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    members: RwLock<Vec<Member>>,
+    turn: AtomicUsize,
+}
+
+/// One member's load, for metrics and for other hubs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct MemberLoad {
+    pub(crate) id: AgentId,
+    pub(crate) queued: u64,
+}
+
+/// Named sets of agents.
+#[derive(Debug)]
+pub(crate) struct Groups {
+    kind: GroupKind,
+    map: RwLock<HashMap<Arc<str>, Arc<Group>>>,
+}
+
+impl Groups {
+    pub(crate) fn new(kind: GroupKind) -> Self {
+        Self {
+            kind,
+            map: RwLock::default(),
+        }
+    }
+
+    /// Checks a name: the rules of topic names.
+    pub(crate) fn validate(&self, name: &str) -> Result<()> {
+        super::registry::validate_topic(name).map_err(|_| Error::InvalidName {
+            what: match self.kind {
+                GroupKind::Group => "group",
+                GroupKind::Capability => "capability",
+            },
+            name: name.chars().take(64).collect(),
+        })
+    }
+
+    /// Adds `slot` to `name`, which it returns (`None`: it was a member already). The slot
+    /// remembers it in `kept`.
+    pub(crate) fn join(
+        &self,
+        slot: &AgentSlot,
+        name: &str,
+        kept: &parking_lot::Mutex<Vec<Arc<str>>>,
+    ) -> Result<Option<Arc<str>>> {
+        self.validate(name)?;
+        let mut kept = kept.lock();
+        if kept.iter().any(|g| &**g == name) {
+            return Ok(None);
+        }
+        // Under the map's lock: a group that loses its last member leaves the map under it
+        // too, so a member is never added to a group that is no longer there.
+        let mut map = self.map.write();
+        let key: Arc<str> = match map.get_key_value(name) {
+            Some((k, _)) => k.clone(),
+            None => name.into(),
+        };
+        kept.push(key.clone());
+        map.entry(key.clone())
+            .or_default()
+            .members
+            .write()
+            .push(Member {
+                id: slot.id,
+                mailbox: slot.mailbox.clone(),
+            });
+        Ok(Some(key))
+    }
+
+    /// Removes `id` from `name`, which it returns (`None`: it was not a member).
+    pub(crate) fn leave(
+        &self,
+        id: AgentId,
+        name: &str,
+        kept: &parking_lot::Mutex<Vec<Arc<str>>>,
+    ) -> Option<Arc<str>> {
+        let mut kept = kept.lock();
+        let at = kept.iter().position(|g| &**g == name)?;
+        let key = kept.swap_remove(at);
+        self.remove(id, name);
+        Some(key)
+    }
+
+    /// Removes `id` from every group in `kept` (the agent leaves the hub); returns them.
+    pub(crate) fn leave_all(
+        &self,
+        id: AgentId,
+        kept: &parking_lot::Mutex<Vec<Arc<str>>>,
+    ) -> Vec<Arc<str>> {
+        let names = std::mem::take(&mut *kept.lock());
+        for name in &names {
+            self.remove(id, name);
+        }
+        names
+    }
+
+    fn remove(&self, id: AgentId, name: &str) {
+        let mut map = self.map.write();
+        let Some(group) = map.get(name) else { return };
+        let mut members = group.members.write();
+        members.retain(|m| m.id != id);
+        if members.is_empty() {
+            drop(members);
+            map.remove(name);
+        }
+    }
+
+    /// The error for a name without members.
+    pub(crate) fn none(&self, name: &str) -> Error {
+        let name = name.chars().take(64).collect();
+        match self.kind {
+            GroupKind::Group => Error::UnknownGroup(name),
+            GroupKind::Capability => Error::NoCapableAgent(name),
+        }
+    }
+
+    /// The local member to send to, with its mailbox depth: the shortest mailbox, from a
+    /// round-robin turn. `None` when `name` has no local member.
+    pub(crate) fn pick(&self, name: &str) -> Option<(AgentId, usize)> {
+        let group = self.map.read().get(name).cloned()?;
+        let members = group.members.read();
+        let n = members.len();
+        if n == 0 {
+            return None;
+        }
+        let start = group.turn.fetch_add(1, Ordering::Relaxed) % n;
+        let mut best = start;
+        let mut least = members[start].mailbox.waiting();
+        let mut k = 1;
+        while least > 0 && k < n {
+            let i = (start + k) % n;
+            let depth = members[i].mailbox.waiting();
+            if depth < least {
+                (best, least) = (i, depth);
+            }
+            k += 1;
+        }
+        Some((members[best].id, least))
+    }
+
+    /// The members of `name` (none when it has none).
+    pub(crate) fn members(&self, name: &str) -> Vec<AgentId> {
+        self.map.read().get(name).map_or_else(Vec::new, |g| {
+            g.members.read().iter().map(|m| m.id).collect()
+        })
+    }
+
+    /// The members of `name` with their mailbox depths (to announce to other hubs).
+    pub(crate) fn loads_of(&self, name: &str) -> Vec<MemberLoad> {
+        self.map.read().get(name).map_or_else(Vec::new, |g| {
+            g.members
+                .read()
+                .iter()
+                .map(|m| MemberLoad {
+                    id: m.id,
+                    queued: m.mailbox.waiting() as u64,
+                })
+                .collect()
+        })
+    }
+
+    /// The names that have members.
+    pub(crate) fn names(&self) -> Vec<Arc<str>> {
+        self.map.read().keys().cloned().collect()
+    }
+
+    /// Every group with its members' loads, largest groups first, at most `limit`.
+    pub(crate) fn loads(&self, limit: usize) -> Vec<(String, Vec<MemberLoad>)> {
+        let mut all: Vec<(String, Vec<MemberLoad>)> = self
+            .map
+            .read()
+            .iter()
+            .map(|(name, g)| {
+                let members = g
+                    .members
+                    .read()
+                    .iter()
+                    .map(|m| MemberLoad {
+                        id: m.id,
+                        queued: m.mailbox.waiting() as u64,
+                    })
+                    .collect();
+                (name.to_string(), members)
+            })
+            .collect();
+        all.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(limit);
+        all
+    }
+}
