@@ -86,6 +86,8 @@ return {
   deadRows: Number(document.getElementById("dead-list").dataset.rows || 0),
   agentsFigures: document.getElementById("agents-figures").textContent,
   agentsChildren: document.getElementById("agents-list").children.length,
+  groupsText: document.getElementById("groups-list").textContent,
+  groupsRows: Number(document.getElementById("groups-list").dataset.rows || 0),
 };
 "#;
 
@@ -197,7 +199,8 @@ fn dashboard_shows_live_data_in_headless_chromium() {
     };
 
     assert_eq!(state["failures"], 0, "{state}");
-    assert_eq!(state["agents"], "30", "{state}");
+    // 30 demo agents and the 3 spawned summarizers.
+    assert_eq!(state["agents"], "33", "{state}");
     let throughput = state["throughput"].as_str().unwrap_or("");
     assert!(
         throughput
@@ -272,6 +275,17 @@ fn dashboard_shows_live_data_in_headless_chromium() {
         state["agentsChildren"].as_u64().unwrap_or(0) > 0,
         "spawned agents not drawn: {state}"
     );
+    assert!(
+        agents_figures.contains("running 3"),
+        "the demo's three summarizers run: {agents_figures}"
+    );
+    // The groups card: the demo's pool of summarizers, with their queues.
+    let groups = state["groupsText"].as_str().unwrap_or("");
+    assert!(
+        groups.contains("summarizers") && groups.contains("3 here") && groups.contains("waiting"),
+        "groups card: {groups}"
+    );
+    assert_eq!(state["groupsRows"].as_u64(), Some(1), "{state}");
     let stats = request(
         hub.addr,
         "GET",

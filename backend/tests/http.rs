@@ -218,7 +218,13 @@ fn metrics_pass_promtool_rise_and_agree_with_api_stats() {
         json_u64(&json, "agents") as f64,
         sample(&b, "swarmbus_agents")
     );
-    assert_eq!(json_u64(&json, "agents"), 20);
+    // 20 demo agents and the demo's 3 spawned summarizers, a group of 3.
+    assert_eq!(json_u64(&json, "agents"), 23);
+    assert_eq!(
+        sample(&b, "swarmbus_group_members{group=\"summarizers\"}"),
+        3.0
+    );
+    assert_eq!(sample(&b, "swarmbus_spawned_agents"), 3.0);
     for (key, metric) in [
         ("messages_sent", "swarmbus_messages_sent_total"),
         ("messages_delivered", "swarmbus_messages_delivered_total"),

@@ -6,12 +6,15 @@
 //! compressible JSON, a few incompressible), requests, critical alerts and the odd
 //! broadcast. A firehose agent bursts into a sink so batches fill to `max_messages`; every
 //! eighth agent pauses now and then so its mailbox backs up; two drivers push CPU work
-//! through [`Hub::submit`] and [`Hub::submit_batch`] at the same varying rate.
+//! through [`Hub::submit`] and [`Hub::submit_batch`] at the same varying rate. A pool of
+//! three spawned, supervised summarizers (group `summarizers`, capability `summarize`, one
+//! of them slower, each failing now and then and restarted) takes requests by group and
+//! by capability.
 
 use std::f64::consts::TAU;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use swarmbus::{AgentId, AgentSender, Error, Hub, Priority, Result};
+use swarmbus::{AgentId, AgentSender, Context, Envelope, Error, Hub, Priority, Restart, Result};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
@@ -75,6 +78,7 @@ impl Demo {
             }
             agents.push(agent);
         }
+        spawn_summarizers(hub)?;
         let peers: Arc<Vec<AgentId>> = Arc::new(agents.iter().map(|a| a.id()).collect());
         let mut drivers = Vec::new();
         let mut receivers = Vec::new();
@@ -135,6 +139,45 @@ async fn join_bounded(tasks: Vec<JoinHandle<()>>, limit: Duration) {
             task.abort();
         }
     }
+}
+
+/// The group of spawned summarizers.
+const SUMMARIZERS: &str = "summarizers";
+
+/// Three supervised summarizers in one group: "work" takes 2 ms (6 ms for the third), and
+/// one call in 50 fails like a model call that timed out, so the agent restarts.
+fn spawn_summarizers(hub: &Hub) -> Result<()> {
+    let patient = Restart {
+        max_restarts: 1_000,
+        within: Duration::from_secs(60),
+        backoff: Duration::from_millis(10),
+    };
+    for k in 0..3u64 {
+        let work = Duration::from_millis(if k == 2 { 6 } else { 2 });
+        let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let handle = hub.spawn_with(
+            format!("summarizer-{k}"),
+            ["summarize"],
+            move |ctx: Context, env: Envelope| {
+                let n = calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                async move {
+                    sleep(work).await;
+                    if n % 50 == 49 {
+                        return Err("the model call timed out".to_string());
+                    }
+                    if env.is_request() {
+                        ctx.reply(&env, r#"{"summary":"all nominal"}"#)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    Ok(())
+                }
+            },
+            patient,
+        )?;
+        handle.join_group(SUMMARIZERS)?;
+    }
+    Ok(())
 }
 
 /// The sine wave all drivers follow: 0.2x to 1.8x of the mean rate.
@@ -249,10 +292,28 @@ impl Driver {
                 };
                 self.sender.publish(topic, body).await?;
             }
-            70..=81 => {
+            70..=75 => {
                 let question = format!(r#"{{"from":{},"seq":{seq},"ask":"status"}}"#, self.me);
                 self.sender
                     .request(to, question, Duration::from_millis(750))
+                    .await?;
+            }
+            76..=78 => {
+                let text = format!(
+                    r#"{{"from":{},"seq":{seq},"summarize":"the log"}}"#,
+                    self.me
+                );
+                self.sender
+                    .request_group(SUMMARIZERS, text, Duration::from_millis(750))
+                    .await?;
+            }
+            79..=81 => {
+                let text = format!(
+                    r#"{{"from":{},"seq":{seq},"summarize":"a report"}}"#,
+                    self.me
+                );
+                self.sender
+                    .request_capability("summarize", text, Duration::from_millis(750))
                     .await?;
             }
             82..=85 => {

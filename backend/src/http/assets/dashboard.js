@@ -280,6 +280,34 @@
     state.available.supervision = true;
   }
 
+  // Groups (`groups` in /api/stats): members here and elsewhere, and each one's queue.
+  function updateGroups(s) {
+    var box = $("groups-list");
+    var list = s.groups || [];
+    box.textContent = "";
+    if (!list.length) {
+      var none = document.createElement("div"); none.className = "empty";
+      none.textContent = "no group has a member on this hub";
+      box.appendChild(none);
+    }
+    list.slice(0, 8).forEach(function (g) {
+      var row = document.createElement("div"); row.className = "letter group";
+      var queued = g.members.map(function (m) { return m.queued; });
+      [
+        ["when", g.name],
+        ["reason", g.members.length + " here" + (g.remote_members ? ", " + g.remote_members + " remote" : "")],
+        ["what", "waiting " + queued.slice(0, 16).join(" · ") + (queued.length > 16 ? " …" : "")],
+        ["size", fmtNum(queued.reduce(function (a, b) { return a + b; }, 0))],
+      ].forEach(function (c) {
+        var span = document.createElement("span"); span.className = c[0]; span.textContent = c[1];
+        row.appendChild(span);
+      });
+      box.appendChild(row);
+    });
+    box.dataset.rows = String(list.length);
+    state.available.groups = true;
+  }
+
   function drawLetters(list) {
     var box = $("dead-list");
     box.textContent = "";
@@ -419,6 +447,7 @@
     updateConversations(s, rate);
     updateDeadLetters(s);
     updateSupervision(s);
+    updateGroups(s);
     ["throughput", "latency", "batch", "flushes", "compression", "saved", "pools", "agents", "memory", "drops"]
       .forEach(function (id) { state.available[id] = true; });
 
