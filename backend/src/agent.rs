@@ -1006,7 +1006,7 @@ impl AgentSender {
     /// [`Error::UnknownGroup`] for a group without members; then as
     /// [`send`](Self::send).
     pub async fn send_group(&self, group: &str, payload: impl Into<Payload>) -> Result<MessageId> {
-        let picked = self.bus.pick(GroupKind::Group, group)?;
+        let picked = self.bus.pick(&self.slot, GroupKind::Group, group)?;
         let id = self.send(picked.to, payload).await?;
         picked.sent();
         Ok(id)
@@ -1024,7 +1024,7 @@ impl AgentSender {
         payload: impl Into<Payload>,
         timeout: Duration,
     ) -> Result<Envelope> {
-        let picked = self.bus.pick(GroupKind::Group, group)?;
+        let picked = self.bus.pick(&self.slot, GroupKind::Group, group)?;
         let _open = picked.in_flight();
         self.request(picked.to, payload, timeout).await
     }
@@ -1042,7 +1042,7 @@ impl AgentSender {
         payload: impl Into<Payload>,
         timeout: Duration,
     ) -> Result<ReplyStream> {
-        let picked = self.bus.pick(GroupKind::Group, group)?;
+        let picked = self.bus.pick(&self.slot, GroupKind::Group, group)?;
         let open = picked.in_flight();
         let mut stream = self.request_stream(picked.to, payload, timeout).await?;
         stream.hold(open);
@@ -1062,7 +1062,9 @@ impl AgentSender {
         payload: impl Into<Payload>,
         timeout: Duration,
     ) -> Result<Envelope> {
-        let picked = self.bus.pick(GroupKind::Capability, capability)?;
+        let picked = self
+            .bus
+            .pick(&self.slot, GroupKind::Capability, capability)?;
         let _open = picked.in_flight();
         self.request(picked.to, payload, timeout).await
     }

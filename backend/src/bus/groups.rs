@@ -11,7 +11,6 @@ use super::registry::AgentSlot;
 use crate::{AgentId, Error, Result};
 use parking_lot::RwLock;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Whether a name is for a group or a capability (in errors and on the wire).
@@ -28,11 +27,9 @@ struct Member {
     mailbox: Arc<Mailbox>,
 }
 
-#[derive(Debug, Default)]
-struct Group {
-    members: RwLock<Vec<Member>>,
-    turn: AtomicUsize,
-}
+/// Members a pick looks at, at most, from its turn on: a pick costs the same in a group of
+/// 10 and of 100,000, and every member is looked at in turn.
+pub(crate) const SCAN: usize = 8;
 
 /// One member's load, for metrics and for other hubs.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -45,7 +42,9 @@ pub(crate) struct MemberLoad {
 #[derive(Debug)]
 pub(crate) struct Groups {
     kind: GroupKind,
-    map: RwLock<HashMap<Arc<str>, Arc<Group>>>,
+    /// One lock for names and members: a pick takes one read lock (every sender shares
+    /// its word; a second lock per group was a second shared word per send).
+    map: RwLock<HashMap<Arc<str>, Vec<Member>>>,
 }
 
 impl Groups {
@@ -88,14 +87,10 @@ impl Groups {
             None => name.into(),
         };
         kept.push(key.clone());
-        map.entry(key.clone())
-            .or_default()
-            .members
-            .write()
-            .push(Member {
-                id: slot.id,
-                mailbox: slot.mailbox.clone(),
-            });
+        map.entry(key.clone()).or_default().push(Member {
+            id: slot.id,
+            mailbox: slot.mailbox.clone(),
+        });
         Ok(Some(key))
     }
 
@@ -128,11 +123,14 @@ impl Groups {
 
     fn remove(&self, id: AgentId, name: &str) {
         let mut map = self.map.write();
-        let Some(group) = map.get(name) else { return };
-        let mut members = group.members.write();
-        members.retain(|m| m.id != id);
+        let Some(members) = map.get_mut(name) else {
+            return;
+        };
+        if let Some(at) = members.iter().position(|m| m.id == id) {
+            // Order is not kept: the turn rotates over whatever order there is.
+            members.swap_remove(at);
+        }
         if members.is_empty() {
-            drop(members);
             map.remove(name);
         }
     }
@@ -146,22 +144,25 @@ impl Groups {
         }
     }
 
-    /// The local member to send to, with its mailbox depth: the shortest mailbox, from a
-    /// round-robin turn. `None` when `name` has no local member.
-    pub(crate) fn pick(&self, name: &str) -> Option<(AgentId, usize)> {
-        let group = self.map.read().get(name).cloned()?;
-        let members = group.members.read();
+    /// The local member to send to, with its queue's depth: the shortest queue among the
+    /// [`SCAN`] members from `turn` on (the sender's round-robin counter), the first empty
+    /// one at once. Messages still in an open batch are not counted: they are at most one
+    /// batch (50 messages, 10 ms), and reading them takes the mailbox's lock. `None` when
+    /// `name` has no local member.
+    pub(crate) fn pick(&self, name: &str, turn: usize) -> Option<(AgentId, usize)> {
+        let map = self.map.read();
+        let members = map.get(name)?;
         let n = members.len();
         if n == 0 {
             return None;
         }
-        let start = group.turn.fetch_add(1, Ordering::Relaxed) % n;
+        let start = turn % n;
         let mut best = start;
-        let mut least = members[start].mailbox.waiting();
+        let mut least = members[start].mailbox.depth();
         let mut k = 1;
-        while least > 0 && k < n {
+        while least > 0 && k < n.min(SCAN) {
             let i = (start + k) % n;
-            let depth = members[i].mailbox.waiting();
+            let depth = members[i].mailbox.depth();
             if depth < least {
                 (best, least) = (i, depth);
             }
@@ -172,17 +173,16 @@ impl Groups {
 
     /// The members of `name` (none when it has none).
     pub(crate) fn members(&self, name: &str) -> Vec<AgentId> {
-        self.map.read().get(name).map_or_else(Vec::new, |g| {
-            g.members.read().iter().map(|m| m.id).collect()
-        })
+        self.map
+            .read()
+            .get(name)
+            .map_or_else(Vec::new, |g| g.iter().map(|m| m.id).collect())
     }
 
     /// The members of `name` with their mailbox depths (to announce to other hubs).
     pub(crate) fn loads_of(&self, name: &str) -> Vec<MemberLoad> {
         self.map.read().get(name).map_or_else(Vec::new, |g| {
-            g.members
-                .read()
-                .iter()
+            g.iter()
                 .map(|m| MemberLoad {
                     id: m.id,
                     queued: m.mailbox.waiting() as u64,
@@ -204,8 +204,6 @@ impl Groups {
             .iter()
             .map(|(name, g)| {
                 let members = g
-                    .members
-                    .read()
                     .iter()
                     .map(|m| MemberLoad {
                         id: m.id,

@@ -109,8 +109,9 @@ impl Bus {
     ///
     /// # Errors
     /// `UnknownGroup` or `NoCapableAgent` when `name` has no member on any hub.
-    pub(crate) fn pick(&self, kind: GroupKind, name: &str) -> Result<Picked> {
-        let local = self.roles(kind).pick(name);
+    pub(crate) fn pick(&self, from: &AgentSlot, kind: GroupKind, name: &str) -> Result<Picked> {
+        let turn = from.turn.fetch_add(1, Ordering::Relaxed);
+        let local = self.roles(kind).pick(name, turn);
         if let Some((to, 0)) = local {
             return Ok(Picked { to, remote: None });
         }

@@ -29,6 +29,9 @@ pub(crate) struct AgentSlot {
     pub(crate) groups: Mutex<Vec<Arc<str>>>,
     /// Capabilities it registered with.
     pub(crate) capabilities: Mutex<Vec<Arc<str>>>,
+    /// Its round-robin turn among a group's members (its own: a shared one would be a
+    /// word every sender writes).
+    pub(crate) turn: std::sync::atomic::AtomicUsize,
 }
 
 /// A topic's shared name (when it has subscribers) and a pooled copy of their ids.
@@ -240,6 +243,7 @@ mod registry_tests {
             topics: Mutex::new(Vec::new()),
             groups: Mutex::new(Vec::new()),
             capabilities: Mutex::new(Vec::new()),
+            turn: Default::default(),
         });
         assert!(registry.insert_new(slot.clone()));
         assert!(!registry.insert_new(slot.clone()), "an id registers once");

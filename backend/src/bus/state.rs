@@ -151,13 +151,19 @@ impl Bus {
                 config.max_messages,
             )
             .with_budget(self.budget.clone());
+        let id = id.unwrap_or_else(AgentId::new_v4);
+        // Senders start their turns at different members (from the id's random bits), so
+        // many agents that each send once to a group do not all start with its first member.
+        let turn = usize::from(id.as_uuid().as_bytes()[15])
+            | usize::from(id.as_uuid().as_bytes()[14]) << 8;
         let slot = Arc::new(AgentSlot {
-            id: id.unwrap_or_else(AgentId::new_v4),
+            id,
             name: Arc::from(name),
             mailbox: Arc::new(mailbox),
             topics: parking_lot::Mutex::new(Vec::new()),
             groups: parking_lot::Mutex::new(Vec::new()),
             capabilities: parking_lot::Mutex::new(Vec::new()),
+            turn: std::sync::atomic::AtomicUsize::new(turn),
         });
         if !self.registry.insert_new(slot.clone()) {
             return self.metrics.fail(Error::AgentExists(slot.id));

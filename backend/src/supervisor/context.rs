@@ -2,6 +2,7 @@
 
 use crate::AgentSender;
 use std::ops::Deref;
+use std::sync::Arc;
 
 /// A spawned agent's side of the hub, handed to its handler with each message: every
 /// sending method of [`AgentSender`] (send, reply, respond, request_within, ...), through
@@ -31,12 +32,17 @@ use std::ops::Deref;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Context {
-    sender: AgentSender,
+    // Behind an `Arc` of its own: each message gets a clone, and cloning the sender would
+    // touch the hub's reference count, shared by every agent (measured: spawned agents ran
+    // at 0.75x of plain ones on two cores with 1,000 agents).
+    sender: Arc<AgentSender>,
 }
 
 impl Context {
     pub(crate) fn new(sender: AgentSender) -> Self {
-        Self { sender }
+        Self {
+            sender: Arc::new(sender),
+        }
     }
 }
 

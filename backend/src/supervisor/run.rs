@@ -56,10 +56,12 @@ pub(super) async fn run<H, Fut, E>(
                 *left -= 1;
                 agent.try_recv()
             }
+            // The mailbox first: a message waiting is taken without registering for the
+            // stop (the loop's head reads the flag); only an empty mailbox waits for both.
             None => tokio::select! {
                 biased;
-                () = spawned.stop.notified() => continue,
                 env = agent.recv() => env,
+                () = spawned.stop_asked() => continue,
             },
         };
         // `None`: stopped and drained, or the hub shut down and the mailbox is empty.
@@ -86,9 +88,7 @@ pub(super) async fn run<H, Fut, E>(
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     // A stop during the backoff: handle what is queued now.
-                    () = spawned.stop.notified() => {
-                        spawned.stop.notify_one();
-                    }
+                    () = spawned.stop_asked() => {}
                 }
             }
             Verdict::GiveUp => {
@@ -107,6 +107,10 @@ pub(super) async fn run<H, Fut, E>(
     }
     // Deregisters: what is still queued becomes dead letters (`recipient_gone`).
     drop(agent);
+    // The handler's state goes before the agent counts as ended (parameters would drop
+    // after `_ended`): who waits for the end sees everything it did.
+    drop(handler);
+    drop(ctx);
 }
 
 /// Runs the handler on one message; how it failed, if it did. A failed message becomes a

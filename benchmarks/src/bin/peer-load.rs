@@ -8,8 +8,12 @@
 //!           [--in-flight N | --open-loop]
 //! peer-load --matrix [--reps 3] [--duration 3s] [--json-dir DIR] [--prefix driver-]
 //!           [--markdown FILE] [--systems a,b] [--workloads w,x] [--threads 2] [--in-flight N]
+//!           [--agents N]
 //! ```
-//! S: swarmbus, flume, flume-vec50, tokio, kameo, ractor, actix.
+//! S: swarmbus, flume, flume-vec50, tokio, kameo, ractor, actix, and two swarmbus variants:
+//! swarmbus-spawned (supervised handlers) and swarmbus-group (every send to one group).
+//! With both `--systems` and `--workloads`, the matrix runs every pair of them; with one or
+//! neither, the default table filtered by it.
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -25,14 +29,15 @@ use swarmbus_benchmarks::peers::{PeerPattern, PeerSpec, System, DEFAULT_IN_FLIGH
     about = "Run the shared benchmark driver on swarmbus or a peer system"
 )]
 struct Args {
-    /// swarmbus, flume, flume-vec50, tokio, kameo, ractor or actix (one run).
+    /// swarmbus, flume, flume-vec50, tokio, kameo, ractor, actix, swarmbus-spawned or
+    /// swarmbus-group (one run).
     #[arg(long, value_parser = |s: &str| s.parse::<System>())]
     system: Option<System>,
     /// one-to-one, direct, request or low-load.
     #[arg(long, default_value = "direct", value_parser = |s: &str| s.parse::<PeerPattern>())]
     pattern: PeerPattern,
     /// Receiving agents (responders for `request`); default: one-to-one 1, direct 1000,
-    /// request 10, low-load 1.
+    /// request 10, low-load 1. With `--matrix`, for every cell.
     #[arg(long)]
     agents: Option<usize>,
     /// How long to send, e.g. 3s, 500ms.
@@ -117,13 +122,22 @@ fn main() -> Result<()> {
 }
 
 fn run_matrix(args: &Args) -> Result<()> {
-    let cells = matrix::default_cells()
-        .into_iter()
-        .filter(|(w, s)| {
-            (args.systems.is_empty() || args.systems.contains(s))
-                && (args.workloads.is_empty() || args.workloads.contains(w))
-        })
-        .collect::<Vec<_>>();
+    // Both lists given: every workload of one with every system of the other (how the
+    // systems outside the default table run); else the default table, filtered.
+    let cells = if !args.systems.is_empty() && !args.workloads.is_empty() {
+        args.workloads
+            .iter()
+            .flat_map(|&w| args.systems.iter().map(move |&s| (w, s)))
+            .collect::<Vec<_>>()
+    } else {
+        matrix::default_cells()
+            .into_iter()
+            .filter(|(w, s)| {
+                (args.systems.is_empty() || args.systems.contains(s))
+                    && (args.workloads.is_empty() || args.workloads.contains(w))
+            })
+            .collect::<Vec<_>>()
+    };
     if cells.is_empty() {
         bail!("no cell matches --systems / --workloads");
     }
@@ -133,6 +147,7 @@ fn run_matrix(args: &Args) -> Result<()> {
         duration: args.duration,
         threads: args.threads,
         in_flight: args.in_flight,
+        agents: args.agents,
     };
     if let Some(dir) = &args.json_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -98,6 +98,8 @@ pub struct MatrixOptions {
     pub threads: usize,
     /// The in-flight cap of bounded workloads.
     pub in_flight: usize,
+    /// Receiving agents of every cell, instead of each pattern's default.
+    pub agents: Option<usize>,
 }
 
 impl Default for MatrixOptions {
@@ -108,6 +110,7 @@ impl Default for MatrixOptions {
             duration: Duration::from_secs(3),
             threads: 2,
             in_flight: DEFAULT_IN_FLIGHT,
+            agents: None,
         }
     }
 }
@@ -117,6 +120,9 @@ pub fn spec_for(workload: Workload, system: System, opts: &MatrixOptions) -> Pee
     let mut spec = PeerSpec::new(system, workload.pattern, opts.duration);
     spec.in_flight = (!workload.open).then_some(opts.in_flight);
     spec.threads = opts.threads;
+    if let Some(agents) = opts.agents {
+        spec.agents = agents;
+    }
     spec
 }
 

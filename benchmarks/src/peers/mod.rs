@@ -63,6 +63,12 @@ pub enum System {
     Ractor,
     /// One actix actor per agent on two arbiters (two threads); `do_send` and `send`.
     Actix,
+    /// swarmbus with every receiving agent spawned (`Hub::spawn`, a supervised handler per
+    /// agent) instead of a task looping on `recv`: what supervision costs.
+    SwarmbusSpawned,
+    /// swarmbus with every receiving agent in one group: the driver's sends and requests
+    /// go to the group (`send_group`, `request_group`), whatever peer it drew.
+    SwarmbusGroup,
 }
 
 impl FromStr for System {
@@ -81,7 +87,7 @@ impl FromStr for System {
 
 impl System {
     /// Every system, in table order.
-    pub const ALL: [System; 7] = [
+    pub const ALL: [System; 9] = [
         System::Swarmbus,
         System::Flume,
         System::Tokio,
@@ -89,6 +95,8 @@ impl System {
         System::Ractor,
         System::Actix,
         System::FlumeVec50,
+        System::SwarmbusSpawned,
+        System::SwarmbusGroup,
     ];
 
     /// The name used on the command line, in file names and in reports.
@@ -101,6 +109,8 @@ impl System {
             System::Kameo => "kameo",
             System::Ractor => "ractor",
             System::Actix => "actix",
+            System::SwarmbusSpawned => "swarmbus-spawned",
+            System::SwarmbusGroup => "swarmbus-group",
         }
     }
 
@@ -114,6 +124,8 @@ impl System {
             System::Kameo => "kameo",
             System::Ractor => "ractor",
             System::Actix => "actix",
+            System::SwarmbusSpawned => "swarmbus, spawned",
+            System::SwarmbusGroup => "swarmbus, one group",
         }
     }
 
@@ -133,6 +145,8 @@ impl System {
             }
             System::Ractor => "ractor actor per agent (unbounded), cast/call".into(),
             System::Actix => "actix actor per agent on 2 arbiters (the driver's tasks run on them too), do_send (unbounded) / send (mailbox 16)".into(),
+            System::SwarmbusSpawned => "swarmbus Hub::spawn per agent (supervised handler, Restart::default()), HubConfig::default()".into(),
+            System::SwarmbusGroup => "swarmbus Agent per agent, every one in one group; send_group / request_group".into(),
         }
     }
 }
@@ -479,7 +493,15 @@ pub async fn run(spec: PeerSpec) -> Result<PeerReport> {
     }
     let shared = Shared::new(spec.in_flight)?;
     let (sent, drain) = match spec.system {
-        System::Swarmbus => swarmbus_peer::run(&spec, &shared).await?,
+        System::Swarmbus => {
+            swarmbus_peer::run(&spec, &shared, swarmbus_peer::Flavor::Plain).await?
+        }
+        System::SwarmbusSpawned => {
+            swarmbus_peer::run(&spec, &shared, swarmbus_peer::Flavor::Spawned).await?
+        }
+        System::SwarmbusGroup => {
+            swarmbus_peer::run(&spec, &shared, swarmbus_peer::Flavor::Group).await?
+        }
         System::Flume => flume_peer::run(&spec, &shared, 1).await?,
         System::FlumeVec50 => flume_peer::run(&spec, &shared, HAND_BATCH).await?,
         System::Tokio => tokio_peer::run(&spec, &shared).await?,
