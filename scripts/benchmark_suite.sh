@@ -77,29 +77,39 @@ load() { # pattern payload agents
 }
 
 # driver REPS [peer-load matrix options]: the shared-driver comparison in one process:
-# every (system, workload) cell REPS times, interleaved, into $out/driver-<system>-<workload>.json
-# (median per_sec and every rep) and $out/driver.md (the table). A failed cell is recorded
+# every (system, workload) cell REPS times, interleaved, into $out/$tag-<system>-<workload>.json
+# (median per_sec and every rep) and $out/$tag.md (the table); tag is "driver" unless
+# DRIVER_TAG says otherwise. A failed cell is recorded
 # by name, like a failed run.
 driver() {
   local reps=$1; shift
+  local tag=${DRIVER_TAG:-driver}
   local started=$SECONDS
   count=$((count + 1))
   # 27 cells at most, each rep a run plus its drain.
   if timeout --kill-after=10 "$(((run_s + 10) * 27 * reps + 120))" "$bin/peer-load" --matrix \
-      --reps "$reps" --duration "${run_s}s" --json-dir "$out" --prefix driver- \
-      --markdown "$out/driver.md" "$@" >"$out/driver.out" 2>"$out/driver.err"; then
-    rm -f "$out/driver.err"
-    printf '  [%3d] %-44s ok   %3ds\n' "$count" "driver matrix ($reps reps)" "$((SECONDS - started))"
+      --reps "$reps" --duration "${run_s}s" --json-dir "$out" --prefix "$tag-" \
+      --markdown "$out/$tag.md" "$@" >"$out/$tag.out" 2>"$out/$tag.err"; then
+    rm -f "$out/$tag.err"
+    printf '  [%3d] %-44s ok   %3ds\n' "$count" "$tag matrix ($reps reps)" "$((SECONDS - started))"
   else
     local names
-    names=$(sed -n 's/^failed: //p' "$out/driver.err")
+    names=$(sed -n 's/^failed: //p' "$out/$tag.err")
     for name in $names; do failed+=("$name"); done
-    [ -n "$names" ] || failed+=("driver-matrix")
-    printf '  [%3d] %-44s FAIL %3ds: %s\n' "$count" "driver matrix ($reps reps)" \
-      "$((SECONDS - started))" "$(tail -n 1 "$out/driver.err" 2>/dev/null)"
+    [ -n "$names" ] || failed+=("$tag-matrix")
+    printf '  [%3d] %-44s FAIL %3ds: %s\n' "$count" "$tag matrix ($reps reps)" \
+      "$((SECONDS - started))" "$(tail -n 1 "$out/$tag.err" 2>/dev/null)"
   fi
-  rm -f "$out/driver.out"
-  cat "$out/driver.md" 2>/dev/null || true
+  rm -f "$out/$tag.out"
+  cat "$out/$tag.md" 2>/dev/null || true
+}
+
+# agent_kinds REPS: spawned agents against plain ones (1,000 agents, random peers) and sends to a
+# group of 100 against direct sends to its members, through the same driver.
+agent_kinds() {
+  DRIVER_TAG=spawn driver "$1" --systems swarmbus,swarmbus-spawned --workloads direct,direct-open
+  DRIVER_TAG=pool driver "$1" --systems swarmbus,swarmbus-group \
+    --workloads direct,direct-open,request --agents 100
 }
 
 if [ "$quick" = 1 ]; then
@@ -107,6 +117,8 @@ if [ "$quick" = 1 ]; then
   for pattern in direct request task; do load "$pattern" 64 1000; done
   echo "==> shared driver: swarmbus and peers, same driver, same run"
   driver 1 --systems swarmbus,flume,tokio,flume-vec50
+  echo "==> spawned agents and groups, same driver, same run"
+  agent_kinds 1
 else
   echo "==> full suite (${run_s} s runs, ${soak_s} s soak)"
   for agents in 1000 10 10000; do
@@ -120,6 +132,8 @@ else
     if [ "$agents" = 1000 ]; then
       echo "==> shared driver: swarmbus and peers, same driver, same run"
       driver 3
+      echo "==> spawned agents and groups, same driver, same run"
+      agent_kinds 3
     fi
   done
   if command -v nats-server >/dev/null 2>&1; then

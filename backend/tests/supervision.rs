@@ -247,3 +247,55 @@ async fn shutdown_lets_agents_finish_and_reports_a_handler_that_never_returns() 
     assert_eq!(report.undelivered, 0);
     assert!(!fine.is_running() && !stuck.is_running());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_request_whose_handler_fails_fails_at_once_not_at_its_timeout() {
+    let hub = Hub::start(HubConfig::default()).unwrap();
+    let flaky = hub
+        .spawn(
+            "flaky",
+            |ctx: Context, env: Envelope| async move {
+                match env.payload().to_text()?.as_str() {
+                    "panic" => panic!("out of tokens"),
+                    "error" => Err(Error::Config("the model is down".into())),
+                    _ => ctx.reply(&env, "ok").await.map(|_| ()),
+                }
+            },
+            Restart::default(),
+        )
+        .unwrap();
+    let caller = hub.register("caller").unwrap();
+    let started = tokio::time::Instant::now();
+    for (ask, says) in [("panic", "out of tokens"), ("error", "the model is down")] {
+        match caller
+            .request(flaky.id(), ask, Duration::from_secs(600))
+            .await
+        {
+            Err(Error::StreamFailed(why)) => {
+                assert!(
+                    why.contains("the handler failed") && why.contains(says),
+                    "{why}"
+                )
+            }
+            other => panic!("{ask}: expected a failure, got {:?}", other.map(|e| e.id())),
+        }
+    }
+    // Well within the first backoffs, nowhere near the 600 s timeout.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let reply = caller
+        .request(flaky.id(), "work", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(reply.payload().to_text().unwrap(), "ok");
+    assert_eq!(flaky.restarts(), 2);
+    let m = hub.metrics();
+    assert_eq!(m.dead_letters_recorded.get("handler_failed"), Some(&2));
+    assert_eq!(
+        m.messages_dropped
+            .get("reply_orphaned")
+            .copied()
+            .unwrap_or(0),
+        0
+    );
+    hub.shutdown().await.unwrap();
+}

@@ -129,20 +129,36 @@ where
     spawned.in_hand.store(true, Ordering::Release);
     // Kept for the dead letters: a clone shares the payload and headers.
     let copy = env.clone();
-    let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(ctx.clone(), env))) {
-        Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
-        Err(payload) => Err(payload),
-    };
+    let failed = verdict(
+        match std::panic::catch_unwind(AssertUnwindSafe(|| handler(ctx.clone(), env))) {
+            Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
+            Err(payload) => Err(payload),
+        },
+    );
     spawned.in_hand.store(false, Ordering::Release);
-    let failed = match outcome {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some((Failure::Error, e.to_string())),
-        Err(payload) => Some((Failure::Panic, panic_message(payload))),
-    };
-    if failed.is_some() {
+    if let Some((_, why)) = &failed {
+        if copy.is_request() {
+            // The caller learns at once, not at its timeout. (A handler that replied and
+            // then failed makes this an orphaned reply, counted as such.)
+            if let Ok(responder) = ctx.respond(&copy) {
+                let _ = responder.fail(format!("the handler failed: {why}")).await;
+            }
+        }
         ctx.dead_letter(DropReason::HandlerFailed, copy);
     }
     failed
+}
+
+/// How a handler call ended: `None` for success. A function of its own, so the outcome
+/// (whose error type need not be `Send`) is gone before the next await.
+fn verdict<E: Display>(
+    outcome: Result<Result<(), E>, Box<dyn std::any::Any + Send>>,
+) -> Option<(Failure, String)> {
+    match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some((Failure::Error, e.to_string())),
+        Err(payload) => Some((Failure::Panic, panic_message(payload))),
+    }
 }
 
 /// The text of a panic; the payload is dropped without letting a panic in its `Drop` out.
