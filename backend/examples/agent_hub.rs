@@ -1,10 +1,14 @@
-//! An agent hub: a coordinator assigns tasks to worker agents by capability.
+//! An agent hub: a coordinator assigns tasks to spawned, supervised worker agents found by
+//! capability.
 //!
-//! - Workers announce their capabilities on the `capabilities` topic.
-//! - The coordinator assigns each task to a capable worker with `request` (timeout, retry
-//!   on another worker), and publishes progress on the `progress` topic.
-//! - Workers run the CPU part of a task on the hub's worker pool, so their receive loops
-//!   never stall.
+//! - Six workers are spawned (`hub.spawn_with`) with a capability each (two per skill) and
+//!   join a group per skill. The hub runs their handlers and restarts them when they fail;
+//!   one worker fails on its first task, like a model call that timed out.
+//! - The coordinator finds the workers (`hub.find`) and sends each task by capability
+//!   (`request_capability`), eight at a time: the member with the shortest mailbox takes it.
+//!   A task whose handler failed comes back as an error at once and is sent again.
+//! - Workers run the CPU part of a task on the hub's worker pool, so they never stall the
+//!   runtime; progress goes out on the `progress` topic.
 //! - A writer agent streams a summary chunk by chunk (`request_stream` / `respond`); the
 //!   coordinator reads one summary whole and cancels the next after its first chunk, and
 //!   the writer stops (its next `send` fails with `Cancelled`).
@@ -13,8 +17,10 @@
 
 use futures_util::StreamExt;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use swarmbus::{AgentId, Error, Hub, HubConfig, Priority};
+use swarmbus::{AgentId, Context, Envelope, Error, Hub, HubConfig, Priority, Restart};
 
 const CAPABILITIES: [&str; 3] = ["parse", "score", "plan"];
 
@@ -47,52 +53,38 @@ async fn main() -> anyhow::Result<()> {
     let coordinator = hub.register("coordinator")?;
     let mut monitor = hub.register("monitor")?;
     monitor.subscribe("progress")?;
-    let mut registry_inbox = hub.register("capability-registry")?;
-    registry_inbox.subscribe("capabilities")?;
 
-    // Six workers, two per capability.
+    // Six spawned workers, two per capability; worker 0 fails on its first task.
     let mut workers = Vec::new();
     for (i, skill) in CAPABILITIES.iter().cycle().take(6).enumerate() {
-        let mut agent = hub.register(format!("worker-{i}-{skill}"))?;
-        let hub = hub.clone();
-        let skill = *skill;
-        agent.publish("capabilities", skill).await?;
-        workers.push(tokio::spawn(async move {
-            let mut done = 0u32;
-            while let Some(env) = agent.recv().await {
-                if !env.is_request() {
-                    continue;
-                }
-                let body = env.payload().to_text()?;
-                let (needs, input) = body.split_once(':').unwrap_or(("", ""));
-                if needs != skill {
-                    agent
-                        .reply(&env, format!("error: {skill} cannot {needs}"))
+        let pool = hub.clone();
+        let calls = Arc::new(AtomicU32::new(0));
+        let handle = hub.spawn_with(
+            format!("worker-{i}-{skill}"),
+            [*skill],
+            move |ctx: Context, env: Envelope| {
+                let (pool, calls) = (pool.clone(), calls.clone());
+                async move {
+                    if i == 0 && calls.fetch_add(1, Ordering::Relaxed) == 0 {
+                        anyhow::bail!("the model call timed out");
+                    }
+                    let body = env.payload().to_text()?;
+                    let (needs, input) = body.split_once(':').unwrap_or(("", ""));
+                    let (needs, input) = (needs.to_string(), input.to_string());
+                    let result = pool
+                        .submit(Priority::Normal, move || work(&needs, &input))
                         .await?;
-                    continue;
+                    ctx.reply(&env, result).await?;
+                    Ok(())
                 }
-                let (needs, input) = (needs.to_string(), input.to_string());
-                let result = hub
-                    .submit(Priority::Normal, move || work(&needs, &input))
-                    .await?;
-                agent.reply(&env, result).await?;
-                done += 1;
-            }
-            Ok::<_, anyhow::Error>(done)
-        }));
+            },
+            Restart::default(),
+        )?;
+        handle.join_group(&format!("{skill}-workers"))?;
+        workers.push(handle);
     }
-    hub.flush();
-
-    // Learn who can do what from the announcements.
-    let mut capable: HashMap<String, Vec<AgentId>> = HashMap::new();
-    for _ in 0..workers.len() {
-        let env = tokio::time::timeout(Duration::from_secs(2), registry_inbox.recv())
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("hub closed"))?;
-        capable
-            .entry(env.payload().to_text()?)
-            .or_default()
-            .push(env.from());
+    for skill in CAPABILITIES {
+        println!("{skill}: {} workers", hub.find(skill).len());
     }
 
     let tasks: Vec<Task> = (0..60)
@@ -115,34 +107,41 @@ async fn main() -> anyhow::Result<()> {
     });
 
     let started = Instant::now();
+    let coordinator_ref = &coordinator;
+    let outcomes: Vec<anyhow::Result<(String, AgentId, u32)>> = futures_util::stream::iter(&tasks)
+        .map(|task| async move {
+            let body = format!("{}:{}", task.needs, task.input);
+            for attempt in 1..=3 {
+                match coordinator_ref
+                    .request_capability(task.needs, body.clone(), Duration::from_secs(5))
+                    .await
+                {
+                    Ok(reply) => {
+                        coordinator_ref
+                            .publish(
+                                "progress",
+                                format!("task {} done by {}", task.id, reply.from()),
+                            )
+                            .await?;
+                        return Ok((reply.payload().to_text()?, reply.from(), attempt));
+                    }
+                    // The worker's handler failed: it restarts; send the task again.
+                    Err(Error::StreamFailed(why)) => println!("task {}: {why}; again", task.id),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            anyhow::bail!("task {} failed three times", task.id)
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
     let mut results = Vec::new();
-    let mut next: HashMap<&str, usize> = HashMap::new();
-    for task in &tasks {
-        let pool = capable
-            .get(task.needs)
-            .ok_or_else(|| anyhow::anyhow!("nobody can {}", task.needs))?;
-        let turn = next.entry(task.needs).or_default();
-        let worker = pool[*turn % pool.len()];
-        *turn += 1;
-        let reply = coordinator
-            .request(
-                worker,
-                format!("{}:{}", task.needs, task.input),
-                Duration::from_secs(5),
-            )
-            .await?;
-        let text = reply.payload().to_text()?;
-        anyhow::ensure!(
-            !text.starts_with("error"),
-            "task {} failed: {text}",
-            task.id
-        );
-        coordinator
-            .publish(
-                "progress",
-                format!("task {} done by {}", task.id, reply.from()),
-            )
-            .await?;
+    let mut per_worker: HashMap<AgentId, u32> = HashMap::new();
+    let mut retried = 0;
+    for outcome in outcomes {
+        let (text, by, attempts) = outcome?;
+        *per_worker.entry(by).or_default() += 1;
+        retried += u32::from(attempts > 1);
         results.push(text);
     }
     let elapsed = started.elapsed();
@@ -206,11 +205,12 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(outcomes.len() == 2 && outcomes[0] == "finished");
     anyhow::ensure!(outcomes[1] == Error::Cancelled.to_string());
 
+    let restarts: u32 = workers.iter().map(|w| w.restarts()).sum();
+    let per_worker: Vec<u32> = workers
+        .iter()
+        .map(|w| per_worker.get(&w.id()).copied().unwrap_or(0))
+        .collect();
     let report = hub.shutdown().await?;
-    let mut per_worker = Vec::new();
-    for w in workers {
-        per_worker.push(w.await??);
-    }
     let progress = monitor_task.await?;
     let m = hub.metrics();
     println!(
@@ -228,7 +228,19 @@ async fn main() -> anyhow::Result<()> {
         report.delivered,
         report.undelivered
     );
+    println!(
+        "restarts {restarts}, tasks sent again {retried}, handler failures kept as dead letters {}",
+        m.dead_letters_recorded
+            .get("handler_failed")
+            .copied()
+            .unwrap_or(0)
+    );
     anyhow::ensure!(results.len() == tasks.len() && progress == tasks.len());
+    anyhow::ensure!(
+        restarts == 1 && retried == 1,
+        "one failure, one restart, one retry"
+    );
+    anyhow::ensure!(per_worker.iter().all(|&n| n > 0), "every worker took tasks");
     anyhow::ensure!(report.undelivered == 0);
     Ok(())
 }
