@@ -232,7 +232,10 @@ async fn receiver(url: &str, swarm: &str, id: AgentId, record: PathBuf) {
             }
             drop(c);
             seen.insert(seq);
-            writeln!(file, "{seq}").expect("child: write the record");
+            // One write per line: `writeln!` writes the number and the newline apart,
+            // and a SIGKILL between the two would glue two lines into one.
+            file.write_all(format!("{seq}\n").as_bytes())
+                .expect("child: write the record");
         }
     });
     println!("READY");
@@ -317,10 +320,18 @@ async fn sender_and_receiver(
 /// that would come twice); B's report and the agent's record.
 async fn handled(a: &Hub, b: &ReceiverChild, record: &Path, accepted: u64) -> (Value, Vec<u64>) {
     a.flush();
-    until("every message handled", Duration::from_secs(60), || {
-        read_record(record).len() as u64 >= accepted
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (read_record(record).len() as u64) < accepted {
+        if Instant::now() > deadline {
+            let got = read_record(record).len();
+            panic!(
+                "timed out waiting for every message handled: {got} of {accepted}; b: {}; a: {:?}",
+                b.report().await,
+                a.metrics().nats
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     (b.report().await, read_record(record))
 }

@@ -186,6 +186,7 @@ metric_table! {
     NatsRepliesNotForwarded: "nats_replies_not_forwarded", None, Counter, [], "Replies from the wire whose requester is not on this hub (not forwarded again).";
     NatsRoleMembersUnannounced: "nats_role_members_unannounced", None, Counter, [], "Group or capability members of this hub left out of announcements (past one directory message).";
     NatsRolesRefused: "nats_roles_refused", None, Counter, [], "Other hubs' groups or capabilities refused (past the bound of names per hub).";
+    NatsAgentsNotResumed: "nats_agents_not_resumed", None, Counter, [], "Durable: agents of a restarted remote hub's previous run that it did not register again within directory_ttl.";
     NatsDurableAcks: "nats_durable_acks", None, Counter, ["verdict"], "Durable frames acknowledged to JetStream (ack: every message taken or dead-lettered) or handed back to be delivered again (nak), and frames reported in progress (progress).";
     NatsDurableRedelivered: "nats_durable_redelivered_frames", None, Counter, [], "Durable frames that arrived on a second or later delivery.";
     NatsDurableDeduplicated: "nats_durable_messages_deduplicated", None, Counter, [], "Durable messages dropped on arrival because this hub had them already.";
@@ -473,6 +474,7 @@ fn encode_nats(enc: &mut DescriptorEncoder, n: &NatsStats) -> Result<(), fmt::Er
         n.role_members_unannounced,
     )?;
     counter(enc, M::NatsRolesRefused, n.roles_refused)?;
+    counter(enc, M::NatsAgentsNotResumed, n.agents_not_resumed)?;
     if let Some(d) = &n.durable {
         labeled_counter(
             enc,
@@ -694,6 +696,7 @@ mod exported {
             nodes_expired: 208,
             nodes_revived: 209,
             replies_not_forwarded: 210,
+            agents_not_resumed: 226,
             durable: Some(DurableStats {
                 stream: "SWARMBUS_default".into(),
                 acks: 211,
@@ -738,6 +741,7 @@ mod exported {
             ("swarmbus_nats_nodes_expired_total", 208),
             ("swarmbus_nats_nodes_revived_total", 209),
             ("swarmbus_nats_replies_not_forwarded_total", 210),
+            ("swarmbus_nats_agents_not_resumed_total", 226),
             ("swarmbus_nats_durable_acks_total{verdict=\"ack\"}", 211),
             ("swarmbus_nats_durable_acks_total{verdict=\"nak\"}", 212),
             (

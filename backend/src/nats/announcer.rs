@@ -322,6 +322,15 @@ impl Announcer {
                 );
             }
         }
+        let not_resumed = bridge.directory.end_inheritance();
+        if not_resumed > 0 {
+            BridgeStats::add(&bridge.stats.agents_not_resumed, not_resumed);
+            tracing::warn!(
+                target: "swarmbus::nats",
+                "{not_resumed} agents of restarted hubs were not registered again within directory_ttl: \
+                 they are unknown now, and what was sent to them becomes dead letters"
+            );
+        }
         let grace = (bridge.config.heartbeat * 2).max(Duration::from_millis(500));
         for swept in bridge
             .directory

@@ -150,6 +150,9 @@ pub(crate) struct RemoteNode {
     pub(crate) link: Link,
     last_seen: Mutex<Instant>,
     agents: Mutex<HashSet<AgentId>>,
+    /// Durable only: the agents of this hub's previous run that it has not registered
+    /// again yet, kept known until a deadline (see [`Directory::upsert`]).
+    inherited: Mutex<Option<Inherited>>,
     /// Agents this hub announced and then removed, newest last, at most [`DEPARTED`]: a
     /// reply or chunk they sent just before leaving still comes from their hub, though the
     /// frame carrying it may arrive after the directory message that removed them.
@@ -228,6 +231,14 @@ struct Departed {
     node: Option<Arc<RemoteNode>>,
     /// Set when it said bye: where its streams ended.
     bye: Option<Vec<StreamEnd>>,
+}
+
+/// Agents a restarted hub's previous run hosted, kept until `until` for it to register
+/// them again.
+#[derive(Debug)]
+struct Inherited {
+    until: Instant,
+    ids: HashSet<AgentId>,
 }
 
 /// A node whose time in [`Directory::sweep`] is up.
@@ -316,7 +327,19 @@ impl Directory {
     }
 
     /// The node `name` at `epoch`, created with `link` when new; see [`Upsert`].
-    pub(crate) fn upsert(&self, name: &str, epoch: u64, link: impl FnOnce() -> Link) -> Upsert {
+    ///
+    /// With `inherit` (durable delivery), a new epoch of a known hub (a restart) takes over
+    /// the agents of the old one for that long: messages sent to them meanwhile wait in the
+    /// stream for the restarted hub, which registers them again with
+    /// `Hub::register_with_id`. Those it has not named by then are forgotten
+    /// ([`end_inheritance`](Self::end_inheritance)). Without it, a restart starts afresh.
+    pub(crate) fn upsert(
+        &self,
+        name: &str,
+        epoch: u64,
+        inherit: Option<Duration>,
+        link: impl FnOnce() -> Link,
+    ) -> Upsert {
         let mut nodes = self.nodes.lock();
         let mut departed = self.departed.lock();
         let mut replaced = None;
@@ -365,14 +388,63 @@ impl Directory {
             control: Mutex::default(),
             streams: Mutex::new([StreamRx::default(); STREAMS]),
             roles: RemoteRoles::default(),
+            inherited: Mutex::new(None),
         });
         nodes.insert(name.to_string(), node.clone());
         drop((nodes, departed));
         if let Some(old) = &replaced {
+            // Remapped before it is marked dead, so a send in between finds a link.
+            match inherit {
+                Some(grace) => self.inherit(old, &node, grace),
+                None => self.unmap_all(old),
+            }
             old.live.store(false, Ordering::Release);
-            self.unmap_all(old);
         }
         Upsert::New { node, replaced }
+    }
+
+    /// Moves `old`'s agents to `new` (its next run) until `grace` has passed.
+    fn inherit(&self, old: &Arc<RemoteNode>, new: &Arc<RemoteNode>, grace: Duration) {
+        let ids: HashSet<AgentId> = std::mem::take(&mut *old.agents.lock());
+        if ids.is_empty() {
+            return;
+        }
+        for id in &ids {
+            let mut shard = self.shard(id).write();
+            if shard.get(id).is_some_and(|n| Arc::ptr_eq(n, old)) {
+                shard.insert(*id, new.clone());
+            }
+        }
+        let mut agents = new.agents.lock();
+        agents.extend(ids.iter().copied());
+        *new.inherited.lock() = Some(Inherited {
+            until: Instant::now() + grace,
+            ids,
+        });
+    }
+
+    /// Forgets the inherited agents that their hub has not registered again within the
+    /// grace. Returns how many.
+    pub(crate) fn end_inheritance(&self) -> u64 {
+        let now = Instant::now();
+        let nodes: Vec<Arc<RemoteNode>> = self.nodes.lock().values().cloned().collect();
+        let mut forgotten = 0;
+        for node in nodes {
+            let ids: Vec<AgentId> = {
+                let mut inherited = node.inherited.lock();
+                match &*inherited {
+                    Some(i) if i.until <= now => {
+                        let ids = i.ids.iter().copied().collect();
+                        *inherited = None;
+                        ids
+                    }
+                    _ => continue,
+                }
+            };
+            forgotten += ids.len() as u64;
+            self.remove_agents(&node, &ids);
+        }
+        forgotten
     }
 
     /// Adds agents claimed by `node`. An id that another live hub holds, or that
@@ -404,6 +476,12 @@ impl Directory {
                 }
             }
         }
+        drop(mine);
+        if let Some(inherited) = node.inherited.lock().as_mut() {
+            for id in agents {
+                inherited.ids.remove(id);
+            }
+        }
         refused
     }
 
@@ -415,6 +493,11 @@ impl Directory {
                 if mine.remove(id) {
                     departed.push(*id);
                 }
+            }
+        }
+        if let Some(inherited) = node.inherited.lock().as_mut() {
+            for id in agents {
+                inherited.ids.remove(id);
             }
         }
         self.unmap(node, agents);
@@ -502,13 +585,17 @@ impl Directory {
             }
         };
         if let Some(named) = complete {
-            let stale: Vec<AgentId> = node
-                .agents
-                .lock()
+            // An inherited agent is not stale for not being named yet: the restarted hub
+            // says hello before it registers its agents again.
+            let agents = node.agents.lock();
+            let inherited = node.inherited.lock();
+            let pending = |id: &AgentId| inherited.as_ref().is_some_and(|i| i.ids.contains(id));
+            let stale: Vec<AgentId> = agents
                 .iter()
-                .filter(|id| !named.contains(id))
+                .filter(|id| !named.contains(id) && !pending(id))
                 .copied()
                 .collect();
+            drop((inherited, agents));
             self.remove_agents(node, &stale);
         }
         refused
@@ -699,6 +786,62 @@ mod tests {
         let seeded = *dir.shards[0].read().hasher();
         let spread: HashSet<u64> = ids.iter().map(|id| seeded.hash_one(id)).collect();
         assert!(spread.len() > 990, "{} distinct hashes", spread.len());
+    }
+
+    fn link() -> Link {
+        let (mailbox, _) = crate::bus::Mailbox::standalone(16, crate::OverflowPolicy::Reject, 4);
+        Link::new(1, mailbox)
+    }
+
+    fn new_node(upsert: Upsert) -> Arc<RemoteNode> {
+        match upsert {
+            Upsert::New { node, .. } => node,
+            other => panic!("expected a new node, got {other:?}"),
+        }
+    }
+
+    /// Durable: a restarted hub says hello before it registers its agents again; the
+    /// old run's agents stay known (on the new run) until it does, or until the grace ends.
+    #[test]
+    fn a_restarted_hubs_agents_stay_known_while_it_registers_them_again() {
+        let dir = Directory::default();
+        let hour = Some(Duration::from_secs(3600));
+        let first = new_node(dir.upsert("b", 1, hour, link));
+        let (kept, gone) = (AgentId::new_v4(), AgentId::new_v4());
+        dir.add_agents(&first, &[kept, gone], |_| false);
+        // The restart: epoch 2, whose first hello names nobody yet.
+        let second = new_node(dir.upsert("b", 2, hour, link));
+        assert!(!first.is_live());
+        for id in [kept, gone] {
+            let owner = dir.owner(id).expect("still known after the restart");
+            assert!(Arc::ptr_eq(&owner, &second), "on the new run");
+        }
+        dir.hello_part(&second, 1, 0, 1, &[], |_| false);
+        assert!(dir.owner(kept).is_some() && dir.owner(gone).is_some());
+        dir.add_agents(&second, &[kept], |_| false);
+        assert_eq!(dir.end_inheritance(), 0, "the grace is not over");
+        // A later complete hello that does not name `kept` removes it: it is claimed now.
+        dir.hello_part(&second, 2, 0, 1, &[], |_| false);
+        assert!(
+            dir.owner(kept).is_none(),
+            "claimed agents follow the hellos again"
+        );
+        assert!(dir.owner(gone).is_some(), "still inherited");
+
+        // With no grace left, what was not registered again is forgotten and counted.
+        let third = new_node(dir.upsert("b", 3, Some(Duration::ZERO), link));
+        let resumed = AgentId::new_v4();
+        dir.add_agents(&third, &[resumed], |_| false);
+        assert!(Arc::ptr_eq(&dir.owner(gone).unwrap(), &third));
+        assert_eq!(dir.end_inheritance(), 1);
+        assert!(dir.owner(gone).is_none());
+        assert!(dir.owner(resumed).is_some());
+        assert_eq!(dir.end_inheritance(), 0, "counted once");
+
+        // Without durable delivery a restart starts afresh.
+        let fresh = new_node(dir.upsert("b", 4, None, link));
+        assert!(dir.owner(resumed).is_none());
+        assert_eq!(fresh.agent_count(), 0);
     }
 
     #[test]

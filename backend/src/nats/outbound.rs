@@ -127,7 +127,8 @@ pub(super) fn node_entry(
     epoch: u64,
     leaving_ok: bool,
 ) -> Option<Arc<RemoteNode>> {
-    let upsert = bridge.directory.upsert(name, epoch, || {
+    let inherit = bridge.durable.as_ref().map(|d| d.config.directory_ttl);
+    let upsert = bridge.directory.upsert(name, epoch, inherit, || {
         let instance = bridge.links_created.fetch_add(1, Ordering::AcqRel) + 1;
         let mailbox = bridge
             .bus
@@ -146,19 +147,35 @@ pub(super) fn node_entry(
             Some(node)
         }
         Upsert::New { node, replaced } => {
+            let mut before = None;
             if let Some(old) = replaced {
                 if bridge.durable.is_some() {
-                    // Its frames go to the same consumer: let its publisher drain it.
+                    // Its frames go to the same consumer: let its publisher drain it, and
+                    // start the new one after, or the two would interleave in the stream.
                     old.link.mailbox.seal();
+                    before = bridge
+                        .publishers
+                        .lock()
+                        .iter()
+                        .find(|(n, _)| n.as_ref().is_some_and(|n| Arc::ptr_eq(n, &old)))
+                        .map(|(_, task)| task.abort_handle());
                 } else {
                     bridge.close_link(&old);
                 }
             }
-            let task = tokio::spawn(run(
+            let publisher = run(
                 bridge.bus.clone(),
                 bridge.clone(),
                 Target::Node(node.clone()),
-            ));
+            );
+            let task = tokio::spawn(async move {
+                if let Some(before) = before {
+                    while !before.is_finished() {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+                publisher.await;
+            });
             let mut publishers = bridge.publishers.lock();
             publishers.retain(|(_, t)| !t.is_finished());
             publishers.push((Some(node.clone()), task));

@@ -82,6 +82,9 @@ pub(crate) struct BridgeStats {
     pub(crate) role_members_unannounced: AtomicU64,
     /// Remote groups or capabilities refused: past the bound of names per hub.
     pub(crate) roles_refused: AtomicU64,
+    /// Durable: agents of a restarted hub's previous run that it did not register again
+    /// within `directory_ttl`.
+    pub(crate) agents_not_resumed: AtomicU64,
     pub(crate) connected: AtomicBool,
     /// Bumped on every lost connection.
     pub(crate) generation: AtomicU64,
@@ -133,6 +136,7 @@ impl BridgeStats {
             replies_not_forwarded: get(&self.replies_not_forwarded),
             role_members_unannounced: get(&self.role_members_unannounced),
             roles_refused: get(&self.roles_refused),
+            agents_not_resumed: get(&self.agents_not_resumed),
             buffered,
             directory_nodes: dir.0,
             directory_agents: dir.1,
@@ -200,6 +204,9 @@ pub struct NatsStats {
     pub role_members_unannounced: u64,
     /// Other hubs' groups or capabilities refused: past 10,000 names per hub.
     pub roles_refused: u64,
+    /// Durable delivery: agents of another hub's previous run that the restarted hub did
+    /// not register again within `directory_ttl` (sends to them were accepted until then).
+    pub agents_not_resumed: u64,
     /// Messages waiting for remote hubs (the outage buffer in use).
     pub buffered: u64,
     /// Remote hubs known.
