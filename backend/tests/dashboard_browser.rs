@@ -247,6 +247,7 @@ fn dashboard_shows_live_data_in_headless_chromium() {
         "JetStream errors 0",
         "directory writes",
         "directory refused 0",
+        "agents not resumed 0",
     ] {
         assert!(
             nats_figures.contains(figure),

@@ -335,7 +335,7 @@
   }
 
   // Durable delivery (`nats.durable`): what JetStream holds for this hub and what came twice.
-  function durableFigures(d) {
+  function durableFigures(d, n) {
     if (!d) return [];
     return [
       { label: "durable stream", value: d.stream },
@@ -346,6 +346,7 @@
       { label: "JetStream errors", value: fmtNum(d.jetstream_errors || 0), cls: d.jetstream_errors > 0 ? "bad" : "" },
       { label: "directory writes", value: fmtNum(d.directory_writes || 0) },
       { label: "directory refused", value: fmtNum(d.directory_entries_refused || 0), cls: d.directory_entries_refused > 0 ? "bad" : "" },
+      { label: "agents not resumed", value: fmtNum(n.agents_not_resumed || 0), cls: n.agents_not_resumed > 0 ? "bad" : "" },
     ];
   }
 
@@ -371,7 +372,7 @@
       { label: "lost", value: fmtNum(n.messages_lost || 0), cls: n.messages_lost > 0 ? "bad" : "" },
       { label: "node clashes", value: fmtNum(n.node_clashes || 0), cls: n.node_clashes > 0 ? "bad" : "" },
       { label: "reconnects", value: fmtNum(n.reconnects) },
-    ].concat(durableFigures(n.durable)));
+    ].concat(durableFigures(n.durable, n)));
     if (p) pushReasons("natsrefused", n.frames_rejected || {}, p.frames_rejected, rate);
     var byReason = Object.keys(n.frames_rejected || {})
       .filter(function (r) { return n.frames_rejected[r] > 0; })
