@@ -124,6 +124,12 @@ impl AgentSender {
         Self { bus, slot }
     }
 
+    /// Ends the owner's wait for mail: its `recv` returns `None` from now on, while
+    /// `try_recv` still hands out what is queued (a spawned agent's stop).
+    pub(crate) fn interrupt_receiver(&self) {
+        self.slot.mailbox.interrupt();
+    }
+
     /// This agent's id.
     pub fn id(&self) -> AgentId {
         self.slot.id

@@ -105,6 +105,9 @@ struct State {
     senders: Vec<Waker>,
     /// The hub shut down: `next_batch` returns `None` once empty.
     sealed: bool,
+    /// The owner was asked to stop (a spawned agent's `stop`): `next_batch` returns `None`
+    /// at once, queued or not; the owner drains what is queued with `pop`.
+    interrupted: bool,
     /// The linger timer holds an entry for this mailbox.
     scheduled: bool,
 }
@@ -189,6 +192,7 @@ impl Mailbox {
                 receiver: None,
                 senders: Vec::new(),
                 sealed: false,
+                interrupted: false,
                 scheduled: false,
             }),
             queued: AtomicUsize::new(0),
@@ -521,8 +525,9 @@ impl Mailbox {
         batch
     }
 
-    /// Waits for a batch; `None` once the mailbox is sealed (or closed) and empty. Only the
-    /// owner calls it (one receiver per mailbox).
+    /// Waits for a batch; `None` once the mailbox is sealed (or closed) and empty, or at
+    /// once after [`interrupt`](Self::interrupt). Only the owner calls it (one receiver per
+    /// mailbox).
     pub(crate) fn next_batch(&self) -> NextBatch<'_> {
         NextBatch {
             mailbox: self,
@@ -551,6 +556,20 @@ impl Mailbox {
         let receiver = {
             let mut state = self.state.lock();
             state.sealed = true;
+            state.receiver.take()
+        };
+        if let Some(receiver) = receiver {
+            receiver.wake();
+        }
+    }
+
+    /// Asks the owner to stop waiting: `next_batch` returns `None` from now on (a spawned
+    /// agent's stop; it goes through the mailbox, whose lock the owner takes anyway, so the
+    /// agent's loop reads no flag of its own per message).
+    pub(crate) fn interrupt(&self) {
+        let receiver = {
+            let mut state = self.state.lock();
+            state.interrupted = true;
             state.receiver.take()
         };
         if let Some(receiver) = receiver {
@@ -647,6 +666,11 @@ impl Future for NextBatch<'_> {
         let mut wake = Vec::new();
         let out = {
             let mut state = mailbox.state.lock();
+            if state.interrupted {
+                state.receiver = None;
+                self.registered = false;
+                return Poll::Ready(None);
+            }
             match mailbox.take_locked(&mut state, &mut wake) {
                 Some(batch) => {
                     state.receiver = None;
@@ -885,6 +909,26 @@ mod tests {
             Err(Refused::Error(Error::UnknownAgent(_), _))
         ));
         assert!(mb.next_batch().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_interrupt_ends_the_owners_wait_and_leaves_the_queue_to_pop() {
+        let (mb, _) = mailbox(100, OverflowPolicy::Reject);
+        let mb = Arc::new(mb);
+        let waiting = tokio::spawn({
+            let mb = mb.clone();
+            async move { mb.next_batch().await.is_none() }
+        });
+        tokio::task::yield_now().await;
+        mb.interrupt();
+        assert!(waiting.await.unwrap(), "a waiting owner sees the end");
+        for n in 0..3 {
+            let _ = admit(&mb, env(n, Priority::Normal));
+        }
+        mb.flush(FlushReason::Linger);
+        assert!(mb.next_batch().await.is_none(), "queued or not");
+        assert_eq!(bytes(&mb.pop().unwrap()), vec![0, 1, 2], "pop still drains");
+        assert!(mb.pop().is_none());
     }
 
     #[tokio::test]

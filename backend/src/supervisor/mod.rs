@@ -83,9 +83,6 @@ impl Supervisors {
                 continue;
             }
             aborted += 1;
-            if spawned.in_hand.load(Ordering::Acquire) {
-                in_hand += 1;
-            }
             tracing::warn!(
                 target: "swarmbus::supervisor",
                 "shutdown: agent {} ({}) was still handling after {timeout:?}: aborted",
@@ -97,6 +94,9 @@ impl Supervisors {
                 task.abort();
                 // Its agent drops with the task: what it held is counted (`recipient_gone`).
                 let _ = task.await;
+            }
+            if spawned.aborted_in_hand.load(Ordering::Acquire) {
+                in_hand += 1;
             }
         }
         (aborted, in_hand)

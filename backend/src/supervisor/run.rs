@@ -47,25 +47,26 @@ pub(super) async fn run<H, Fut, E>(
     // Once stopping: how many of the queued messages are still to be handled.
     let mut draining: Option<usize> = None;
     loop {
-        if draining.is_none() && spawned.stopping.load(Ordering::Acquire) {
-            draining = Some(agent.pending());
-        }
         let next = match draining {
             Some(0) => None,
             Some(ref mut left) => {
                 *left -= 1;
                 agent.try_recv()
             }
-            // The mailbox first: a message waiting is taken without registering for the
-            // stop (the loop's head reads the flag); only an empty mailbox waits for both.
-            None => tokio::select! {
-                biased;
-                env = agent.recv() => env,
-                () = spawned.stop_asked() => continue,
-            },
+            // A stop interrupts this wait (through the mailbox): nothing else is read per
+            // message, and a select with a stop future would register a second waker on
+            // every empty mailbox.
+            None => agent.recv().await,
         };
-        // `None`: stopped and drained, or the hub shut down and the mailbox is empty.
-        let Some(env) = next else { break };
+        let Some(env) = next else {
+            if draining.is_none() && spawned.stopping.load(Ordering::Acquire) {
+                // Stop asked: what is queued now is handled, later arrivals are not.
+                draining = Some(agent.pending());
+                continue;
+            }
+            // Stopped and drained, or the hub shut down and the mailbox is empty.
+            break;
+        };
         let Some((failure, why)) = handle(&handler, &ctx, env, &spawned).await else {
             budget.succeeded();
             continue;
@@ -113,6 +114,27 @@ pub(super) async fn run<H, Fut, E>(
     drop(ctx);
 }
 
+/// Notes an abort (the future dropped at shutdown) while a message is in the handler; the
+/// normal path writes only this local flag.
+struct InHand<'a> {
+    spawned: &'a Spawned,
+    armed: bool,
+}
+
+impl InHand<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for InHand<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.spawned.aborted_in_hand.store(true, Ordering::Release);
+        }
+    }
+}
+
 /// Runs the handler on one message; how it failed, if it did. A failed message becomes a
 /// dead letter (`handler_failed`).
 async fn handle<H, Fut, E>(
@@ -126,7 +148,10 @@ where
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: Display + 'static,
 {
-    spawned.in_hand.store(true, Ordering::Release);
+    let guard = InHand {
+        spawned,
+        armed: true,
+    };
     // Kept for the dead letters: a clone shares the payload and headers.
     let copy = env.clone();
     let failed = verdict(
@@ -135,7 +160,7 @@ where
             Err(payload) => Err(payload),
         },
     );
-    spawned.in_hand.store(false, Ordering::Release);
+    guard.disarm();
     if let Some((_, why)) = &failed {
         if copy.is_request() {
             // The caller learns at once, not at its timeout. (A handler that replied and
