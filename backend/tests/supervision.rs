@@ -90,6 +90,46 @@ async fn a_handler_that_panics_on_every_tenth_message_loses_nothing_else() {
     assert_eq!((report.agents_aborted, report.unhandled), (0, 0));
 }
 
+/// A handler that panics while building its future (before any `async` block runs) is
+/// caught the same way: a restart, the message in the dead letters, the rest handled.
+#[tokio::test(start_paused = true)]
+async fn a_handler_that_panics_before_it_returns_a_future_is_caught_too() {
+    let hub = Hub::start(HubConfig::default()).unwrap();
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let log = handled.clone();
+    let worker = hub
+        .spawn(
+            "eager",
+            move |_ctx: Context, env: Envelope| {
+                let n = number(&env);
+                assert!(n % 3 != 2, "message {n} refused before any await");
+                log.lock().unwrap().push(n);
+                std::future::ready(Ok::<(), Error>(()))
+            },
+            Restart {
+                max_restarts: 100,
+                within: Duration::from_secs(60),
+                backoff: Duration::from_millis(1),
+            },
+        )
+        .unwrap();
+    let boss = hub.register("boss").unwrap();
+    for n in 0..30u64 {
+        boss.send(worker.id(), n.to_le_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    hub.flush();
+    until("twenty handled", || handled.lock().unwrap().len() == 20).await;
+    let want: Vec<u64> = (0..30).filter(|n| n % 3 != 2).collect();
+    assert_eq!(*handled.lock().unwrap(), want);
+    assert_eq!(worker.restarts(), 10);
+    assert_eq!(hub.metrics().supervision.handler_panics, 10);
+    assert_eq!(hub.metrics().messages_dropped["handler_failed"], 10);
+    let report = hub.shutdown().await.unwrap();
+    assert_eq!(report.undelivered, 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_restart_limit_stops_the_agent_and_the_hub_keeps_working() {
     let hub = Hub::start(HubConfig::default()).unwrap();

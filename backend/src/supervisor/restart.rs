@@ -69,6 +69,11 @@ impl Budget {
         }
     }
 
+    /// The policy it applies.
+    pub(crate) fn policy(&self) -> &Restart {
+        &self.policy
+    }
+
     /// A message was handled: the next delay starts at `backoff` again.
     #[inline]
     pub(crate) fn succeeded(&mut self) {

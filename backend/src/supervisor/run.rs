@@ -67,43 +67,26 @@ pub(super) async fn run<H, Fut, E>(
             // Stopped and drained, or the hub shut down and the mailbox is empty.
             break;
         };
-        let Some((failure, why)) = handle(&handler, &ctx, env, &spawned).await else {
+        // Kept for the dead letters: a clone shares the payload and headers.
+        let copy = env.clone();
+        let guard = InHand {
+            spawned: &spawned,
+            armed: true,
+        };
+        // The call itself inside the caught future: a panic before the handler's future
+        // exists is caught the same way, and the future is built in place, not moved.
+        let outcome = AssertUnwindSafe(async { handler(ctx.clone(), env).await })
+            .catch_unwind()
+            .await;
+        guard.disarm();
+        let Some(failure) = verdict(outcome) else {
             budget.succeeded();
             continue;
         };
-        if ctx.is_closing() {
-            // Shutting down: no backoff, no restart count; what is queued is still handled.
-            book.failed(&spawned, failure, why, false);
-            continue;
-        }
-        match budget.failed(tokio::time::Instant::now()) {
-            Verdict::RestartAfter(delay) => {
-                spawned.restarts.fetch_add(1, Ordering::AcqRel);
-                tracing::warn!(
-                    target: "swarmbus::supervisor",
-                    "agent {} ({}) failed: {why}; restarting in {delay:?}",
-                    spawned.name,
-                    spawned.id
-                );
-                book.failed(&spawned, failure, why, false);
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    // A stop during the backoff: handle what is queued now.
-                    () = spawned.stop_asked() => {}
-                }
-            }
-            Verdict::GiveUp => {
-                tracing::error!(
-                    target: "swarmbus::supervisor",
-                    "agent {} ({}) failed: {why}; {} restarts within {:?} reached: it stops",
-                    spawned.name,
-                    spawned.id,
-                    restart.max_restarts,
-                    restart.within
-                );
-                book.failed(&spawned, failure, why, true);
-                break;
-            }
+        // The rare path in a box of its own: the loop's future stays small, so a message
+        // touches few of its cache lines.
+        if Box::pin(failed(failure, copy, &ctx, &mut budget, &spawned, &book)).await {
+            break;
         }
     }
     // Deregisters: what is still queued becomes dead letters (`recipient_gone`).
@@ -135,47 +118,66 @@ impl Drop for InHand<'_> {
     }
 }
 
-/// Runs the handler on one message; how it failed, if it did. A failed message becomes a
-/// dead letter (`handler_failed`).
-async fn handle<H, Fut, E>(
-    handler: &H,
-    ctx: &Context,
+/// After a failed message: it becomes a dead letter (`handler_failed`), a waiting
+/// requester learns at once, and the agent backs off before the next message; true when
+/// it is past its restart limit and stops.
+async fn failed(
+    (failure, why): (Failure, String),
     env: Envelope,
+    ctx: &Context,
+    budget: &mut Budget,
     spawned: &Spawned,
-) -> Option<(Failure, String)>
-where
-    H: Fn(Context, Envelope) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), E>> + Send + 'static,
-    E: Display + 'static,
-{
-    let guard = InHand {
-        spawned,
-        armed: true,
-    };
-    // Kept for the dead letters: a clone shares the payload and headers.
-    let copy = env.clone();
-    let failed = verdict(
-        match std::panic::catch_unwind(AssertUnwindSafe(|| handler(ctx.clone(), env))) {
-            Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
-            Err(payload) => Err(payload),
-        },
-    );
-    guard.disarm();
-    if let Some((_, why)) = &failed {
-        if copy.is_request() {
-            // The caller learns at once, not at its timeout. (A handler that replied and
-            // then failed makes this an orphaned reply, counted as such.)
-            if let Ok(responder) = ctx.respond(&copy) {
-                let _ = responder.fail(format!("the handler failed: {why}")).await;
-            }
+    book: &Book,
+) -> bool {
+    if env.is_request() {
+        // The caller learns at once, not at its timeout. (A handler that replied and then
+        // failed makes this an orphaned reply, counted as such.)
+        if let Ok(responder) = ctx.respond(&env) {
+            let _ = responder.fail(format!("the handler failed: {why}")).await;
         }
-        ctx.dead_letter(DropReason::HandlerFailed, copy);
     }
-    failed
+    ctx.dead_letter(DropReason::HandlerFailed, env);
+    if ctx.is_closing() {
+        // Shutting down: no backoff, no restart count; what is queued is still handled.
+        book.failed(spawned, failure, why, false);
+        return false;
+    }
+    match budget.failed(tokio::time::Instant::now()) {
+        Verdict::RestartAfter(delay) => {
+            spawned.restarts.fetch_add(1, Ordering::AcqRel);
+            tracing::warn!(
+                target: "swarmbus::supervisor",
+                "agent {} ({}) failed: {why}; restarting in {delay:?}",
+                spawned.name,
+                spawned.id
+            );
+            book.failed(spawned, failure, why, false);
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                // A stop during the backoff: handle what is queued now.
+                () = spawned.stop_asked() => {}
+            }
+            false
+        }
+        Verdict::GiveUp => {
+            let policy = budget.policy();
+            tracing::error!(
+                target: "swarmbus::supervisor",
+                "agent {} ({}) failed: {why}; {} restarts within {:?} reached: it stops",
+                spawned.name,
+                spawned.id,
+                policy.max_restarts,
+                policy.within
+            );
+            book.failed(spawned, failure, why, true);
+            true
+        }
+    }
 }
 
 /// How a handler call ended: `None` for success. A function of its own, so the outcome
 /// (whose error type need not be `Send`) is gone before the next await.
+#[inline]
 fn verdict<E: Display>(
     outcome: Result<Result<(), E>, Box<dyn std::any::Any + Send>>,
 ) -> Option<(Failure, String)> {
