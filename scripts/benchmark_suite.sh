@@ -133,7 +133,8 @@ else
       echo "==> shared driver: swarmbus and peers, same driver, same run"
       driver 3
       echo "==> spawned agents and groups, same driver, same run"
-      agent_kinds 3
+      # Seven reps: the targets take the median of rep-by-rep ratios.
+      agent_kinds 7
     fi
   done
   if command -v nats-server >/dev/null 2>&1; then

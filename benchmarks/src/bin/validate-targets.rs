@@ -111,6 +111,16 @@ fn ratios(targets: &Targets, results: &Results) -> BTreeMap<String, Ratio> {
             add(run, &format!("load-{stem}-baseline"), "throughput", true);
         }
     }
+    // A paired target compares its paired ratio, as the report does.
+    for t in targets.targets.iter().filter(|t| t.paired) {
+        let Some(over) = &t.over else { continue };
+        if let (Some(r), Some((value, _))) = (
+            out.get_mut(&format!("{} ÷ {over}", t.run)),
+            swarmbus_benchmarks::suite::paired_ratio(results, &t.run, over),
+        ) {
+            r.value = value;
+        }
+    }
     out
 }
 
@@ -354,6 +364,7 @@ mod tests {
             metric: metric.into(),
             run: run.into(),
             over: Some(over.into()),
+            paired: false,
             min,
             max,
             why: None,

@@ -387,7 +387,14 @@ pub fn markdown(result: &MatrixResult, opts: &MatrixOptions) -> String {
         for s in &others {
             let ratio = match (ours, find(w, *s)) {
                 (Some(a), Some(b)) if !w.is_latency() && b.per_sec > 0.0 => {
-                    format!("{:.2}", a.per_sec / b.per_sec)
+                    // Rep i of both ran back to back: the ratio cancels the machine's drift.
+                    let reps = a.per_sec_reps.len();
+                    match crate::suite::paired_median(&a.per_sec_reps, &b.per_sec_reps)
+                        .filter(|_| reps > 1)
+                    {
+                        Some(p) => format!("{:.2} (paired {p:.2})", a.per_sec / b.per_sec),
+                        None => format!("{:.2}", a.per_sec / b.per_sec),
+                    }
                 }
                 _ => "–".to_string(),
             };
@@ -398,7 +405,7 @@ pub fn markdown(result: &MatrixResult, opts: &MatrixOptions) -> String {
     let _ = write!(
         out,
         "\nMedian of {} reps of {} s each, interleaved across systems, {} tokio workers, 64 B payloads, \
-         in-flight cap {} (`-open`: none). Failed cells: {}.\n",
+         in-flight cap {} (`-open`: none); paired: the median of rep-by-rep ratios. Failed cells: {}.\n",
         opts.reps,
         crate::suite::num(opts.duration.as_secs_f64()),
         opts.threads,

@@ -130,6 +130,13 @@ pub struct Target {
     /// When set, the target is `run`'s metric divided by this run's.
     #[serde(default)]
     pub over: Option<String>,
+    /// With `over` and `throughput`: the median of the per-repetition ratios
+    /// (`per_sec_reps`, rep *i* of both cells ran back to back in the same process)
+    /// instead of the ratio of the two medians. On a machine whose speed drifts between
+    /// phases lasting seconds, a ratio of medians can pair a fast phase with a slow one;
+    /// the paired ratio cancels the drift. The detail shows both.
+    #[serde(default)]
+    pub paired: bool,
     /// Lower bound (inclusive).
     #[serde(default)]
     pub min: Option<f64>,
@@ -163,6 +170,12 @@ impl Targets {
             }
             if t.run == "*" && t.over.is_some() {
                 bail!("target `{}`: a ratio needs a named run, not `*`", t.name);
+            }
+            if t.paired && (t.over.is_none() || t.metric != "throughput") {
+                bail!(
+                    "target `{}`: `paired` needs `over` and `throughput`",
+                    t.name
+                );
             }
         }
         Ok(targets)
@@ -291,6 +304,20 @@ fn measure(t: &Target, results: &Results) -> (Option<f64>, String) {
     match &t.over {
         None => (Some(a), t.run.clone()),
         Some(over) => match results.metric(over, &t.metric) {
+            Some(b) if b > 0.0 && t.paired => match paired_ratio(results, &t.run, over) {
+                Some((ratio, reps)) => (
+                    Some(ratio),
+                    format!(
+                        "median of {reps} paired reps; medians {} {} ÷ {} {} = {:.2}",
+                        t.run,
+                        num(a),
+                        over,
+                        num(b),
+                        a / b
+                    ),
+                ),
+                None => (None, format!("{} and {over} have no paired reps", t.run)),
+            },
             Some(b) if b > 0.0 => (
                 Some(a / b),
                 format!("{} {} ÷ {} {}", t.run, num(a), over, num(b)),
@@ -299,6 +326,39 @@ fn measure(t: &Target, results: &Results) -> (Option<f64>, String) {
             None => (None, format!("{over} missing")),
         },
     }
+}
+
+/// The median of `run`'s per-rep throughput over `over`'s, rep by rep, and how many reps:
+/// `None` unless both have `per_sec_reps` of one length with every rep of `over` above 0.
+pub fn paired_ratio(results: &Results, run: &str, over: &str) -> Option<(f64, usize)> {
+    let reps = |id: &str| -> Option<Vec<f64>> {
+        results
+            .runs
+            .get(id)?
+            .get("per_sec_reps")?
+            .as_array()?
+            .iter()
+            .map(Value::as_f64)
+            .collect()
+    };
+    let (a, b) = (reps(run)?, reps(over)?);
+    Some((paired_median(&a, &b)?, a.len()))
+}
+
+/// The median of `a[i] / b[i]`; `None` when empty, of unequal lengths, or a `b` is not
+/// above 0.
+pub fn paired_median(a: &[f64], b: &[f64]) -> Option<f64> {
+    if a.is_empty() || a.len() != b.len() || b.iter().any(|x| *x <= 0.0) {
+        return None;
+    }
+    let mut ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    ratios.sort_by(f64::total_cmp);
+    let n = ratios.len();
+    Some(if n % 2 == 1 {
+        ratios[n / 2]
+    } else {
+        (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
+    })
 }
 
 /// A number for tables: thousands separated, few decimals.
@@ -361,10 +421,58 @@ mod tests {
             metric: metric.into(),
             run: run.into(),
             over: over.map(Into::into),
+            paired: false,
             min,
             max,
             why: None,
         }
+    }
+
+    #[test]
+    fn a_paired_ratio_is_the_median_of_rep_by_rep_ratios() {
+        let mut r = Results::default();
+        // Rep 2 ran in a fast phase for `a` only: the ratio of medians says 1.0, the
+        // paired ratio 0.9.
+        r.runs.insert(
+            "a".into(),
+            json!({"system": "x", "per_sec": 90.0, "per_sec_reps": [90.0, 300.0, 45.0]}),
+        );
+        r.runs.insert(
+            "b".into(),
+            json!({"system": "x", "per_sec": 90.0, "per_sec_reps": [100.0, 90.0, 50.0]}),
+        );
+        let mut t = target("a", Some("b"), "throughput", Some(0.95), None);
+        assert_eq!(
+            evaluate(
+                &Targets {
+                    targets: vec![t.clone()]
+                },
+                &r
+            )[0]
+            .status,
+            Status::Pass
+        );
+        t.paired = true;
+        let out = evaluate(
+            &Targets {
+                targets: vec![t.clone()],
+            },
+            &r,
+        );
+        assert_eq!(out[0].status, Status::Miss);
+        assert!(
+            (out[0].value.unwrap() - 0.9).abs() < 1e-9,
+            "{:?}",
+            out[0].value
+        );
+        assert!(out[0].detail.contains("3 paired reps"), "{}", out[0].detail);
+        // Reps of different counts cannot be paired.
+        r.runs.insert(
+            "b".into(),
+            json!({"system": "x", "per_sec": 90.0, "per_sec_reps": [100.0, 90.0]}),
+        );
+        let out = evaluate(&Targets { targets: vec![t] }, &r);
+        assert_eq!(out[0].status, Status::NotMeasured);
     }
 
     #[test]
