@@ -8,6 +8,7 @@ use crate::headers::{self, CallRef, Headers};
 use crate::stream::{ReplyStream, Responder};
 use crate::{AgentId, Envelope, Error, MessageId, Payload, Priority, Result};
 use std::sync::Arc;
+use std::task::{ready, Poll};
 use std::time::Duration;
 
 /// `value` as a JSON payload.
@@ -628,14 +629,47 @@ impl Agent {
                     self.take(batch)?
                 }
             };
-            // Handed over: a durable transport acknowledges it once the agent drops it.
-            if let Some(h) = &env.headers {
-                h.receipt.hand_over();
-            }
-            if !self.expired(&env) {
+            if let Some(env) = self.hand_over(env) {
                 return Some(env);
             }
         }
+    }
+
+    /// [`recv`](Self::recv) as a poll, for a loop that drives its own future (a spawned
+    /// agent's). Pending leaves the task's waker with the mailbox: only for an owner that
+    /// polls again or drops the agent.
+    pub(crate) fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<Envelope>> {
+        loop {
+            let env = match self.hand.pop_front() {
+                Some(env) => {
+                    self.taken += 1;
+                    env
+                }
+                None => {
+                    self.recycle();
+                    let Some(batch) = ready!(self.sender.slot.mailbox.poll_next_batch(cx)) else {
+                        return Poll::Ready(None);
+                    };
+                    match self.take(batch) {
+                        Some(env) => env,
+                        None => return Poll::Ready(None),
+                    }
+                }
+            };
+            if let Some(env) = self.hand_over(env) {
+                return Poll::Ready(Some(env));
+            }
+        }
+    }
+
+    /// A message leaves the mailbox: a durable transport acknowledges it once the agent
+    /// drops it; an expired request is not handed out (`None`).
+    #[inline]
+    fn hand_over(&self, env: Envelope) -> Option<Envelope> {
+        if let Some(h) = &env.headers {
+            h.receipt.hand_over();
+        }
+        (!self.expired(&env)).then_some(env)
     }
 
     /// A request whose deadline passed while it waited is not handed over: its requester
@@ -671,11 +705,7 @@ impl Agent {
                     self.take(batch)?
                 }
             };
-            // Handed over: a durable transport acknowledges it once the agent drops it.
-            if let Some(h) = &env.headers {
-                h.receipt.hand_over();
-            }
-            if !self.expired(&env) {
+            if let Some(env) = self.hand_over(env) {
                 return Some(env);
             }
         }

@@ -75,6 +75,28 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// A copy of everything but the payload, left empty: no allocation, and no reference
+    /// count touched but the headers'.
+    pub(crate) fn without_payload(&self) -> Envelope {
+        Envelope {
+            id: self.id,
+            from: self.from,
+            to: self.to,
+            kind: self.kind.clone(),
+            priority: self.priority,
+            payload: Payload::new(bytes::Bytes::new()),
+            sent_at: self.sent_at,
+            headers: self.headers.clone(),
+            redelivered: self.redelivered,
+        }
+    }
+
+    /// The same message with `payload` in place of its own.
+    pub(crate) fn with_payload(mut self, payload: Payload) -> Envelope {
+        self.payload = payload;
+        self
+    }
+
     /// Its kind's name (`message`, `topic`, `request`, `reply`, `chunk`, `failed`, `cancel`).
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn kind_name(&self) -> &'static str {

@@ -535,6 +535,39 @@ impl Mailbox {
         }
     }
 
+    /// [`next_batch`](Self::next_batch) as a poll. Pending leaves `cx`'s waker as the
+    /// receiver: the caller polls again, or drops its claim on the mailbox (`NextBatch`
+    /// takes it out when dropped first).
+    pub(crate) fn poll_next_batch(&self, cx: &mut Context<'_>) -> Poll<Option<Vec<Envelope>>> {
+        let mut wake = Vec::new();
+        let out = {
+            let mut state = self.state.lock();
+            if state.interrupted {
+                state.receiver = None;
+                return Poll::Ready(None);
+            }
+            match self.take_locked(&mut state, &mut wake) {
+                Some(batch) => {
+                    state.receiver = None;
+                    Poll::Ready(Some(batch))
+                }
+                None if state.sealed || self.is_gone() => {
+                    state.receiver = None;
+                    Poll::Ready(None)
+                }
+                None => {
+                    match &state.receiver {
+                        Some(w) if w.will_wake(cx.waker()) => {}
+                        _ => state.receiver = Some(cx.waker().clone()),
+                    }
+                    Poll::Pending
+                }
+            }
+        };
+        wake.into_iter().for_each(Waker::wake);
+        out
+    }
+
     /// Waits until a message may fit again (the owner took some out, or the mailbox closed),
     /// or the hub asks blocked senders to look again. The caller retries its admission and
     /// bounds the wait with its own deadline.
@@ -662,35 +695,8 @@ impl Future for NextBatch<'_> {
     type Output = Option<Vec<Envelope>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mailbox = self.mailbox;
-        let mut wake = Vec::new();
-        let out = {
-            let mut state = mailbox.state.lock();
-            if state.interrupted {
-                state.receiver = None;
-                self.registered = false;
-                return Poll::Ready(None);
-            }
-            match mailbox.take_locked(&mut state, &mut wake) {
-                Some(batch) => {
-                    state.receiver = None;
-                    Poll::Ready(Some(batch))
-                }
-                None if state.sealed || mailbox.is_gone() => {
-                    state.receiver = None;
-                    Poll::Ready(None)
-                }
-                None => {
-                    match &state.receiver {
-                        Some(w) if w.will_wake(cx.waker()) => {}
-                        _ => state.receiver = Some(cx.waker().clone()),
-                    }
-                    Poll::Pending
-                }
-            }
-        };
+        let out = self.mailbox.poll_next_batch(cx);
         self.registered = out.is_pending();
-        wake.into_iter().for_each(Waker::wake);
         out
     }
 }

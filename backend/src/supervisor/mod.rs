@@ -13,11 +13,13 @@
 //!   they had not handled is in `ShutdownReport::unhandled`.
 //!
 //! `run.rs` is the agent's loop; `restart.rs` the policy; `handle.rs` what the handle and
-//! the loop share; `context.rs` what a handler gets.
+//! the loop share; `context.rs` what a handler gets; `kept.rs` the loop's copy of the
+//! message in hand.
 
 mod book;
 mod context;
 mod handle;
+mod kept;
 mod restart;
 mod run;
 

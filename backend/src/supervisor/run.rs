@@ -3,13 +3,15 @@
 
 use super::book::{Book, Failure};
 use super::handle::Spawned;
+use super::kept::Kept;
 use super::restart::{Budget, Restart, Verdict};
 use crate::metrics::DropReason;
 use crate::{Agent, Context, Envelope};
-use futures_util::FutureExt;
 use std::fmt::Display;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{ready, Poll};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -26,93 +28,194 @@ impl Drop for Ended {
     }
 }
 
-pub(super) async fn run<H, Fut, E>(
-    mut agent: Agent,
+/// The agent's loop, as a future for `tokio::spawn`.
+///
+/// Messages are taken and handled by [`Step::poll`], a poll of its own: one poll takes a
+/// message, calls the handler and polls its future with panics caught, and goes on to the
+/// next message while handlers finish at once, the dead-letter copy on the stack. Only a
+/// handler that waits has its message's copy stored, and only a failure leaves the poll
+/// (for the boxed failure path). The future stays small, as its size is each spawned
+/// agent's memory and the cache lines a message touches (at 1,640 bytes spawned agents ran
+/// at 0.80x of plain ones, 1,000 agents on two cores): an `async move` block, since an
+/// `async fn` keeps its arguments twice.
+pub(super) fn run<H, Fut, E>(
+    agent: Agent,
     handler: H,
     restart: Restart,
     spawned: Arc<Spawned>,
     book: Arc<Book>,
-) where
+) -> impl Future<Output = ()> + Send + 'static
+where
     H: Fn(Context, Envelope) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: Display + 'static,
 {
-    // Declared first, dropped last: after the agent has deregistered.
-    let _ended = Ended {
-        spawned: spawned.clone(),
-        book: book.clone(),
-    };
+    // Dropped last: after the agent has deregistered.
+    let ended = Ended { spawned, book };
     let ctx = Context::new(agent.sender());
     let mut budget = Budget::new(restart);
-    // Once stopping: how many of the queued messages are still to be handled.
-    let mut draining: Option<usize> = None;
-    loop {
-        let next = match draining {
-            Some(0) => None,
-            Some(ref mut left) => {
-                *left -= 1;
-                agent.try_recv()
-            }
-            // A stop interrupts this wait (through the mailbox): nothing else is read per
-            // message, and a select with a stop future would register a second waker on
-            // every empty mailbox.
-            None => agent.recv().await,
+    async move {
+        let spawned = &ended.spawned;
+        let mut step = Step {
+            agent,
+            handler,
+            ctx,
+            draining: None,
+            kept: None,
         };
-        let Some(env) = next else {
-            if draining.is_none() && spawned.stopping.load(Ordering::Acquire) {
-                // Stop asked: what is queued now is handled, later arrivals are not.
-                draining = Some(agent.pending());
+        let mut call = std::pin::pin!(None::<Fut>);
+        let mut guard = InHand {
+            spawned,
+            call_in_flight: false,
+        };
+        loop {
+            let next = std::future::poll_fn(|cx| {
+                step.poll(
+                    cx,
+                    call.as_mut(),
+                    &mut budget,
+                    spawned,
+                    &mut guard.call_in_flight,
+                )
+            })
+            .await;
+            let Some((failure, env)) = next else { break };
+            // The rare path in a box of its own, out of the loop's future.
+            if Box::pin(failed(
+                failure,
+                env,
+                &step.ctx,
+                &mut budget,
+                spawned,
+                &ended.book,
+            ))
+            .await
+            {
+                break;
+            }
+        }
+        let Step {
+            agent,
+            handler,
+            ctx,
+            ..
+        } = step;
+        // Deregisters: what is still queued becomes dead letters (`recipient_gone`).
+        drop(agent);
+        // The handler's state goes before the agent counts as ended: who waits for the end
+        // sees everything it did.
+        drop(handler);
+        drop(ctx);
+        drop(guard);
+        drop(ended);
+    }
+}
+
+/// What the loop's poll works with.
+struct Step<H> {
+    agent: Agent,
+    handler: H,
+    ctx: Context,
+    /// Once stopping: how many of the queued messages are still to be handled.
+    draining: Option<usize>,
+    /// The copy of the message whose handler is waiting.
+    kept: Option<Envelope>,
+}
+
+/// A failed message: how it failed, and the message.
+type Failed = ((Failure, String), Envelope);
+
+impl<H> Step<H> {
+    /// Handles messages until one fails (`Ready(Some)`) or the loop ends (`Ready(None)`:
+    /// stopped and drained, or the hub shut down and the mailbox is empty); `Pending` while
+    /// a handler or the mailbox waits. `call` holds a waiting handler's future.
+    fn poll<Fut, E>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        mut call: Pin<&mut Option<Fut>>,
+        budget: &mut Budget,
+        spawned: &Spawned,
+        in_flight: &mut bool,
+    ) -> Poll<Option<Failed>>
+    where
+        H: Fn(Context, Envelope) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+        E: Display,
+    {
+        loop {
+            // A handler that waited: poll it again.
+            if let Some(fut) = call.as_mut().as_pin_mut() {
+                let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(result)) => Ok(result),
+                    Err(payload) => Err(payload),
+                };
+                call.set(None);
+                *in_flight = false;
+                let kept = self.kept.take();
+                match (verdict(outcome), kept) {
+                    (Some(failure), Some(env)) => return Poll::Ready(Some((failure, env))),
+                    // A waiting call always has its copy: `(Some, None)` is not reached.
+                    _ => budget.succeeded(),
+                }
                 continue;
             }
-            // Stopped and drained, or the hub shut down and the mailbox is empty.
-            break;
-        };
-        // Kept for the dead letters: a clone shares the payload and headers.
-        let copy = env.clone();
-        let guard = InHand {
-            spawned: &spawned,
-            armed: true,
-        };
-        // The call itself inside the caught future: a panic before the handler's future
-        // exists is caught the same way, and the future is built in place, not moved.
-        let outcome = AssertUnwindSafe(async { handler(ctx.clone(), env).await })
-            .catch_unwind()
-            .await;
-        guard.disarm();
-        let Some(failure) = verdict(outcome) else {
+            let next = match self.draining {
+                Some(0) => None,
+                Some(ref mut left) => {
+                    *left -= 1;
+                    self.agent.try_recv()
+                }
+                // A stop interrupts this wait (through the mailbox): nothing else is read
+                // per message.
+                None => ready!(self.agent.poll_recv(cx)),
+            };
+            let Some(env) = next else {
+                if self.draining.is_none() && spawned.stopping.load(Ordering::Acquire) {
+                    // Stop asked: what is queued now is handled, later arrivals are not.
+                    self.draining = Some(self.agent.pending());
+                    continue;
+                }
+                return Poll::Ready(None);
+            };
+            // The copy for the dead letters, on the stack while the first poll runs.
+            let kept = Kept::of(&env);
+            *in_flight = true;
+            let first = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                call.set(Some((self.handler)(self.ctx.clone(), env)));
+                call.as_mut().as_pin_mut().map(|fut| fut.poll(cx))
+            }));
+            let outcome = match first {
+                Ok(Some(Poll::Pending)) => {
+                    // It waits: its copy goes into the loop's state.
+                    self.kept = Some(kept.into_envelope());
+                    return Poll::Pending;
+                }
+                Ok(Some(Poll::Ready(result))) => Ok(result),
+                // Not reached: the call was just set.
+                Ok(None) => Ok(Ok(())),
+                Err(payload) => Err(payload),
+            };
+            call.set(None);
+            *in_flight = false;
+            if let Some(failure) = verdict(outcome) {
+                return Poll::Ready(Some((failure, kept.into_envelope())));
+            }
             budget.succeeded();
-            continue;
-        };
-        // The rare path in a box of its own: the loop's future stays small, so a message
-        // touches few of its cache lines.
-        if Box::pin(failed(failure, copy, &ctx, &mut budget, &spawned, &book)).await {
-            break;
         }
     }
-    // Deregisters: what is still queued becomes dead letters (`recipient_gone`).
-    drop(agent);
-    // The handler's state goes before the agent counts as ended (parameters would drop
-    // after `_ended`): who waits for the end sees everything it did.
-    drop(handler);
-    drop(ctx);
 }
 
-/// Notes an abort (the future dropped at shutdown) while a message is in the handler; the
-/// normal path writes only this local flag.
+/// Notes an abort (the future dropped at shutdown) while a handler call is in flight; the
+/// loop writes only its own flag per message.
 struct InHand<'a> {
     spawned: &'a Spawned,
-    armed: bool,
-}
-
-impl InHand<'_> {
-    fn disarm(mut self) {
-        self.armed = false;
-    }
+    call_in_flight: bool,
 }
 
 impl Drop for InHand<'_> {
     fn drop(&mut self) {
-        if self.armed {
+        if self.call_in_flight {
             self.spawned.aborted_in_hand.store(true, Ordering::Release);
         }
     }
