@@ -17,6 +17,8 @@ use bytes::Bytes;
 pub(super) const COPIED: usize = 256;
 
 /// A copy of one message.
+// On the stack by design (boxing the large variant would allocate per message).
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Kept {
     /// The whole message, its payload shared (large or compressed payloads).
     Shared(Envelope),
@@ -92,7 +94,10 @@ mod tests {
             let back = kept.into_envelope();
             assert_eq!((back.id(), back.from()), (env.id(), env.from()));
             assert_eq!(back.payload(), env.payload());
-            assert_eq!(back.payload().bytes().unwrap(), env.payload().bytes().unwrap());
+            assert_eq!(
+                back.payload().bytes().unwrap(),
+                env.payload().bytes().unwrap()
+            );
         }
     }
 }

@@ -11,9 +11,9 @@ use std::fmt::Display;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::task::{ready, Poll};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{ready, Poll};
 
 /// Marks the loop ended however it ends (returns, or is aborted at shutdown).
 struct Ended {
@@ -53,39 +53,32 @@ where
     // Dropped last: after the agent has deregistered.
     let ended = Ended { spawned, book };
     let ctx = Context::new(agent.sender());
-    let mut budget = Budget::new(restart);
+    let budget = Budget::new(restart);
     async move {
         let spawned = &ended.spawned;
+        // Everything a message touches, together.
         let mut step = Step {
             agent,
             handler,
             ctx,
+            budget,
             draining: None,
             kept: None,
+            in_hand: InHand {
+                spawned: spawned.clone(),
+                call_in_flight: false,
+            },
         };
         let mut call = std::pin::pin!(None::<Fut>);
-        let mut guard = InHand {
-            spawned,
-            call_in_flight: false,
-        };
         loop {
-            let next = std::future::poll_fn(|cx| {
-                step.poll(
-                    cx,
-                    call.as_mut(),
-                    &mut budget,
-                    spawned,
-                    &mut guard.call_in_flight,
-                )
-            })
-            .await;
+            let next = std::future::poll_fn(|cx| step.poll(cx, call.as_mut())).await;
             let Some((failure, env)) = next else { break };
             // The rare path in a box of its own, out of the loop's future.
             if Box::pin(failed(
                 failure,
                 env,
                 &step.ctx,
-                &mut budget,
+                &mut step.budget,
                 spawned,
                 &ended.book,
             ))
@@ -98,15 +91,19 @@ where
             agent,
             handler,
             ctx,
-            ..
+            in_hand,
+            kept,
+            budget,
+            draining: _,
         } = step;
+        drop((kept, budget));
         // Deregisters: what is still queued becomes dead letters (`recipient_gone`).
         drop(agent);
         // The handler's state goes before the agent counts as ended: who waits for the end
         // sees everything it did.
         drop(handler);
         drop(ctx);
-        drop(guard);
+        drop(in_hand);
         drop(ended);
     }
 }
@@ -116,10 +113,12 @@ struct Step<H> {
     agent: Agent,
     handler: H,
     ctx: Context,
+    budget: Budget,
     /// Once stopping: how many of the queued messages are still to be handled.
     draining: Option<usize>,
     /// The copy of the message whose handler is waiting.
     kept: Option<Envelope>,
+    in_hand: InHand,
 }
 
 /// A failed message: how it failed, and the message.
@@ -133,9 +132,6 @@ impl<H> Step<H> {
         &mut self,
         cx: &mut std::task::Context<'_>,
         mut call: Pin<&mut Option<Fut>>,
-        budget: &mut Budget,
-        spawned: &Spawned,
-        in_flight: &mut bool,
     ) -> Poll<Option<Failed>>
     where
         H: Fn(Context, Envelope) -> Fut,
@@ -151,12 +147,12 @@ impl<H> Step<H> {
                     Err(payload) => Err(payload),
                 };
                 call.set(None);
-                *in_flight = false;
+                self.in_hand.call_in_flight = false;
                 let kept = self.kept.take();
                 match (verdict(outcome), kept) {
                     (Some(failure), Some(env)) => return Poll::Ready(Some((failure, env))),
                     // A waiting call always has its copy: `(Some, None)` is not reached.
-                    _ => budget.succeeded(),
+                    _ => self.budget.succeeded(),
                 }
                 continue;
             }
@@ -171,7 +167,8 @@ impl<H> Step<H> {
                 None => ready!(self.agent.poll_recv(cx)),
             };
             let Some(env) = next else {
-                if self.draining.is_none() && spawned.stopping.load(Ordering::Acquire) {
+                if self.draining.is_none() && self.in_hand.spawned.stopping.load(Ordering::Acquire)
+                {
                     // Stop asked: what is queued now is handled, later arrivals are not.
                     self.draining = Some(self.agent.pending());
                     continue;
@@ -180,7 +177,7 @@ impl<H> Step<H> {
             };
             // The copy for the dead letters, on the stack while the first poll runs.
             let kept = Kept::of(&env);
-            *in_flight = true;
+            self.in_hand.call_in_flight = true;
             let first = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 call.set(Some((self.handler)(self.ctx.clone(), env)));
                 call.as_mut().as_pin_mut().map(|fut| fut.poll(cx))
@@ -197,23 +194,23 @@ impl<H> Step<H> {
                 Err(payload) => Err(payload),
             };
             call.set(None);
-            *in_flight = false;
+            self.in_hand.call_in_flight = false;
             if let Some(failure) = verdict(outcome) {
                 return Poll::Ready(Some((failure, kept.into_envelope())));
             }
-            budget.succeeded();
+            self.budget.succeeded();
         }
     }
 }
 
 /// Notes an abort (the future dropped at shutdown) while a handler call is in flight; the
 /// loop writes only its own flag per message.
-struct InHand<'a> {
-    spawned: &'a Spawned,
+struct InHand {
+    spawned: Arc<Spawned>,
     call_in_flight: bool,
 }
 
-impl Drop for InHand<'_> {
+impl Drop for InHand {
     fn drop(&mut self) {
         if self.call_in_flight {
             self.spawned.aborted_in_hand.store(true, Ordering::Release);
