@@ -368,7 +368,7 @@ impl Hub {
         restart: crate::Restart,
     ) -> Result<crate::AgentHandle>
     where
-        H: Fn(crate::Context, crate::Envelope) -> Fut + Send + Sync + 'static,
+        H: FnMut(crate::Context, crate::Envelope) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = std::result::Result<(), E>> + Send + 'static,
         E: std::fmt::Display + 'static,
     {
@@ -381,6 +381,12 @@ impl Hub {
     /// returns an error or panics, the message becomes a dead letter (`handler_failed`)
     /// and the agent restarts per `restart` (its id, mailbox and subscriptions kept, so
     /// what was queued behind the message is handled next); past the limit it stops.
+    ///
+    /// The handler is `FnMut`: what it owns is the agent's state, changed without a lock,
+    /// as it is never called twice at once. That state survives a restart (the handler is
+    /// called again, not rebuilt), so one that can fail halfway through an update should
+    /// leave it consistent. Its futures are `'static`: what they need of the state, they
+    /// take (a clone, a count) when the handler is called.
     ///
     /// ```
     /// # #[tokio::main]
@@ -431,7 +437,7 @@ impl Hub {
         restart: crate::Restart,
     ) -> Result<crate::AgentHandle>
     where
-        H: Fn(crate::Context, crate::Envelope) -> Fut + Send + Sync + 'static,
+        H: FnMut(crate::Context, crate::Envelope) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = std::result::Result<(), E>> + Send + 'static,
         E: std::fmt::Display + 'static,
     {

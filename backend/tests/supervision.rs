@@ -90,6 +90,52 @@ async fn a_handler_that_panics_on_every_tenth_message_loses_nothing_else() {
     assert_eq!((report.agents_aborted, report.unhandled), (0, 0));
 }
 
+/// A handler owns its state (`FnMut`, called once at a time): a count kept without a lock,
+/// which a restart does not reset.
+#[tokio::test(start_paused = true)]
+async fn a_handler_keeps_state_of_its_own_across_messages_and_restarts() {
+    let hub = Hub::start(HubConfig::default()).unwrap();
+    let mut handled = 0u64;
+    let counter = hub
+        .spawn(
+            "counter",
+            move |ctx: Context, env: Envelope| {
+                handled += 1;
+                let so_far = handled;
+                async move {
+                    if env.is_request() {
+                        ctx.reply(&env, so_far.to_le_bytes().to_vec()).await?;
+                    } else if number(&env) == 4 {
+                        return Err(Error::Config("message 4 fails".into()));
+                    }
+                    Ok::<(), Error>(())
+                }
+            },
+            Restart::default(),
+        )
+        .unwrap();
+    let boss = hub.register("boss").unwrap();
+    for n in 0..10u64 {
+        boss.send(counter.id(), n.to_le_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    // Handled before the request is sent (a request may overtake queued messages).
+    hub.flush();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let answer = boss
+        .request(
+            counter.id(),
+            0u64.to_le_bytes().to_vec(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(number(&answer), 11, "ten messages, then the request");
+    assert_eq!(counter.restarts(), 1);
+    hub.shutdown().await.unwrap();
+}
+
 /// A handler that panics while building its future (before any `async` block runs) is
 /// caught the same way: a restart, the message in the dead letters, the rest handled.
 #[tokio::test(start_paused = true)]

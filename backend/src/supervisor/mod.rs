@@ -47,7 +47,7 @@ impl Supervisors {
     /// Starts `agent`'s loop with `handler`; the handle to it.
     pub(crate) fn spawn<H, Fut, E>(&self, agent: Agent, handler: H, restart: Restart) -> AgentHandle
     where
-        H: Fn(crate::Context, Envelope) -> Fut + Send + Sync + 'static,
+        H: FnMut(crate::Context, Envelope) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Display + 'static,
     {

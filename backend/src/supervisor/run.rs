@@ -46,7 +46,7 @@ pub(super) fn run<H, Fut, E>(
     book: Arc<Book>,
 ) -> impl Future<Output = ()> + Send + 'static
 where
-    H: Fn(Context, Envelope) -> Fut + Send + Sync + 'static,
+    H: FnMut(Context, Envelope) -> Fut + Send + 'static,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: Display + 'static,
 {
@@ -134,7 +134,7 @@ impl<H> Step<H> {
         mut call: Pin<&mut Option<Fut>>,
     ) -> Poll<Option<Failed>>
     where
-        H: Fn(Context, Envelope) -> Fut,
+        H: FnMut(Context, Envelope) -> Fut,
         Fut: Future<Output = Result<(), E>>,
         E: Display,
     {

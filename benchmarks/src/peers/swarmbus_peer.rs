@@ -90,11 +90,10 @@ async fn receive_loop(mut agent: Agent, mut counter: Counter) {
     }
 }
 
-/// A spawned agent doing what [`receive_loop`] does. The handler counts before it returns
-/// a ready future (the counter lives in the handler, its lock never contended: the
-/// supervisor calls the handler once at a time); only a request's reply is awaited.
-fn spawn_receiver(hub: &Hub, name: String, counter: Counter) -> Result<AgentHandle> {
-    let counter = std::sync::Mutex::new(counter);
+/// A spawned agent doing what [`receive_loop`] does. The handler owns its counter (a
+/// spawned handler is `FnMut`, called once at a time, as the receive loop owns its own) and
+/// counts before it returns a ready future; only a request's reply is awaited.
+fn spawn_receiver(hub: &Hub, name: String, mut counter: Counter) -> Result<AgentHandle> {
     let handle = hub.spawn(
         name,
         move |ctx: Context, env: Envelope| {
@@ -105,9 +104,7 @@ fn spawn_receiver(hub: &Hub, name: String, counter: Counter) -> Result<AgentHand
                     Ok::<(), swarmbus::Error>(())
                 });
             }
-            if let Ok(mut counter) = counter.lock() {
-                counter.got(env.payload().bytes().as_deref().unwrap_or(&[]));
-            }
+            counter.got(env.payload().bytes().as_deref().unwrap_or(&[]));
             Either::Right(std::future::ready(Ok(())))
         },
         Restart::default(),
