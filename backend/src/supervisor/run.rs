@@ -50,25 +50,24 @@ where
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: Display + 'static,
 {
+    // Everything a message touches, together; built outside the `async` block so the
+    // block holds it once (a value built inside is stored beside what it was built from).
+    let mut step = Step {
+        ctx: Context::new(agent.sender()),
+        agent,
+        handler,
+        budget: Budget::new(restart),
+        draining: None,
+        kept: None,
+        in_hand: InHand {
+            spawned: spawned.clone(),
+            call_in_flight: false,
+        },
+    };
     // Dropped last: after the agent has deregistered.
     let ended = Ended { spawned, book };
-    let ctx = Context::new(agent.sender());
-    let budget = Budget::new(restart);
     async move {
         let spawned = &ended.spawned;
-        // Everything a message touches, together.
-        let mut step = Step {
-            agent,
-            handler,
-            ctx,
-            budget,
-            draining: None,
-            kept: None,
-            in_hand: InHand {
-                spawned: spawned.clone(),
-                call_in_flight: false,
-            },
-        };
         let mut call = std::pin::pin!(None::<Fut>);
         loop {
             let next = std::future::poll_fn(|cx| step.poll(cx, call.as_mut())).await;
