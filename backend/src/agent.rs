@@ -618,13 +618,9 @@ impl Agent {
     /// priority. `None` once the hub has shut down and the mailbox is drained.
     pub async fn recv(&mut self) -> Option<Envelope> {
         loop {
-            let env = match self.hand.pop_front() {
-                Some(env) => {
-                    self.taken += 1;
-                    env
-                }
+            let env = match self.from_hand() {
+                Some(env) => env,
                 None => {
-                    self.recycle();
                     let batch = self.sender.slot.mailbox.next_batch().await?;
                     self.take(batch)?
                 }
@@ -640,13 +636,9 @@ impl Agent {
     /// polls again or drops the agent.
     pub(crate) fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<Envelope>> {
         loop {
-            let env = match self.hand.pop_front() {
-                Some(env) => {
-                    self.taken += 1;
-                    env
-                }
+            let env = match self.from_hand() {
+                Some(env) => env,
                 None => {
-                    self.recycle();
                     let Some(batch) = ready!(self.sender.slot.mailbox.poll_next_batch(cx)) else {
                         return Poll::Ready(None);
                     };
@@ -660,6 +652,18 @@ impl Agent {
                 return Poll::Ready(Some(env));
             }
         }
+    }
+
+    /// The next message of the batch in hand; `None` when it is empty, its buffer back in
+    /// the pool.
+    #[inline]
+    fn from_hand(&mut self) -> Option<Envelope> {
+        let env = self.hand.pop_front();
+        match env {
+            Some(_) => self.taken += 1,
+            None => self.recycle(),
+        }
+        env
     }
 
     /// A message leaves the mailbox: a durable transport acknowledges it once the agent
@@ -694,13 +698,9 @@ impl Agent {
     /// The next message if one is waiting, without waiting.
     pub fn try_recv(&mut self) -> Option<Envelope> {
         loop {
-            let env = match self.hand.pop_front() {
-                Some(env) => {
-                    self.taken += 1;
-                    env
-                }
+            let env = match self.from_hand() {
+                Some(env) => env,
                 None => {
-                    self.recycle();
                     let batch = self.sender.slot.mailbox.pop()?;
                     self.take(batch)?
                 }

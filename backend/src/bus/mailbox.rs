@@ -586,23 +586,21 @@ impl Mailbox {
 
     /// The hub shut down: the owner drains what is queued, then sees the end.
     pub(crate) fn seal(&self) {
-        let receiver = {
-            let mut state = self.state.lock();
-            state.sealed = true;
-            state.receiver.take()
-        };
-        if let Some(receiver) = receiver {
-            receiver.wake();
-        }
+        self.tell_owner(|state| state.sealed = true);
     }
 
     /// Asks the owner to stop waiting: `next_batch` returns `None` from now on (a spawned
     /// agent's stop; it goes through the mailbox, whose lock the owner takes anyway, so the
     /// agent's loop reads no flag of its own per message).
     pub(crate) fn interrupt(&self) {
+        self.tell_owner(|state| state.interrupted = true);
+    }
+
+    /// Changes the state with `change` and wakes a waiting owner to see it.
+    fn tell_owner(&self, change: impl FnOnce(&mut State)) {
         let receiver = {
             let mut state = self.state.lock();
-            state.interrupted = true;
+            change(&mut state);
             state.receiver.take()
         };
         if let Some(receiver) = receiver {
