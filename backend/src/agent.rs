@@ -618,7 +618,7 @@ impl Agent {
     /// priority. `None` once the hub has shut down and the mailbox is drained.
     pub async fn recv(&mut self) -> Option<Envelope> {
         loop {
-            let env = match self.from_hand() {
+            let env = match self.next_in_hand() {
                 Some(env) => env,
                 None => {
                     let batch = self.sender.slot.mailbox.next_batch().await?;
@@ -636,7 +636,7 @@ impl Agent {
     /// polls again or drops the agent.
     pub(crate) fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<Envelope>> {
         loop {
-            let env = match self.from_hand() {
+            let env = match self.next_in_hand() {
                 Some(env) => env,
                 None => {
                     let Some(batch) = ready!(self.sender.slot.mailbox.poll_next_batch(cx)) else {
@@ -657,7 +657,7 @@ impl Agent {
     /// The next message of the batch in hand; `None` when it is empty, its buffer back in
     /// the pool.
     #[inline]
-    fn from_hand(&mut self) -> Option<Envelope> {
+    fn next_in_hand(&mut self) -> Option<Envelope> {
         let env = self.hand.pop_front();
         match env {
             Some(_) => self.taken += 1,
@@ -698,7 +698,7 @@ impl Agent {
     /// The next message if one is waiting, without waiting.
     pub fn try_recv(&mut self) -> Option<Envelope> {
         loop {
-            let env = match self.from_hand() {
+            let env = match self.next_in_hand() {
                 Some(env) => env,
                 None => {
                     let batch = self.sender.slot.mailbox.pop()?;
