@@ -182,15 +182,24 @@ async fn forged_replayed_and_disordered_frames_are_refused_and_counted() {
     });
     let request = {
         use futures_util::StreamExt;
-        let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(30), spy.next()).await else {
-            panic!("no request for y within 30 s: {:?}", stats());
-        };
         let limits = frame::Limits {
             max_frame: 1 << 20,
             max_payload: 1 << 20,
         };
-        let f = frame::decode(m.payload, limits, 0).unwrap();
-        f.envelopes.into_iter().find(|e| e.is_request()).unwrap()
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let Ok(Some(m)) = tokio::time::timeout_at(deadline, spy.next()).await else {
+                panic!("no request for y within 30 s: {:?}", stats());
+            };
+            let f = frame::decode(m.payload, limits, 0).unwrap();
+            let kinds: Vec<_> = f.envelopes.iter().map(|e| e.kind_name()).collect();
+            if let Some(r) = f.envelopes.into_iter().find(|e| e.is_request()) {
+                break r;
+            }
+            // Seen on a loaded machine: a frame for y before the request (its link's first
+            // frame, sent late). The request is what this part is about.
+            eprintln!("skipped a frame for y without a request: {kinds:?}");
+        }
     };
     let reply = |from_node: &str, n: Numbers, body: &str| {
         let mut e = envelope(y_agent, requester.id(), Kind::Reply(request.id), body);
