@@ -273,6 +273,66 @@ async fn stop_handles_what_is_queued_then_deregisters() {
     hub.shutdown().await.unwrap();
 }
 
+/// Sends that race a stop: each is handled, counted as a drop (`recipient_gone`), or
+/// refused (`UnknownAgent`). None is unaccounted.
+#[tokio::test(start_paused = true)]
+async fn sends_racing_a_stop_are_handled_counted_or_refused() {
+    let hub = Hub::start(HubConfig::default()).unwrap();
+    let handled = Arc::new(AtomicU64::new(0));
+    let count = handled.clone();
+    let slow = hub
+        .spawn(
+            "slow",
+            move |_ctx: Context, _env: Envelope| {
+                let count = count.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    count.fetch_add(1, Ordering::Relaxed);
+                    Ok::<(), Error>(())
+                }
+            },
+            Restart::default(),
+        )
+        .unwrap();
+    let id = slow.id();
+    let boss = hub.register("boss").unwrap();
+    for n in 0..100u64 {
+        boss.send(id, n.to_le_bytes().to_vec()).await.unwrap();
+    }
+    hub.flush();
+    until("the first message in hand", || {
+        handled.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    let stopping = tokio::spawn(slow.clone().stop());
+    let mut refused = 0u64;
+    // Four seconds of sends: the stop ends the agent well before.
+    for n in 100..900u64 {
+        match boss.send(id, n.to_le_bytes().to_vec()).await {
+            Ok(_) => {}
+            Err(Error::UnknownAgent(_)) => refused += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stopping.await.unwrap().unwrap();
+    hub.flush();
+    let m = hub.metrics();
+    let gone = m.messages_dropped["recipient_gone"];
+    let done = handled.load(Ordering::Relaxed);
+    assert!(
+        done >= 100,
+        "what was queued at the stop is handled: {done}"
+    );
+    assert!(refused > 0, "sends after the agent left are refused");
+    assert_eq!(
+        done + gone + refused,
+        900,
+        "handled {done}, dropped {gone}, refused {refused}"
+    );
+    hub.shutdown().await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn shutdown_lets_agents_finish_and_reports_a_handler_that_never_returns() {
     let mut config = HubConfig::default();

@@ -125,9 +125,11 @@ impl AgentHandle {
         !*self.spawned.done.borrow()
     }
 
-    /// Stops the agent gracefully: the message in hand is finished, the messages already
-    /// queued for it are handled, then it deregisters (later sends to its id fail with
-    /// [`Error::UnknownAgent`](crate::Error::UnknownAgent)). Returns once it has.
+    /// Stops the agent gracefully: the message in hand is finished, then the rest of its
+    /// current batch and the messages queued when it would next wait for mail are handled,
+    /// then it deregisters (later sends to its id fail with
+    /// [`Error::UnknownAgent`](crate::Error::UnknownAgent); what arrived in between is
+    /// counted, `recipient_gone`). Returns once it has.
     ///
     /// # Errors
     ///

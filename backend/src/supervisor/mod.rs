@@ -7,7 +7,8 @@
 //!   (`handler_failed`).
 //! - Past its restart limit the agent stops: it deregisters, what is queued for it becomes
 //!   dead letters (`recipient_gone`), and the event is logged and counted.
-//! - `AgentHandle::stop` finishes the message in hand and what was queued, then stops.
+//! - `AgentHandle::stop` finishes the message in hand, its batch and what is queued when
+//!   the agent would next wait, then stops.
 //! - At shutdown, agents handle what is queued for them for up to
 //!   `HubConfig::agent_shutdown_timeout`. Those still busy after it are aborted, and what
 //!   they had not handled is in `ShutdownReport::unhandled`.
