@@ -229,9 +229,11 @@ async fn the_restart_limit_stops_the_agent_and_the_hub_keeps_working() {
     assert_eq!(report.undelivered, 0);
 }
 
-#[tokio::test(start_paused = true)]
-async fn stop_handles_what_is_queued_then_deregisters() {
-    let hub = Hub::start(HubConfig::default()).unwrap();
+/// A spawned agent taking 10 ms a message, 100 messages queued for it by `boss`, the
+/// first in its handler: the agent, its count of handled messages, and `boss`.
+async fn slow_agent_with_100_queued(
+    hub: &Hub,
+) -> (swarmbus::AgentHandle, Arc<AtomicU64>, swarmbus::Agent) {
     let handled = Arc::new(AtomicU64::new(0));
     let count = handled.clone();
     let slow = hub
@@ -248,16 +250,25 @@ async fn stop_handles_what_is_queued_then_deregisters() {
             Restart::default(),
         )
         .unwrap();
-    let id = slow.id();
     let boss = hub.register("boss").unwrap();
     for n in 0..100u64 {
-        boss.send(id, n.to_le_bytes().to_vec()).await.unwrap();
+        boss.send(slow.id(), n.to_le_bytes().to_vec())
+            .await
+            .unwrap();
     }
     hub.flush();
     until("the first message in hand", || {
         handled.load(Ordering::Relaxed) >= 1
     })
     .await;
+    (slow, handled, boss)
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_handles_what_is_queued_then_deregisters() {
+    let hub = Hub::start(HubConfig::default()).unwrap();
+    let (slow, handled, boss) = slow_agent_with_100_queued(&hub).await;
+    let id = slow.id();
     slow.clone().stop().await.unwrap();
     assert_eq!(
         handled.load(Ordering::Relaxed),
@@ -278,32 +289,8 @@ async fn stop_handles_what_is_queued_then_deregisters() {
 #[tokio::test(start_paused = true)]
 async fn sends_racing_a_stop_are_handled_counted_or_refused() {
     let hub = Hub::start(HubConfig::default()).unwrap();
-    let handled = Arc::new(AtomicU64::new(0));
-    let count = handled.clone();
-    let slow = hub
-        .spawn(
-            "slow",
-            move |_ctx: Context, _env: Envelope| {
-                let count = count.clone();
-                async move {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    count.fetch_add(1, Ordering::Relaxed);
-                    Ok::<(), Error>(())
-                }
-            },
-            Restart::default(),
-        )
-        .unwrap();
+    let (slow, handled, boss) = slow_agent_with_100_queued(&hub).await;
     let id = slow.id();
-    let boss = hub.register("boss").unwrap();
-    for n in 0..100u64 {
-        boss.send(id, n.to_le_bytes().to_vec()).await.unwrap();
-    }
-    hub.flush();
-    until("the first message in hand", || {
-        handled.load(Ordering::Relaxed) >= 1
-    })
-    .await;
     let stopping = tokio::spawn(slow.clone().stop());
     let mut refused = 0u64;
     // Four seconds of sends: the stop ends the agent well before.
