@@ -77,10 +77,7 @@ impl Budget {
     /// A message was handled: the next delay starts at `backoff` again.
     #[inline]
     pub(crate) fn succeeded(&mut self) {
-        // Read first: a line that stays clean costs nothing to evict.
-        if self.in_a_row != 0 {
-            self.in_a_row = 0;
-        }
+        self.in_a_row = 0;
     }
 
     /// A failure at `now`: restart (after a delay) or give up.
