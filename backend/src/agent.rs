@@ -146,6 +146,15 @@ impl AgentSender {
         self.bus.dead_letter(reason, env);
     }
 
+    /// [`dead_letter`](Self::dead_letter) for a message whose payload is not at hand.
+    pub(crate) fn dead_letter_without_payload(
+        &self,
+        reason: crate::metrics::DropReason,
+        env: Envelope,
+    ) {
+        self.bus.dead_letter_without_payload(reason, env);
+    }
+
     /// The name it registered with.
     pub fn name(&self) -> &str {
         &self.slot.name

@@ -137,7 +137,17 @@ impl DeadLetters {
     }
 
     /// Keeps `env`, dropped for `reason`, evicting the oldest letter when full.
-    pub(crate) fn record(&self, reason: DropReason, mut env: Envelope) {
+    pub(crate) fn record(&self, reason: DropReason, env: Envelope) {
+        self.keep(reason, env, false);
+    }
+
+    /// [`record`](Self::record) for a message whose payload is not at hand (a failed
+    /// handler kept it): kept as `payload_dropped`, counted with the payloads not kept.
+    pub(crate) fn record_without_payload(&self, reason: DropReason, env: Envelope) {
+        self.keep(reason, env, true);
+    }
+
+    fn keep(&self, reason: DropReason, mut env: Envelope, payload_gone: bool) {
         self.recorded.add(reason as usize, 1);
         if let Some(tap) = self.tap.get() {
             // Bounded: a log that cannot keep up loses copies (counted there), never stalls this.
@@ -145,7 +155,7 @@ impl DeadLetters {
                 reason,
                 at: SystemTime::now(),
                 envelope: env.clone(),
-                payload_dropped: false,
+                payload_dropped: payload_gone,
             });
         }
         if self.capacity == 0 {
@@ -173,11 +183,12 @@ impl DeadLetters {
                 evicted += 1;
             }
         }
-        let payload_dropped = size > 0
-            && store
-                .payload_bytes
-                .checked_add(size)
-                .is_none_or(|total| total > self.payload_budget);
+        let payload_dropped = payload_gone
+            || size > 0
+                && store
+                    .payload_bytes
+                    .checked_add(size)
+                    .is_none_or(|total| total > self.payload_budget);
         if payload_dropped {
             env.payload = Payload::from(Vec::new());
         } else {

@@ -91,12 +91,6 @@ impl Envelope {
         }
     }
 
-    /// The same message with `payload` in place of its own.
-    pub(crate) fn with_payload(mut self, payload: Payload) -> Envelope {
-        self.payload = payload;
-        self
-    }
-
     /// Its kind's name (`message`, `topic`, `request`, `reply`, `chunk`, `failed`, `cancel`).
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn kind_name(&self) -> &'static str {

@@ -432,3 +432,168 @@ async fn a_request_whose_handler_fails_fails_at_once_not_at_its_timeout() {
     );
     hub.shutdown().await.unwrap();
 }
+
+/// How a test handler fails with the message it was given.
+#[derive(Clone, Copy, Debug)]
+enum Fails {
+    /// Panics before it returns a future.
+    AtCall,
+    /// Panics in its first poll.
+    AtOnce,
+    /// Returns an error after waiting (its future was polled again).
+    ErrAfterWaiting,
+    /// Panics after waiting.
+    PanicAfterWaiting,
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_message_reaches_the_dead_letters_whole_however_its_handler_fails() {
+    for how in [
+        Fails::AtCall,
+        Fails::AtOnce,
+        Fails::ErrAfterWaiting,
+        Fails::PanicAfterWaiting,
+    ] {
+        let hub = Hub::start(HubConfig::default()).unwrap();
+        let worker = hub
+            .spawn(
+                "worker",
+                move |_ctx: Context, env: Envelope| {
+                    if matches!(how, Fails::AtCall) {
+                        panic!("at the call");
+                    }
+                    async move {
+                        if matches!(how, Fails::ErrAfterWaiting | Fails::PanicAfterWaiting) {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        if matches!(how, Fails::PanicAfterWaiting | Fails::AtOnce) {
+                            panic!("failing with {} bytes", env.payload().len());
+                        }
+                        Err::<(), _>(format!("failing with {} bytes", env.payload().len()))
+                    }
+                },
+                Restart::default(),
+            )
+            .unwrap();
+        let boss = hub.register("boss").unwrap();
+        // Small (one cache line), large (past any copy limit) and one byte.
+        let bodies: Vec<Vec<u8>> = vec![
+            (0..64u8).collect(),
+            (0..5_000u32).map(|i| (i % 251) as u8).collect(),
+            vec![7],
+        ];
+        let mut ids = Vec::new();
+        for body in &bodies {
+            ids.push(boss.send(worker.id(), body.clone()).await.unwrap());
+        }
+        hub.flush();
+        until("every message failed", || {
+            hub.metrics().supervision.handler_panics + hub.metrics().supervision.handler_errors == 3
+        })
+        .await;
+        let mut dead = hub.dead_letters();
+        dead.reverse();
+        assert_eq!(dead.len(), 3, "{how:?}");
+        for ((d, body), id) in dead.iter().zip(&bodies).zip(&ids) {
+            assert_eq!(d.reason(), "handler_failed");
+            assert!(!d.payload_dropped(), "{how:?}");
+            assert_eq!(d.envelope().id(), *id);
+            assert_eq!(d.envelope().from(), boss.id());
+            assert_eq!(
+                &*d.envelope().payload().bytes().unwrap(),
+                &body[..],
+                "{how:?}"
+            );
+        }
+        assert_eq!(hub.metrics().dead_letter_payloads_dropped, 0);
+        hub.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_that_keeps_its_message_and_fails_leaves_it_counted_without_its_payload() {
+    let hub = Hub::start(HubConfig::default()).unwrap();
+    let mut hoard: Vec<Envelope> = Vec::new();
+    let kept = Arc::new(AtomicU64::new(0));
+    let seen = kept.clone();
+    let worker = hub
+        .spawn(
+            "hoarder",
+            move |_ctx: Context, env: Envelope| {
+                // Its own state takes the message; then it fails.
+                hoard.push(env);
+                seen.store(hoard.len() as u64, Ordering::SeqCst);
+                std::future::ready(Err::<(), _>("kept it, then failed"))
+            },
+            Restart::default(),
+        )
+        .unwrap();
+    let boss = hub.register("boss").unwrap();
+    let id = boss.send(worker.id(), vec![1u8; 100]).await.unwrap();
+    hub.flush();
+    until("the message failed", || {
+        hub.metrics().supervision.handler_errors == 1
+    })
+    .await;
+    assert_eq!(kept.load(Ordering::SeqCst), 1, "the handler holds it");
+    let dead = hub.dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason(), "handler_failed");
+    assert_eq!(dead[0].envelope().id(), id);
+    assert!(dead[0].payload_dropped());
+    assert!(dead[0].envelope().payload().is_empty());
+    let m = hub.metrics();
+    assert_eq!(m.dead_letter_payloads_dropped, 1);
+    assert_eq!(m.messages_dropped["handler_failed"], 1);
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_context_kept_past_its_message_or_moved_to_a_task_still_sends() {
+    let hub = Hub::start(HubConfig::default()).unwrap();
+    let mut sink = hub.register("sink").unwrap();
+    let to = sink.id();
+    let mut first: Option<Context> = None;
+    let worker = hub
+        .spawn(
+            "worker",
+            move |ctx: Context, env: Envelope| {
+                let n = number(&env);
+                // The context of message 0 is kept and used for every later message; each
+                // context also goes to a task of its own that sends after a while.
+                let kept = first.get_or_insert_with(|| ctx.clone()).clone();
+                let later = ctx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                    let _ = later.send(to, (1_000 + n).to_le_bytes().to_vec()).await;
+                });
+                async move {
+                    kept.send(to, n.to_le_bytes().to_vec()).await?;
+                    drop(ctx);
+                    Ok::<(), Error>(())
+                }
+            },
+            Restart::default(),
+        )
+        .unwrap();
+    let boss = hub.register("boss").unwrap();
+    for n in 0..50u64 {
+        boss.send(worker.id(), n.to_le_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        hub.flush();
+        let env = tokio::time::timeout(Duration::from_secs(5), sink.recv())
+            .await
+            .expect("a send from a kept or moved context")
+            .unwrap();
+        assert_eq!(env.from(), worker.id());
+        got.push(number(&env));
+    }
+    got.sort_unstable();
+    let want: Vec<u64> = (0..50).chain(1_000..1_050).collect();
+    assert_eq!(got, want, "each once");
+    hub.shutdown().await.unwrap();
+}

@@ -22,6 +22,18 @@ impl Bus {
         self.dead.record(reason, env);
     }
 
+    /// [`dead_letter`](Self::dead_letter) for a message whose payload is not at hand (a
+    /// failed handler kept it): kept without it, as `payload_dropped`.
+    pub(crate) fn dead_letter_without_payload(&self, reason: DropReason, env: Envelope) {
+        env.settle(if self.is_closing() {
+            Outcome::Returned
+        } else {
+            Outcome::Taken
+        });
+        self.metrics.drop_n(reason, 1);
+        self.dead.record_without_payload(reason, env);
+    }
+
     /// [`dead_letter`](Self::dead_letter) for each of `envs`.
     pub(crate) fn dead_letters(
         &self,

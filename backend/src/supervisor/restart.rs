@@ -53,6 +53,8 @@ pub(crate) enum Verdict {
 
 /// The restarts of one agent within the policy's window.
 #[derive(Debug)]
+// The count each message writes last: next to what the loop touches per message.
+#[repr(C)]
 pub(crate) struct Budget {
     policy: Restart,
     recent: VecDeque<Instant>,

@@ -1,5 +1,9 @@
 //! Message payloads: shared bytes, gzip-compressed above a threshold.
 
+mod reclaim;
+
+pub(crate) use reclaim::Watch;
+
 use crate::{codec, Result};
 use bytes::Bytes;
 use std::borrow::Cow;
@@ -60,7 +64,8 @@ impl Payload {
     pub(crate) fn detached(&self) -> Payload {
         Payload {
             data: Bytes::copy_from_slice(&self.data),
-            ..self.clone()
+            original_len: self.original_len,
+            compressed: self.compressed,
         }
     }
 
@@ -180,6 +185,15 @@ impl Payload {
             }
             None => false,
         }
+    }
+}
+
+impl Drop for Payload {
+    /// Frees the bytes, unless a spawned agent's loop watches for them on this thread
+    /// (see `reclaim`).
+    #[inline]
+    fn drop(&mut self) {
+        reclaim::dropping(self);
     }
 }
 
