@@ -134,7 +134,7 @@ else
       driver 3
       echo "==> spawned agents and groups, same driver, same run"
       # Seven reps: the targets take the median of rep-by-rep ratios.
-      agent_kinds 7
+      agent_kinds 15
     fi
   done
   if command -v nats-server >/dev/null 2>&1; then

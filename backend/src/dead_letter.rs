@@ -60,8 +60,10 @@ impl DeadLetter {
         &self.envelope
     }
 
-    /// Whether the payload was left out because the store's payload budget was spent
-    /// (`dead_letter_payload_bytes`); the metadata is kept either way.
+    /// Whether the payload was left out: the store's payload budget was spent
+    /// (`dead_letter_payload_bytes`), or a spawned agent's handler failed after moving its
+    /// message elsewhere (into its state, to another task), which still holds the payload.
+    /// The metadata is kept either way.
     pub fn payload_dropped(&self) -> bool {
         self.payload_dropped
     }

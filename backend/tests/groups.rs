@@ -208,3 +208,55 @@ async fn capabilities_are_found_and_requested() {
     assert!(hub.find("translate").is_empty());
     hub.shutdown().await.unwrap();
 }
+
+/// Each new thread reads the groups through a copy of its own (taken round-robin): joins
+/// and leaves reach every copy, so no thread sends to a member that left or misses one
+/// that joined.
+#[tokio::test]
+async fn every_thread_sees_joins_and_leaves() {
+    let hub = Hub::start(HubConfig::default()).unwrap();
+    let (a, b) = (hub.register("a").unwrap(), hub.register("b").unwrap());
+    a.join_group("crew").unwrap();
+    b.join_group("crew").unwrap();
+    let sender = hub.register("sender").unwrap().sender();
+    let sends_from_new_threads = |n: usize| {
+        let sender = sender.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut got = Vec::new();
+                for _ in 0..n {
+                    got.push(sender.send_group("crew", "x").await);
+                }
+                got
+            })
+        })
+    };
+    // 32 threads: more than there are copies on any machine (at most 16).
+    let before: Vec<_> = (0..32).map(|_| sends_from_new_threads(4)).collect();
+    for t in before {
+        assert!(t.join().unwrap().iter().all(Result::is_ok));
+    }
+    hub.flush();
+    assert_eq!(a.pending() + b.pending(), 32 * 4);
+
+    assert!(a.leave_group("crew"));
+    let a_had = a.pending();
+    let after: Vec<_> = (0..32).map(|_| sends_from_new_threads(4)).collect();
+    for t in after {
+        assert!(t.join().unwrap().iter().all(Result::is_ok));
+    }
+    hub.flush();
+    assert_eq!(a.pending(), a_had, "no thread sent to the member that left");
+    assert_eq!(a.pending() + b.pending(), 64 * 4);
+
+    assert!(b.leave_group("crew"));
+    let empty: Vec<_> = (0..32).map(|_| sends_from_new_threads(1)).collect();
+    for t in empty {
+        assert!(matches!(t.join().unwrap()[0], Err(Error::UnknownGroup(_))));
+    }
+    hub.shutdown().await.unwrap();
+}

@@ -38,21 +38,76 @@ pub(crate) struct MemberLoad {
     pub(crate) queued: u64,
 }
 
+type Map = HashMap<Arc<str>, Vec<Member>>;
+
+/// One copy of the names and their members, behind a lock of its own, on cache lines of
+/// its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard(RwLock<Map>);
+
 /// Named sets of agents.
+///
+/// Kept in a few identical copies, each thread reading its own: a read lock writes its
+/// lock's word, and one word that every sender writes bounced between the cores on each
+/// send to a group (measured: half of a pick's cost, 7% of all cycles with two cores
+/// sending to a group of 100). A change is made to every copy, in order, under `writer`.
 #[derive(Debug)]
 pub(crate) struct Groups {
     kind: GroupKind,
-    /// One lock for names and members: a pick takes one read lock (every sender shares
-    /// its word; a second lock per group was a second shared word per send).
-    map: RwLock<HashMap<Arc<str>, Vec<Member>>>,
+    shards: Box<[Shard]>,
+    /// Serializes changes, so the copies see them in one order.
+    writer: parking_lot::Mutex<()>,
+}
+
+/// How many copies: twice the cores (threads take them round-robin, so the runtime's
+/// workers rarely share one), at most 16.
+fn shard_count() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .saturating_mul(2)
+        .clamp(1, 16)
+}
+
+/// This thread's copy, out of `n`: taken round-robin by each thread at its first read.
+fn this_thread_shard(n: usize) -> usize {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static MINE: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    let mut mine = MINE.get();
+    if mine == usize::MAX {
+        mine = NEXT.fetch_add(1, Ordering::Relaxed);
+        MINE.set(mine);
+    }
+    mine % n
 }
 
 impl Groups {
     pub(crate) fn new(kind: GroupKind) -> Self {
         Self {
             kind,
-            map: RwLock::default(),
+            shards: (0..shard_count()).map(|_| Shard::default()).collect(),
+            writer: parking_lot::Mutex::new(()),
         }
+    }
+
+    /// The copy for reads off the send path.
+    fn any(&self) -> &RwLock<Map> {
+        &self.shards[0].0
+    }
+
+    /// Applies `change` to every copy.
+    fn change<T>(&self, mut change: impl FnMut(&mut Map) -> T) -> T {
+        let _one_at_a_time = self.writer.lock();
+        // There is always one copy at least (`shard_count`).
+        let out = change(&mut self.shards[0].0.write());
+        for shard in &self.shards[1..] {
+            change(&mut shard.0.write());
+        }
+        out
     }
 
     /// Checks a name: the rules of topic names.
@@ -79,18 +134,23 @@ impl Groups {
         if kept.iter().any(|g| &**g == name) {
             return Ok(None);
         }
-        // Under the map's lock: a group that loses its last member leaves the map under it
-        // too, so a member is never added to a group that is no longer there.
-        let mut map = self.map.write();
-        let key: Arc<str> = match map.get_key_value(name) {
-            Some((k, _)) => k.clone(),
-            None => name.into(),
-        };
-        kept.push(key.clone());
-        map.entry(key.clone()).or_default().push(Member {
-            id: slot.id,
-            mailbox: slot.mailbox.clone(),
+        // Under the maps' locks: a group that loses its last member leaves the maps under
+        // them too, so a member is never added to a group that is no longer there.
+        let mut key: Option<Arc<str>> = None;
+        self.change(|map| {
+            let k = key
+                .get_or_insert_with(|| match map.get_key_value(name) {
+                    Some((k, _)) => k.clone(),
+                    None => name.into(),
+                })
+                .clone();
+            map.entry(k).or_default().push(Member {
+                id: slot.id,
+                mailbox: slot.mailbox.clone(),
+            });
         });
+        let key = key.unwrap_or_else(|| name.into());
+        kept.push(key.clone());
         Ok(Some(key))
     }
 
@@ -122,17 +182,18 @@ impl Groups {
     }
 
     fn remove(&self, id: AgentId, name: &str) {
-        let mut map = self.map.write();
-        let Some(members) = map.get_mut(name) else {
-            return;
-        };
-        if let Some(at) = members.iter().position(|m| m.id == id) {
-            // Order is not kept: the turn rotates over whatever order there is.
-            members.swap_remove(at);
-        }
-        if members.is_empty() {
-            map.remove(name);
-        }
+        self.change(|map| {
+            let Some(members) = map.get_mut(name) else {
+                return;
+            };
+            if let Some(at) = members.iter().position(|m| m.id == id) {
+                // Order is not kept: the turn rotates over whatever order there is.
+                members.swap_remove(at);
+            }
+            if members.is_empty() {
+                map.remove(name);
+            }
+        });
     }
 
     /// The error for a name without members.
@@ -150,7 +211,7 @@ impl Groups {
     /// batch (50 messages, 10 ms), and reading them takes the mailbox's lock. `None` when
     /// `name` has no local member.
     pub(crate) fn pick(&self, name: &str, turn: usize) -> Option<(AgentId, usize)> {
-        let map = self.map.read();
+        let map = self.shards[this_thread_shard(self.shards.len())].0.read();
         let members = map.get(name)?;
         let n = members.len();
         if n == 0 {
@@ -173,7 +234,7 @@ impl Groups {
 
     /// The members of `name` (none when it has none).
     pub(crate) fn members(&self, name: &str) -> Vec<AgentId> {
-        self.map
+        self.any()
             .read()
             .get(name)
             .map_or_else(Vec::new, |g| g.iter().map(|m| m.id).collect())
@@ -181,7 +242,7 @@ impl Groups {
 
     /// The members of `name` with their mailbox depths (to announce to other hubs).
     pub(crate) fn loads_of(&self, name: &str) -> Vec<MemberLoad> {
-        self.map.read().get(name).map_or_else(Vec::new, |g| {
+        self.any().read().get(name).map_or_else(Vec::new, |g| {
             g.iter()
                 .map(|m| MemberLoad {
                     id: m.id,
@@ -193,13 +254,13 @@ impl Groups {
 
     /// The names that have members.
     pub(crate) fn names(&self) -> Vec<Arc<str>> {
-        self.map.read().keys().cloned().collect()
+        self.any().read().keys().cloned().collect()
     }
 
     /// Every group with its members' loads, largest groups first, at most `limit`.
     pub(crate) fn loads(&self, limit: usize) -> Vec<(String, Vec<MemberLoad>)> {
         let mut all: Vec<(String, Vec<MemberLoad>)> = self
-            .map
+            .any()
             .read()
             .iter()
             .map(|(name, g)| {

@@ -140,7 +140,7 @@ metric_table! {
     DeadLetters: "dead_letters", None, Gauge, [], "Dead letters held (messages that reached no agent; GET /api/dead-letters).";
     DeadLettersRecorded: "dead_letters_recorded", None, Counter, ["reason"], "Dead letters recorded, by the reason the message was dropped.";
     DeadLettersEvicted: "dead_letters_evicted", None, Counter, [], "Dead letters pushed out of the bounded store by newer ones.";
-    DeadLetterPayloadsDropped: "dead_letter_payloads_dropped", None, Counter, [], "Dead letters kept without their payload (dead_letter_payload_bytes spent).";
+    DeadLetterPayloadsDropped: "dead_letter_payloads_dropped", None, Counter, [], "Dead letters kept without their payload (dead_letter_payload_bytes spent, or a failed handler kept its message).";
     DeadLettersReplayed: "dead_letters_replayed", None, Counter, ["result"], "Dead letters replayed, by result: sent, failed (kept).";
     Workers: "workers", None, Gauge, [], "Worker threads in the elastic pool.";
     WorkersBusy: "workers_busy", None, Gauge, [], "Workers running a unit now.";

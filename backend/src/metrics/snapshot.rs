@@ -120,7 +120,8 @@ pub struct MetricsSnapshot {
     pub dead_letters_recorded: BTreeMap<&'static str, u64>,
     /// Dead letters pushed out of the store by newer ones (or not kept: `dead_letters` 0).
     pub dead_letters_evicted: u64,
-    /// Dead letters kept without their payload (`dead_letter_payload_bytes` was spent).
+    /// Dead letters kept without their payload (`dead_letter_payload_bytes` was spent, or a
+    /// failed spawned handler had moved its message elsewhere).
     pub dead_letter_payloads_dropped: u64,
     /// Dead letters replayed, by result: `sent` (accepted again), `failed` (refused again;
     /// kept in the store).

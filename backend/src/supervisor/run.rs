@@ -71,19 +71,22 @@ where
         let spawned = &ended.spawned;
         let mut call = std::pin::pin!(None::<Fut>);
         loop {
-            let next = std::future::poll_fn(|cx| step.poll(cx, call.as_mut())).await;
-            let Some((failure, env)) = next else { break };
-            // The rare path in a box of its own, out of the loop's future.
-            if Box::pin(failed(
-                failure,
-                env,
-                step.ctx.sender(),
-                &mut step.budget,
-                spawned,
-                &ended.book,
-            ))
-            .await
-            {
+            // The rare path in a box of its own, out of the loop's future; the failed
+            // message is moved into it in a block of its own, so the loop's future does
+            // not keep a slot for it across the `await` (168 bytes).
+            let failing = {
+                let next = std::future::poll_fn(|cx| step.poll(cx, call.as_mut())).await;
+                let Some((failure, env)) = next else { break };
+                Box::pin(failed(
+                    failure,
+                    env,
+                    step.ctx.sender(),
+                    &mut step.budget,
+                    spawned,
+                    &ended.book,
+                ))
+            };
+            if failing.await {
                 break;
             }
         }
