@@ -133,7 +133,7 @@ else
       echo "==> shared driver: swarmbus and peers, same driver, same run"
       driver 3
       echo "==> spawned agents and groups, same driver, same run"
-      # Seven reps: the targets take the median of rep-by-rep ratios.
+      # Fifteen reps: the targets take the median of rep-by-rep ratios.
       agent_kinds 15
     fi
   done
