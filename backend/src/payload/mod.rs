@@ -69,6 +69,20 @@ impl Payload {
         }
     }
 
+    /// A watch for this payload's bytes (see `reclaim`); `None` when empty.
+    pub(crate) fn watch(&self) -> Option<Watch> {
+        Watch::of(&self.data)
+    }
+
+    /// A payload again from the parts a watch got back.
+    pub(crate) fn from_parked((data, original_len, compressed): reclaim::Parked) -> Payload {
+        Payload {
+            data,
+            original_len,
+            compressed,
+        }
+    }
+
     /// Size of the original bytes.
     pub fn len(&self) -> usize {
         if self.compressed {
@@ -193,7 +207,7 @@ impl Drop for Payload {
     /// (see `reclaim`).
     #[inline]
     fn drop(&mut self) {
-        reclaim::dropping(self);
+        reclaim::dropping(&mut self.data, self.original_len, self.compressed);
     }
 }
 

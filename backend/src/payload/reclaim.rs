@@ -10,7 +10,7 @@
 //! here, and the loop takes it back when the handler's poll returns. A drop anywhere else
 //! frees the bytes as usual; the check is one thread-local read per dropped payload.
 
-use super::Payload;
+use bytes::Bytes;
 use std::cell::Cell;
 
 thread_local! {
@@ -18,9 +18,12 @@ thread_local! {
     static WATCHED: Cell<usize> = const { Cell::new(0) };
     /// The watched payload's stored length.
     static WATCHED_LEN: Cell<usize> = const { Cell::new(0) };
-    /// The watched payload, once dropped.
-    static PARKED: Cell<Option<Payload>> = const { Cell::new(None) };
+    /// The watched payload's parts (bytes, original length, compressed), once dropped.
+    static PARKED: Cell<Option<Parked>> = const { Cell::new(None) };
 }
+
+/// A payload's parts: its stored bytes, its original length, whether compressed.
+pub(crate) type Parked = (Bytes, u32, bool);
 
 /// Which payload to watch for: its bytes' address and length, nothing that keeps them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +35,7 @@ pub(crate) struct Watch {
 impl Watch {
     /// A watch for `payload`; `None` for an empty one (nothing to get back: any empty
     /// payload is as good, and empty ones share one address).
-    pub(crate) fn of(payload: &Payload) -> Option<Watch> {
-        let data = payload.wire_bytes();
+    pub(crate) fn of(data: &Bytes) -> Option<Watch> {
         (!data.is_empty()).then(|| Watch {
             ptr: data.as_ptr() as usize,
             len: data.len(),
@@ -54,7 +56,7 @@ impl Watch {
 
     /// Stops watching; the payload if it was dropped while armed.
     #[inline]
-    pub(crate) fn disarm(self) -> Option<Payload> {
+    pub(crate) fn disarm(self) -> Option<Parked> {
         if WATCHED.get() == self.ptr {
             // Not dropped: still armed.
             WATCHED.set(0);
@@ -66,31 +68,27 @@ impl Watch {
             .try_with(Cell::take)
             .ok()
             .flatten()
-            .filter(|p| Watch::of(p) == Some(self))
+            .filter(|(data, _, _)| Watch::of(data) == Some(self))
     }
 }
 
 /// Called by `Payload`'s `Drop`: parks `data` if it is the watched payload.
 #[inline(always)]
-pub(super) fn dropping(payload: &mut Payload) {
+pub(super) fn dropping(data: &mut Bytes, original_len: u32, compressed: bool) {
     let watched = WATCHED.get();
-    if watched != 0 && watched == payload.data.as_ptr() as usize {
-        park(payload);
+    if watched != 0 && watched == data.as_ptr() as usize {
+        park(data, original_len, compressed);
     }
 }
 
 #[cold]
 #[inline(never)]
-fn park(payload: &mut Payload) {
-    if WATCHED_LEN.get() != payload.data.len() {
+fn park(data: &mut Bytes, original_len: u32, compressed: bool) {
+    if WATCHED_LEN.get() != data.len() {
         return;
     }
     WATCHED.set(0);
-    let parked = Payload {
-        data: std::mem::take(&mut payload.data),
-        original_len: payload.original_len,
-        compressed: payload.compressed,
-    };
+    let parked = (std::mem::take(data), original_len, compressed);
     // During thread teardown the slot may be gone: the bytes are just freed.
     let _ = PARKED.try_with(|slot| slot.set(Some(parked)));
 }
@@ -99,57 +97,46 @@ fn park(payload: &mut Payload) {
 mod tests {
     use super::*;
 
+    fn dropped(mut data: Bytes) {
+        dropping(&mut data, 0, false);
+    }
+
     #[test]
-    fn the_watched_payload_comes_back_and_others_are_freed() {
-        let p = Payload::from(vec![1u8, 2, 3]);
-        let other = Payload::from(vec![1u8, 2, 3]);
+    fn the_watched_bytes_come_back_and_others_are_freed() {
+        let p = Bytes::from(vec![1u8, 2, 3]);
+        let other = Bytes::from(vec![1u8, 2, 3]);
         let watch = Watch::of(&p).unwrap();
         assert!(watch.arm());
         // A second watch on the same thread is refused, not nested.
         assert!(!Watch::of(&other).unwrap().arm());
-        drop(other);
-        drop(p);
-        let back = watch.disarm().expect("the watched payload was parked");
-        assert_eq!(&*back.bytes().unwrap(), &[1, 2, 3]);
-        // Disarmed: a later drop frees as usual.
+        dropped(other);
+        dropped(p);
+        let (back, _, _) = watch.disarm().expect("the watched bytes were parked");
+        assert_eq!(&back[..], &[1, 2, 3]);
         assert!(watch.disarm().is_none());
     }
 
     #[test]
-    fn a_payload_not_dropped_is_not_taken_and_the_watch_ends() {
-        let p = Payload::from(vec![5u8; 10]);
+    fn bytes_not_dropped_are_not_taken_and_the_watch_ends() {
+        let p = Bytes::from(vec![5u8; 10]);
         let watch = Watch::of(&p).unwrap();
         assert!(watch.arm());
         assert!(watch.disarm().is_none());
-        // Nothing armed any more: a new watch arms.
         assert!(watch.arm());
         assert!(watch.disarm().is_none());
-        drop(p);
     }
 
     #[test]
     fn a_shorter_slice_of_the_same_bytes_is_not_the_watched_payload() {
-        let p = Payload::from(vec![9u8; 8]);
-        let head = Payload::new(p.wire_bytes().slice(0..4));
+        let p = Bytes::from(vec![9u8; 8]);
         let watch = Watch::of(&p).unwrap();
         assert!(watch.arm());
-        drop(head);
+        dropped(p.slice(0..4));
         assert!(watch.disarm().is_none());
     }
 
     #[test]
-    fn a_compressed_payload_comes_back_compressed() {
-        let p = Payload::from_compressed(vec![0x1fu8, 0x8b, 0, 1], 40);
-        let watch = Watch::of(&p).unwrap();
-        assert!(watch.arm());
-        drop(p);
-        let back = watch.disarm().unwrap();
-        assert!(back.is_compressed());
-        assert_eq!(back.len(), 40);
-    }
-
-    #[test]
     fn empty_payloads_are_not_watched() {
-        assert!(Watch::of(&Payload::from(Vec::new())).is_none());
+        assert!(Watch::of(&Bytes::new()).is_none());
     }
 }

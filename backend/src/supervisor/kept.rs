@@ -12,7 +12,7 @@
 //! letter has the message without the payload, marked `payload_dropped`.
 
 use crate::payload::Watch;
-use crate::Envelope;
+use crate::{Envelope, Payload};
 
 /// The message in a handler: everything but the payload, and the payload once it is back.
 pub(super) struct Kept {
@@ -31,7 +31,7 @@ impl Kept {
             env: env.without_payload(),
             watch: None,
         };
-        match Watch::of(env.payload()) {
+        match env.payload().watch() {
             // Empty: the payload-less copy is the whole message.
             None => {}
             Some(watch) if watch.arm() => kept.watch = Some(watch),
@@ -55,9 +55,9 @@ impl Kept {
     #[inline]
     pub(super) fn collect(&mut self) {
         if let Some(watch) = self.watch {
-            if let Some(payload) = watch.disarm() {
+            if let Some(parked) = watch.disarm() {
                 self.watch = None;
-                self.env.payload = payload;
+                self.env.payload = Payload::from_parked(parked);
             }
         }
     }
