@@ -11,6 +11,19 @@ use crate::{AgentId, Envelope};
 impl Bus {
     /// Counts `env` as dropped for `reason` and keeps it among the dead letters.
     pub(crate) fn dead_letter(&self, reason: DropReason, env: Envelope) {
+        self.settle_dead(reason, &env);
+        self.dead.record(reason, env);
+    }
+
+    /// [`dead_letter`](Self::dead_letter) for a message whose payload is not at hand (a
+    /// failed handler kept it): kept without it, as `payload_dropped`.
+    pub(crate) fn dead_letter_without_payload(&self, reason: DropReason, env: Envelope) {
+        self.settle_dead(reason, &env);
+        self.dead.record_without_payload(reason, env);
+    }
+
+    /// Settles a message that becomes a dead letter, and counts it.
+    fn settle_dead(&self, reason: DropReason, env: &Envelope) {
         // Kept here, a durable message is done; dropped by a shutdown, the log keeps it
         // for the next start.
         env.settle(if self.is_closing() {
@@ -19,19 +32,6 @@ impl Bus {
             Outcome::Taken
         });
         self.metrics.drop_n(reason, 1);
-        self.dead.record(reason, env);
-    }
-
-    /// [`dead_letter`](Self::dead_letter) for a message whose payload is not at hand (a
-    /// failed handler kept it): kept without it, as `payload_dropped`.
-    pub(crate) fn dead_letter_without_payload(&self, reason: DropReason, env: Envelope) {
-        env.settle(if self.is_closing() {
-            Outcome::Returned
-        } else {
-            Outcome::Taken
-        });
-        self.metrics.drop_n(reason, 1);
-        self.dead.record_without_payload(reason, env);
     }
 
     /// [`dead_letter`](Self::dead_letter) for each of `envs`.
