@@ -643,6 +643,7 @@ impl Agent {
     /// [`recv`](Self::recv) as a poll, for a loop that drives its own future (a spawned
     /// agent's). Pending leaves the task's waker with the mailbox: only for an owner that
     /// polls again or drops the agent.
+    #[inline]
     pub(crate) fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<Envelope>> {
         loop {
             let env = match self.next_in_hand() {

@@ -74,17 +74,48 @@ pub struct Envelope {
     pub(crate) redelivered: bool,
 }
 
-impl Envelope {
-    /// A copy of everything but the payload, left empty: no allocation, and no reference
-    /// count touched but the headers'.
-    pub(crate) fn without_payload(&self) -> Envelope {
+/// An envelope's fields but its payload: what a spawned agent's loop keeps of the message
+/// its handler owns (88 bytes, against 128 for a whole envelope).
+#[derive(Clone, Debug)]
+pub(crate) struct Meta {
+    id: MessageId,
+    from: AgentId,
+    to: AgentId,
+    kind: Kind,
+    priority: Priority,
+    sent_at: u64,
+    headers: Option<Arc<Headers>>,
+    redelivered: bool,
+}
+
+impl Meta {
+    /// The envelope again, with this payload.
+    pub(crate) fn with_payload(self, payload: Payload) -> Envelope {
         Envelope {
+            id: self.id,
+            from: self.from,
+            to: self.to,
+            kind: self.kind,
+            priority: self.priority,
+            payload,
+            sent_at: self.sent_at,
+            headers: self.headers,
+            redelivered: self.redelivered,
+        }
+    }
+}
+
+impl Envelope {
+    /// A copy of everything but the payload: no allocation, and no reference count
+    /// touched but the headers'.
+    #[inline]
+    pub(crate) fn meta(&self) -> Meta {
+        Meta {
             id: self.id,
             from: self.from,
             to: self.to,
             kind: self.kind.clone(),
             priority: self.priority,
-            payload: Payload::new(bytes::Bytes::new()),
             sent_at: self.sent_at,
             headers: self.headers.clone(),
             redelivered: self.redelivered,

@@ -69,6 +69,15 @@ impl Payload {
         }
     }
 
+    /// No bytes (no allocation).
+    pub(crate) const fn empty() -> Payload {
+        Payload {
+            data: Bytes::new(),
+            original_len: 0,
+            compressed: false,
+        }
+    }
+
     /// A watch for this payload's bytes (see `reclaim`); `None` when empty.
     pub(crate) fn watch(&self) -> Option<Watch> {
         Watch::of(&self.data)

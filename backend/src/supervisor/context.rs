@@ -2,6 +2,7 @@
 
 use crate::AgentSender;
 use std::cell::Cell;
+use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -42,8 +43,11 @@ pub struct Context {
 thread_local! {
     /// The loop's lent `Arc` (its address) while its handler is polled on this thread.
     static LENT: Cell<usize> = const { Cell::new(0) };
-    /// That `Arc`, once the handler dropped its context.
-    static RETURNED: Cell<Option<Arc<AgentSender>>> = const { Cell::new(None) };
+    /// That `Arc`, once the handler dropped its context. `ManuallyDrop`: a slot without a
+    /// destructor is not checked for one on each use; the loop empties it before its poll
+    /// returns.
+    static RETURNED: Cell<ManuallyDrop<Option<Arc<AgentSender>>>> =
+        const { Cell::new(ManuallyDrop::new(None)) };
 }
 
 impl Deref for Context {
@@ -65,7 +69,10 @@ impl Drop for Context {
             let lent = LENT.get();
             if lent != 0 && lent == Arc::as_ptr(&sender) as usize {
                 LENT.set(0);
-                let _ = RETURNED.try_with(|slot| slot.set(Some(sender)));
+                // What was there (never: the loop takes it back) is dropped, not leaked.
+                drop(ManuallyDrop::into_inner(
+                    RETURNED.replace(ManuallyDrop::new(Some(sender))),
+                ));
             }
         }
     }
@@ -119,10 +126,7 @@ impl Lender {
             LENT.set(0);
             return;
         }
-        self.spare = RETURNED
-            .try_with(Cell::take)
-            .ok()
-            .flatten()
+        self.spare = ManuallyDrop::into_inner(RETURNED.take())
             .filter(|back| Arc::ptr_eq(back, &self.sender));
     }
 }

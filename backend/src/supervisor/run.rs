@@ -305,7 +305,7 @@ async fn failed(
 
 /// How a handler call ended: `None` for success. A function of its own, so the outcome
 /// (whose error type need not be `Send`) is gone before the next await.
-#[inline]
+#[inline(always)]
 fn verdict<E: Display>(
     outcome: Result<Result<(), E>, Box<dyn std::any::Any + Send>>,
 ) -> Option<(Failure, String)> {
