@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 /// What kind of message an envelope carries. One byte and a request id at most (no
 /// pointer: the topic lives in the headers), so an `Envelope` stays within 128 bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 // The stream kinds come only from the wire until streams are built on this side.
 #[cfg_attr(not(feature = "nats"), allow(dead_code))]
 pub(crate) enum Kind {
@@ -114,7 +114,7 @@ impl Envelope {
             id: self.id,
             from: self.from,
             to: self.to,
-            kind: self.kind.clone(),
+            kind: self.kind,
             priority: self.priority,
             sent_at: self.sent_at,
             headers: self.headers.clone(),

@@ -77,7 +77,7 @@ impl Bus {
             let mut env = self.envelope(
                 old.from,
                 to.unwrap_or(old.to),
-                old.kind.clone(),
+                old.kind,
                 old.priority,
                 old.headers.clone(),
                 old.payload.clone(),

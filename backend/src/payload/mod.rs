@@ -79,16 +79,17 @@ impl Payload {
     }
 
     /// A watch for this payload's bytes (see `reclaim`); `None` when empty.
+    #[inline]
     pub(crate) fn watch(&self) -> Option<Watch> {
-        Watch::of(&self.data)
+        Watch::of(&self.data, self.original_len, self.compressed)
     }
 
-    /// A payload again from the parts a watch got back.
-    pub(crate) fn from_parked((data, original_len, compressed): reclaim::Parked) -> Payload {
+    /// The watched payload again, from the bytes its watch got back.
+    pub(crate) fn from_parked(data: Bytes, watch: Watch) -> Payload {
         Payload {
             data,
-            original_len,
-            compressed,
+            original_len: watch.original_len,
+            compressed: watch.compressed,
         }
     }
 
@@ -128,6 +129,7 @@ impl Payload {
     /// [`Error::CorruptPayload`](crate::Error::CorruptPayload) when the payload is stored
     /// compressed and the data is not a valid gzip member, is truncated, fails its CRC, or
     /// does not expand to exactly its declared size. An uncompressed payload never fails.
+    #[inline]
     pub fn bytes(&self) -> Result<Cow<'_, [u8]>> {
         if self.compressed {
             let len = self.original_len as usize;
@@ -216,7 +218,7 @@ impl Drop for Payload {
     /// (see `reclaim`).
     #[inline]
     fn drop(&mut self) {
-        reclaim::dropping(&mut self.data, self.original_len, self.compressed);
+        reclaim::dropping(&mut self.data);
     }
 }
 

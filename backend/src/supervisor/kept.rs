@@ -69,8 +69,8 @@ impl Kept {
     #[inline]
     pub(super) fn collect(&mut self) {
         if let Held::Watched(watch) = self.payload {
-            if let Some(parked) = watch.disarm() {
-                self.payload = Held::Here(Payload::from_parked(parked));
+            if let Some(bytes) = watch.disarm() {
+                self.payload = Held::Here(Payload::from_parked(bytes, watch));
             }
         }
     }

@@ -199,19 +199,21 @@ impl<H> Step<H> {
             self.in_hand.call_in_flight = true;
             let first = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 call.set(Some((self.handler)(self.ctx.lend(), env)));
-                call.as_mut().as_pin_mut().map(|fut| fut.poll(cx))
+                match call.as_mut().as_pin_mut() {
+                    Some(fut) => fut.poll(cx),
+                    // Not reached: the call was just set.
+                    None => Poll::Ready(Ok(())),
+                }
             }));
             let outcome = match first {
-                Ok(Some(Poll::Pending)) => {
+                Ok(Poll::Pending) => {
                     // It waits: what is kept goes into the loop's state.
                     kept.collect();
                     self.ctx.collect();
                     self.kept = Some(kept);
                     return Poll::Pending;
                 }
-                Ok(Some(Poll::Ready(result))) => Ok(result),
-                // Not reached: the call was just set.
-                Ok(None) => Ok(Ok(())),
+                Ok(Poll::Ready(result)) => Ok(result),
                 Err(payload) => Err(payload),
             };
             call.set(None);
