@@ -88,7 +88,7 @@ driver() {
   count=$((count + 1))
   # 27 cells at most, each rep a run plus its drain.
   if timeout --kill-after=10 "$(((run_s + 10) * 27 * reps + 120))" "$bin/peer-load" --matrix \
-      --reps "$reps" --duration "${run_s}s" --json-dir "$out" --prefix "$tag-" \
+      --reps "$reps" --duration "${DRIVER_DURATION:-${run_s}s}" --json-dir "$out" --prefix "$tag-" \
       --markdown "$out/$tag.md" "$@" >"$out/$tag.out" 2>"$out/$tag.err"; then
     rm -f "$out/$tag.err"
     printf '  [%3d] %-44s ok   %3ds\n' "$count" "$tag matrix ($reps reps)" "$((SECONDS - started))"
@@ -104,11 +104,12 @@ driver() {
   cat "$out/$tag.md" 2>/dev/null || true
 }
 
-# agent_kinds REPS: spawned agents against plain ones (1,000 agents, random peers) and sends to a
-# group of 100 against direct sends to its members, through the same driver.
+# agent_kinds REPS DURATION: spawned agents against plain ones (1,000 agents, random peers) and
+# sends to a group of 100 against direct sends to its members, through the same driver.
 agent_kinds() {
-  DRIVER_TAG=spawn driver "$1" --systems swarmbus,swarmbus-spawned --workloads direct,direct-open
-  DRIVER_TAG=pool driver "$1" --systems swarmbus,swarmbus-group \
+  DRIVER_DURATION=$2 DRIVER_TAG=spawn driver "$1" --systems swarmbus,swarmbus-spawned \
+    --workloads direct,direct-open
+  DRIVER_DURATION=$2 DRIVER_TAG=pool driver "$1" --systems swarmbus,swarmbus-group \
     --workloads direct,direct-open,request --agents 100
 }
 
@@ -118,7 +119,7 @@ if [ "$quick" = 1 ]; then
   echo "==> shared driver: swarmbus and peers, same driver, same run"
   driver 1 --systems swarmbus,flume,tokio,flume-vec50
   echo "==> spawned agents and groups, same driver, same run"
-  agent_kinds 1
+  agent_kinds 1 "${run_s}s"
 else
   echo "==> full suite (${run_s} s runs, ${soak_s} s soak)"
   for agents in 1000 10 10000; do
@@ -133,8 +134,10 @@ else
       echo "==> shared driver: swarmbus and peers, same driver, same run"
       driver 3
       echo "==> spawned agents and groups, same driver, same run"
-      # Fifteen reps: the targets take the median of rep-by-rep ratios.
-      agent_kinds 15
+      # Many short reps: the targets take the median of rep-by-rep ratios, and a pair run
+      # half a second apart sees the same machine (this one's speed swings within seconds;
+      # peer-load prints each paired ratio's 90% interval).
+      agent_kinds 61 500ms
     fi
   done
   if command -v nats-server >/dev/null 2>&1; then

@@ -392,7 +392,15 @@ pub fn markdown(result: &MatrixResult, opts: &MatrixOptions) -> String {
                     match crate::suite::paired_median(&a.per_sec_reps, &b.per_sec_reps)
                         .filter(|_| reps > 1)
                     {
-                        Some(p) => format!("{:.2} (paired {p:.2})", a.per_sec / b.per_sec),
+                        Some(p) => {
+                            match crate::suite::paired_interval(&a.per_sec_reps, &b.per_sec_reps) {
+                                Some((lo, hi)) => format!(
+                                    "{:.2} (paired {p:.2}, 90% CI {lo:.2}–{hi:.2})",
+                                    a.per_sec / b.per_sec
+                                ),
+                                None => format!("{:.2} (paired {p:.2})", a.per_sec / b.per_sec),
+                            }
+                        }
                         None => format!("{:.2}", a.per_sec / b.per_sec),
                     }
                 }
@@ -405,7 +413,7 @@ pub fn markdown(result: &MatrixResult, opts: &MatrixOptions) -> String {
     let _ = write!(
         out,
         "\nMedian of {} reps of {} s each, interleaved across systems, {} tokio workers, 64 B payloads, \
-         in-flight cap {} (`-open`: none); paired: the median of rep-by-rep ratios. Failed cells: {}.\n",
+         in-flight cap {} (`-open`: none); paired: the median of rep-by-rep ratios, with its 90% bootstrap interval. Failed cells: {}.\n",
         opts.reps,
         crate::suite::num(opts.duration.as_secs_f64()),
         opts.threads,

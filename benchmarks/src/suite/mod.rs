@@ -351,14 +351,37 @@ pub fn paired_median(a: &[f64], b: &[f64]) -> Option<f64> {
     if a.is_empty() || a.len() != b.len() || b.iter().any(|x| *x <= 0.0) {
         return None;
     }
-    let mut ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
-    ratios.sort_by(f64::total_cmp);
-    let n = ratios.len();
-    Some(if n % 2 == 1 {
-        ratios[n / 2]
+    Some(median(a.iter().zip(b).map(|(x, y)| x / y).collect()))
+}
+
+/// The median of a non-empty list.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
     } else {
-        (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
-    })
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// A 90% bootstrap interval of [`paired_median`]: the 5th and 95th percentiles of the
+/// median over 2,000 resamples of the rep-by-rep ratios, with a fixed seed (the same reps
+/// give the same interval). `None` as for [`paired_median`], or with fewer than 5 reps.
+pub fn paired_interval(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
+    use rand::{Rng, SeedableRng};
+    paired_median(a, b)?;
+    let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    let n = ratios.len();
+    if n < 5 {
+        return None;
+    }
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(0x5eed);
+    let mut medians: Vec<f64> = (0..2000)
+        .map(|_| median((0..n).map(|_| ratios[rng.random_range(0..n)]).collect()))
+        .collect();
+    medians.sort_by(f64::total_cmp);
+    Some((medians[100], medians[1899]))
 }
 
 /// A number for tables: thousands separated, few decimals.
@@ -390,6 +413,23 @@ pub fn num(v: f64) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_paired_interval_holds_the_median_and_narrows_with_reps() {
+        let over = vec![100.0; 41];
+        // Ratios 0.80, 0.81, ..., 1.20: median 1.00.
+        let run: Vec<f64> = (0..41).map(|i| 80.0 + i as f64).collect();
+        let (lo, hi) = paired_interval(&run, &over).unwrap();
+        assert!(lo < 1.0 && 1.0 < hi, "{lo} {hi}");
+        assert!(lo > 0.9 && hi < 1.1, "{lo} {hi}");
+        // The same reps, the same interval.
+        assert_eq!(paired_interval(&run, &over), Some((lo, hi)));
+        let few: Vec<f64> = (0..5).map(|i| 80.0 + 10.0 * i as f64).collect();
+        let (flo, fhi) = paired_interval(&few, &over[..5]).unwrap();
+        assert!(fhi - flo > hi - lo);
+        assert_eq!(paired_interval(&few[..4], &over[..4]), None);
+        assert_eq!(paired_interval(&run, &over[..40]), None);
+    }
 
     fn results() -> Results {
         let mut r = Results::default();
