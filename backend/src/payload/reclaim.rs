@@ -20,9 +20,9 @@ thread_local! {
     /// The watched payload's stored length.
     static WATCHED_LEN: Cell<usize> = const { Cell::new(0) };
     /// The watched payload's bytes, once dropped (the rest of the payload is in its
-    /// `Watch`). `ManuallyDrop`, so the slot has no destructor to register and check on each use
-    /// (the state check cost spawned agents 40 instructions a message): it is emptied
-    /// before the loop's poll returns, so nothing is left in it when a thread ends.
+    /// `Watch`). `ManuallyDrop`, so the slot has no destructor to register and check on
+    /// each use: it is emptied before the loop's poll returns, so nothing is left in it
+    /// when a thread ends.
     static PARKED: Cell<ManuallyDrop<Option<Bytes>>> = const { Cell::new(ManuallyDrop::new(None)) };
 }
 

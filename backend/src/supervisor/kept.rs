@@ -102,6 +102,9 @@ impl Drop for Kept {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::Kind;
+    use crate::{AgentId, MessageId, Priority};
+    use std::io::Write;
 
     #[test]
     fn what_is_kept_of_a_message_is_moved_without_a_memcpy_call() {
@@ -110,5 +113,55 @@ mod tests {
             "{}",
             std::mem::size_of::<Kept>()
         );
+    }
+
+    fn envelope(payload: Payload) -> Envelope {
+        Envelope {
+            id: MessageId::new_v4(),
+            from: AgentId::new_v4(),
+            to: AgentId::new_v4(),
+            kind: Kind::Request,
+            priority: Priority::Critical,
+            payload,
+            sent_at: 42,
+            headers: None,
+            redelivered: true,
+        }
+    }
+
+    #[test]
+    fn a_compressed_payload_dropped_by_the_handler_comes_back_whole() {
+        let text = vec![b'a'; 4096];
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&text).unwrap();
+        let env = envelope(Payload::from_compressed(gz.finish().unwrap(), text.len()));
+        let (id, from, to) = (env.id(), env.from(), env.to());
+        let kept = Kept::of(&env);
+        // The handler drops its message on this thread while the watch is armed.
+        drop(env);
+        let (back, missing) = kept.into_envelope();
+        assert!(!missing);
+        assert!(back.payload().is_compressed());
+        assert_eq!(&*back.payload().bytes().unwrap(), &text[..]);
+        assert_eq!((back.id(), back.from(), back.to()), (id, from, to));
+        assert_eq!(back.priority(), Priority::Critical);
+        assert!(back.is_request() && back.redelivered());
+    }
+
+    #[test]
+    fn a_payload_the_handler_keeps_is_missing_and_nothing_stays_armed() {
+        let env = envelope(Payload::new(vec![7u8; 64]));
+        let kept = Kept::of(&env);
+        let (back, missing) = kept.into_envelope();
+        assert!(missing && back.payload().is_empty());
+        // The watch ended: the handler's later drop frees the bytes, and a new watch arms.
+        let other = envelope(Payload::new(vec![8u8; 64]));
+        let next = Kept::of(&other);
+        assert!(matches!(next.payload, Held::Watched(_)));
+        drop(env);
+        drop(other);
+        let (again, missing) = next.into_envelope();
+        assert!(!missing);
+        assert_eq!(&*again.payload().bytes().unwrap(), &[8u8; 64][..]);
     }
 }
