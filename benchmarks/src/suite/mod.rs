@@ -370,12 +370,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// give the same interval). `None` as for [`paired_median`], or with fewer than 5 reps.
 pub fn paired_interval(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
     use rand::{Rng, SeedableRng};
-    paired_median(a, b)?;
-    let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
-    let n = ratios.len();
-    if n < 5 {
+    let n = a.len();
+    if n < 5 || n != b.len() || b.iter().any(|x| *x <= 0.0) {
         return None;
     }
+    let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
     let mut rng = rand::rngs::SmallRng::seed_from_u64(0x5eed);
     let mut medians: Vec<f64> = (0..2000)
         .map(|_| median((0..n).map(|_| ratios[rng.random_range(0..n)]).collect()))
